@@ -1,0 +1,40 @@
+"""scasml: inference-time correction of machine-learned PDE solvers (SCaSML) in JAX.
+
+Convention (terminal-value problem, z = σᵀ∇u):
+    ∂_t u + μ·∇u + ½ Tr(σσᵀ ∇²u) + f(t, x, u, σᵀ∇u) = 0,    u(T, x) = g(x).
+"""
+
+from . import equations as equations
+from ._derivatives import AbstractTraceEstimator as AbstractTraceEstimator
+from ._derivatives import ExactTrace as ExactTrace
+from ._derivatives import HutchinsonTrace as HutchinsonTrace
+from ._derivatives import diffusion_trace as diffusion_trace
+from ._derivatives import laplacian as laplacian
+from ._derivatives import residual as residual
+from ._derivatives import time_derivative as time_derivative
+from ._derivatives import value_and_gradient as value_and_gradient
+from ._domain import AbstractDomain as AbstractDomain
+from ._domain import Ball as Ball
+from ._domain import Box as Box
+from ._pde import AbstractSemilinearPDE as AbstractSemilinearPDE
+from ._pde import SemilinearPDE as SemilinearPDE
+
+__version__ = "0.1.0"
+from . import estimators as estimators
+from . import surrogates as surrogates
+from ._calibrate import CalibratedPrediction as CalibratedPrediction
+from ._calibrate import Estimate as Estimate
+from ._calibrate import calibrate as calibrate
+from ._calibrate import solve as solve
+from ._defect import DefectPDE as DefectPDE
+from ._defect import law_of_defect as law_of_defect
+from .estimators import AbstractEstimator as AbstractEstimator
+from .estimators import FeynmanKac as FeynmanKac
+from .estimators import MultilevelPicard as MultilevelPicard
+from .surrogates import PINN as PINN
+from .surrogates import AbstractSurrogate as AbstractSurrogate
+from .surrogates import CheckpointError as CheckpointError
+from .surrogates import FunctionSurrogate as FunctionSurrogate
+from .surrogates import load as load_surrogate  # noqa: F401
+from .surrogates import save as save_surrogate  # noqa: F401
+from .surrogates import train as train

@@ -1,0 +1,261 @@
+"""``solve`` (plain Monte Carlo) and ``calibrate`` (SCaSML = surrogate + Monte Carlo estimate of its defect).
+
+Both run one jitted program per call: query points are split into chunks (``lax.map`` over chunks, ``vmap``
+within a chunk); the level recursion of the estimators is unrolled at trace time. Point i always draws its
+randomness from ``fold_in(key, i)``, so results do not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._defect import law_of_defect
+from ._derivatives import AbstractTraceEstimator, ExactTrace
+from ._pde import AbstractSemilinearPDE
+from .estimators import AbstractEstimator
+
+DEFAULT_MEMORY_BUDGET = 2 * 2**30
+
+
+class Estimate(eqx.Module):
+    """Monte Carlo estimate of (u, z = σᵀ∇u) at N points, with standard errors.
+
+    ``finite`` flags points whose estimate is finite; ``evaluations`` gives per-point evaluation counts.
+    """
+
+    u: Float[Array, " N"]
+    z: Float[Array, "N d"]
+    stderr: Float[Array, " N"]
+    z_stderr: Float[Array, "N d"]
+    finite: Array
+    evaluations: dict = eqx.field(static=True)
+
+
+class CalibratedPrediction(eqx.Module):
+    """SCaSML output at N points: ``u = surrogate + defect`` with a Monte Carlo standard error.
+
+    ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr; ``defect_z`` is the estimate
+    of σᵀ∇(u − û); ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
+    """
+
+    u: Float[Array, " N"]
+    surrogate: Float[Array, " N"]
+    defect: Float[Array, " N"]
+    stderr: Float[Array, " N"]
+    defect_z: Float[Array, "N d"]
+    lower: Float[Array, " N"]
+    upper: Float[Array, " N"]
+    finite: Array
+    evaluations: dict = eqx.field(static=True)
+
+
+def _as_points(pde: AbstractSemilinearPDE, t, x):
+    """Validate and convert query points; returns (t (N,), x (N, d), single_point)."""
+    d = pde.dim
+    try:
+        x_arr = np.asarray(x)
+        t_arr = np.asarray(t)
+    except Exception as err:
+        raise TypeError(f"t and x must be array-like: {err}") from None
+    for label, arr in (("t", t_arr), ("x", x_arr)):
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"{label} must hold real numbers, got dtype {arr.dtype}")
+    single = x_arr.ndim == 1
+    if single:
+        x_arr = x_arr[None]
+    if x_arr.ndim != 2 or x_arr.shape[1] != d:
+        raise ValueError(f"x must have shape (N, {d}) (or ({d},) for one point) for this {d}-d PDE; got {np.shape(x)}")
+    n = x_arr.shape[0]
+    if n == 0:
+        raise ValueError("no query points: x has shape (0, d)")
+    if t_arr.ndim == 0:
+        t_arr = np.full((n,), t_arr)
+    if t_arr.shape != (n,):
+        raise ValueError(
+            f"t must be a scalar or have shape ({n},) to match x of shape {x_arr.shape}; got {t_arr.shape}"
+        )
+    for label, arr in (("t", t_arr), ("x", x_arr)):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"{label} has {int(bad.sum())} non-finite entries (first at point {first})")
+    horizon = pde.horizon
+    outside = (t_arr < 0) | (t_arr > horizon)
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise ValueError(
+            f"t must lie in [0, T] = [0, {horizon}]; {int(outside.sum())} points outside "
+            f"(first: t[{first}] = {t_arr[first]})"
+        )
+    dtype = pde.dtype
+    if np.issubdtype(x_arr.dtype, np.floating) and x_arr.dtype != dtype:
+        dtype = jnp.result_type(x_arr.dtype, dtype)
+    return jnp.asarray(t_arr, dtype), jnp.asarray(x_arr, dtype), single
+
+
+def default_chunk_size(pde, estimator: AbstractEstimator, n: int, memory_budget: float) -> int:
+    """Points per chunk from a simple memory model (bytes ∝ evaluations × d × hidden activations)."""
+    ev = estimator.evaluations(pde)
+    d = pde.dim
+    itemsize = jnp.dtype(pde.dtype).itemsize
+    floats = d * (ev["terminal"] + 4 * ev["increment"] + (3 * d + 4) * ev["source"]) * 256
+    per_point = max(1, floats * itemsize)
+    return int(max(1, min(n, memory_budget // per_point)))
+
+
+def _chunk(arrays, n: int, chunk: int):
+    n_chunks = math.ceil(n / chunk)
+    pad = n_chunks * chunk - n
+    out = []
+    for arr in arrays:
+        filler = jnp.repeat(arr[-1:], pad, axis=0) if pad else arr[:0]
+        padded = jnp.concatenate([arr, filler])
+        out.append(padded.reshape((n_chunks, chunk) + arr.shape[1:]))
+    return out
+
+
+@eqx.filter_jit
+def _solve_program(pde, estimator, key, index, t, x):
+    def point(i, ti, xi):
+        return estimator.estimate(pde, jax.random.fold_in(key, i), ti, xi)
+
+    return jax.lax.map(lambda args: jax.vmap(point)(*args), (index, t, x))
+
+
+@eqx.filter_jit
+def _calibrate_program(defect, estimator, key, index, t, x):
+    def point(i, ti, xi):
+        est = estimator.estimate(defect, jax.random.fold_in(key, i), ti, xi)
+        return est, defect.surrogate(ti, xi)
+
+    return jax.lax.map(lambda args: jax.vmap(point)(*args), (index, t, x))
+
+
+def _run(program, pde, estimator, key, t, x, chunk_size, memory_budget):
+    if not isinstance(estimator, AbstractEstimator):
+        raise TypeError(
+            f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
+        )
+    estimator.check(pde)
+    key = _check_key(key)
+    n = x.shape[0]
+    chunk = chunk_size or default_chunk_size(pde, estimator, n, memory_budget)
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    index, tc, xc = _chunk([jnp.arange(n, dtype=jnp.uint32), t, x], n, min(chunk, n))
+    out = program(pde, estimator, key, index, tc, xc)
+    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
+
+
+def _check_key(key):
+    if key is None:
+        raise ValueError("a PRNG key is required (e.g. key=jax.random.key(0)); scasml never draws hidden randomness")
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,))):
+        raise TypeError(f"key must be a jax.random key, got dtype {key.dtype} and shape {key.shape}")
+    return key
+
+
+def _flag_nonfinite(est, label: str):
+    finite = jnp.isfinite(est.u) & jnp.all(jnp.isfinite(est.z), axis=-1)
+    bad = int(jnp.sum(~finite))
+    if bad:
+        warnings.warn(
+            f"{label}: the Monte Carlo estimate is not finite at {bad} point(s); they are flagged in `.finite`. "
+            "Consider clipping (clip=...) or checking the surrogate and equation there.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return finite
+
+
+def _squeeze(obj, single: bool):
+    if not single:
+        return obj
+    return jax.tree.map(lambda a: a[0], obj)
+
+
+def solve(
+    pde: AbstractSemilinearPDE,
+    t,
+    x,
+    estimator: AbstractEstimator,
+    *,
+    key: PRNGKeyArray,
+    chunk_size: int | None = None,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+) -> Estimate:
+    """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,))."""
+    if not isinstance(pde, AbstractSemilinearPDE):
+        raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
+    t, x, single = _as_points(pde, t, x)
+    est = _run(_solve_program, pde, estimator, key, t, x, chunk_size, memory_budget)
+    finite = _flag_nonfinite(est, "solve")
+    out = Estimate(est.u, est.z, est.u_stderr, est.z_stderr, finite, estimator.evaluations(pde))
+    return _squeeze(out, single)
+
+
+def _check_surrogate(surrogate, pde):
+    if not callable(surrogate):
+        raise TypeError(f"surrogate must be callable as û(t, x), got {type(surrogate).__name__}")
+    sdim = getattr(surrogate, "dim", None)
+    if isinstance(sdim, int) and sdim != pde.dim:
+        raise ValueError(f"the surrogate is {sdim}-dimensional but the PDE is {pde.dim}-dimensional")
+    t0 = jax.ShapeDtypeStruct((), pde.dtype)
+    x0 = jax.ShapeDtypeStruct((pde.dim,), pde.dtype)
+    try:
+        out = jax.eval_shape(surrogate, t0, x0)
+    except Exception as err:
+        raise TypeError(
+            f"the surrogate cannot be evaluated as û(t, x) with scalar t and x of shape ({pde.dim},) under JAX "
+            f"tracing: {type(err).__name__}: {err}"
+        ) from err
+    if not hasattr(out, "shape") or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"the surrogate must return a scalar per point; it returned shape {shape}")
+
+
+def calibrate(
+    surrogate,
+    pde: AbstractSemilinearPDE,
+    t,
+    x,
+    estimator: AbstractEstimator,
+    *,
+    key: PRNGKeyArray,
+    trace: AbstractTraceEstimator = ExactTrace(),
+    chunk_size: int | None = None,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+) -> CalibratedPrediction:
+    """SCaSML: û + a Monte Carlo estimate of the defect u − û at points t (N,), x (N, d) (or one point).
+
+    The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
+    solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error.
+    """
+    if not isinstance(pde, AbstractSemilinearPDE):
+        raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
+    t, x, single = _as_points(pde, t, x)
+    _check_surrogate(surrogate, pde)
+    defect = law_of_defect(pde, surrogate, trace)
+    est, u_hat = _run(_calibrate_program, defect, estimator, key, t, x, chunk_size, memory_budget)
+    bad = ~np.isfinite(np.asarray(u_hat))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(
+            f"the surrogate returned non-finite values at {int(bad.sum())} query point(s) "
+            f"(first: point {first}, t = {float(t[first])})"
+        )
+    finite = _flag_nonfinite(est, "calibrate")
+    ev = estimator.evaluations(defect)
+    counts = {"surrogate_values": ev["terminal"] + 1, "surrogate_gradients": ev["increment"], "residuals": ev["source"]}
+    u = u_hat + est.u
+    half = 1.959963984540054 * est.u_stderr
+    out = CalibratedPrediction(u, u_hat, est.u, est.u_stderr, est.z, u - half, u + half, finite, counts)
+    return _squeeze(out, single)

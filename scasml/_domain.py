@@ -1,0 +1,61 @@
+"""Spatial domains from which test and collocation points are drawn."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+class AbstractDomain(eqx.Module):
+    """A set in R^d with a sampler."""
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, n: int, dim: int, dtype=None) -> Float[Array, "n d"]:
+        """n points drawn uniformly from the domain."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """JSON-serialisable description."""
+
+
+class Box(AbstractDomain):
+    """The cube [low, high]^d."""
+
+    low: float = eqx.field(static=True)
+    high: float = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not self.low < self.high:
+            raise ValueError(f"Box needs low < high, got [{self.low}, {self.high}]")
+
+    def sample(self, key, n, dim, dtype=None):
+        dtype = dtype or jnp.result_type(float)
+        return jax.random.uniform(key, (n, dim), dtype=dtype, minval=self.low, maxval=self.high)
+
+    def describe(self):
+        return {"kind": "box", "low": self.low, "high": self.high}
+
+
+class Ball(AbstractDomain):
+    """The ball {‖x‖ ≤ radius} (uniform sampling: direction × radius·U^(1/d))."""
+
+    radius: float = eqx.field(static=True, default=1.0)
+
+    def __check_init__(self):
+        if not self.radius > 0:
+            raise ValueError(f"Ball needs radius > 0, got {self.radius}")
+
+    def sample(self, key, n, dim, dtype=None):
+        dtype = dtype or jnp.result_type(float)
+        dkey, rkey = jax.random.split(key)
+        direction = jax.random.normal(dkey, (n, dim), dtype=dtype)
+        direction = direction / jnp.linalg.norm(direction, axis=1, keepdims=True)
+        radius = self.radius * jax.random.uniform(rkey, (n, 1), dtype=dtype) ** (1.0 / dim)
+        return direction * radius
+
+    def describe(self):
+        return {"kind": "ball", "radius": self.radius}

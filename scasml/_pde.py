@@ -1,0 +1,222 @@
+"""Semilinear parabolic PDEs in the terminal-value convention.
+
+    ∂_t u + μ·∇u + ½ Tr(σσᵀ ∇²u) + f(t, x, u, σᵀ∇u) = 0   on [0, T) × R^d,     u(T, x) = g(x).
+
+The diffusion started at (t, x) is X_s = x + μ (s − t) + σ (W_s − W_t). Throughout, z = σᵀ∇u.
+Per-point functions take a scalar ``t`` and an ``x`` of shape ``(d,)``; vectorise with ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._domain import AbstractDomain, Box
+
+Scalar = Float[Array, ""]
+Vector = Float[Array, " d"]
+
+
+def _as_float_array(value: Any, name: str) -> Array:
+    try:
+        arr = jnp.asarray(value)
+    except Exception as err:  # pragma: no cover - message path
+        raise TypeError(f"{name} must be array-like, got {type(value).__name__}") from err
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    return arr
+
+
+class AbstractSemilinearPDE(eqx.Module):
+    """A semilinear parabolic PDE with constant drift and diffusion (see module docstring).
+
+    Subclasses provide ``dim``, ``horizon`` (T), ``drift`` μ of shape ``(d,)``, ``diffusion`` σ of shape
+    ``()`` (σ·I), ``(d,)`` (diagonal) or ``(d, d)`` (full), a ``domain`` for test/collocation points,
+    and the methods ``nonlinearity`` f and ``terminal`` g. ``exact`` is optional.
+    """
+
+    dim: eqx.AbstractVar[int]
+    horizon: eqx.AbstractVar[float]
+    drift: eqx.AbstractVar[Float[Array, " d"]]
+    diffusion: eqx.AbstractVar[Array]
+    domain: eqx.AbstractVar[AbstractDomain]
+
+    def __check_init__(self):
+        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
+        if not (isinstance(self.horizon, (int, float)) and math.isfinite(self.horizon) and self.horizon > 0):
+            raise ValueError(f"horizon T must be a finite positive number, got {self.horizon!r}")
+        if jnp.shape(self.drift) != (self.dim,):
+            raise ValueError(f"drift μ must have shape ({self.dim},) for dim={self.dim}, got {jnp.shape(self.drift)}")
+        shape = jnp.shape(self.diffusion)
+        if shape not in ((), (self.dim,), (self.dim, self.dim)):
+            raise ValueError(
+                f"diffusion σ must be a scalar, a vector of shape ({self.dim},) or a matrix of shape "
+                f"({self.dim}, {self.dim}); got shape {shape}"
+            )
+        if not isinstance(self.domain, AbstractDomain):
+            raise TypeError(f"domain must be an AbstractDomain (e.g. scasml.Box), got {type(self.domain).__name__}")
+
+    # ---- the equation -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def nonlinearity(self, t: Scalar, x: Vector, u: Scalar, z: Vector) -> Scalar:
+        """The generator f(t, x, u, z), z = σᵀ∇u. Returns a scalar."""
+
+    @abc.abstractmethod
+    def terminal(self, x: Vector) -> Scalar:
+        """The terminal value g(x). Returns a scalar."""
+
+    def exact(self, t: Scalar, x: Vector) -> Scalar:
+        """The exact solution u(t, x), where known (see ``has_exact``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form solution")
+
+    @property
+    def has_exact(self) -> bool:
+        return type(self).exact is not AbstractSemilinearPDE.exact
+
+    @property
+    def is_linear(self) -> bool:
+        """True when f does not depend on (u, z): the PDE is then a plain Feynman–Kac expectation."""
+        return False
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def parameters(self) -> dict:
+        """JSON-serialisable description (stored in checkpoints and compared on load)."""
+        return {"name": self.name, "dim": self.dim, "horizon": float(self.horizon)}
+
+    @property
+    def dtype(self):
+        return self.drift.dtype
+
+    # ---- diffusion helpers ---------------------------------------------------------------------------------
+    def diffuse(self, dw: Vector) -> Vector:
+        """σ dw."""
+        if self.diffusion.ndim == 2:
+            return self.diffusion @ dw
+        return self.diffusion * dw
+
+    def sigma_transpose(self, v: Vector) -> Vector:
+        """σᵀ v (turns ∇u into z)."""
+        if self.diffusion.ndim == 2:
+            return self.diffusion.T @ v
+        return self.diffusion * v
+
+    def diffusion_directions(self) -> Float[Array, "d d"]:
+        """Rows σe_j, so that Tr(σσᵀH) = Σ_j (σe_j)ᵀ H (σe_j)."""
+        d = self.dim
+        if self.diffusion.ndim == 2:
+            return self.diffusion.T
+        return jnp.eye(d, dtype=self.dtype) * self.diffusion
+
+    # ---- points ------------------------------------------------------------------------------------------
+    def sample_domain(self, key: PRNGKeyArray, n: int) -> tuple[Float[Array, " n"], Float[Array, "n d"]]:
+        """n points (t, x): t uniform on [0, T], x from the equation's domain."""
+        tkey, xkey = jax.random.split(key)
+        t = jax.random.uniform(tkey, (n,), dtype=self.dtype, maxval=self.horizon)
+        return t, self.domain.sample(xkey, n, self.dim, self.dtype)
+
+    def sample_terminal(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
+        return self.domain.sample(key, n, self.dim, self.dtype)
+
+    # ---- hooks used by the Monte Carlo solvers (overridden by the law of defect) ---------------------------
+    def source(self, key: PRNGKeyArray, t: Scalar, x: Vector) -> Scalar:
+        """f(t, x, 0, 0): the generator at the zero solution (the only f-term of a level-0 Picard step)."""
+        del key
+        return self.nonlinearity(t, x, jnp.zeros((), x.dtype), jnp.zeros_like(x))
+
+    def nonlinearity_increment(self, t: Scalar, x: Vector, new: tuple, old: tuple | None) -> Scalar:
+        """f(t, x, *new) − f(t, x, *old), with old = None meaning (0, 0)."""
+        if old is None:
+            old = (jnp.zeros((), x.dtype), jnp.zeros_like(x))
+        return self.nonlinearity(t, x, *new) - self.nonlinearity(t, x, *old)
+
+
+class SemilinearPDE(AbstractSemilinearPDE):
+    """A PDE from plain callables.
+
+    Example:
+        pde = scasml.SemilinearPDE(dim=10, horizon=1.0, drift=0.0, diffusion=2 ** 0.5,
+                                   nonlinearity=lambda t, x, u, z: -0.5 * z @ z,
+                                   terminal=lambda x: jnp.log(0.5 * (1 + x @ x)))
+    ``drift`` may be a scalar (broadcast to μ·1) or a ``(d,)`` vector; ``diffusion`` a scalar, ``(d,)`` or ``(d, d)``.
+    Set ``linear=True`` when f ignores (u, z), so that ``FeynmanKac`` may be used.
+    """
+
+    dim: int = eqx.field(static=True)
+    horizon: float = eqx.field(static=True)
+    drift: Float[Array, " d"]
+    diffusion: Array
+    domain: AbstractDomain
+    nonlinearity_fn: Callable = eqx.field(static=True)
+    terminal_fn: Callable = eqx.field(static=True)
+    exact_fn: Callable | None = eqx.field(static=True)
+    linear: bool = eqx.field(static=True)
+    label: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        horizon: float,
+        drift: Any = 0.0,
+        diffusion: Any = 1.0,
+        nonlinearity: Callable,
+        terminal: Callable,
+        exact: Callable | None = None,
+        domain: AbstractDomain | None = None,
+        linear: bool = False,
+        name: str = "custom",
+    ):
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = dim
+        if not isinstance(horizon, (int, float)):
+            raise TypeError(f"horizon T must be a number, got {type(horizon).__name__}")
+        self.horizon = float(horizon)
+        drift = _as_float_array(drift, "drift")
+        self.drift = jnp.broadcast_to(drift, (dim,)) if drift.ndim == 0 else drift
+        self.diffusion = _as_float_array(diffusion, "diffusion").astype(self.drift.dtype)
+        for label, fn in (("nonlinearity", nonlinearity), ("terminal", terminal)):
+            if not callable(fn):
+                raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
+        if exact is not None and not callable(exact):
+            raise TypeError(f"exact must be callable or None, got {type(exact).__name__}")
+        self.nonlinearity_fn = nonlinearity
+        self.terminal_fn = terminal
+        self.exact_fn = exact
+        self.domain = Box(-1.0, 1.0) if domain is None else domain
+        self.linear = bool(linear)
+        self.label = name
+
+    def nonlinearity(self, t, x, u, z):
+        return self.nonlinearity_fn(t, x, u, z)
+
+    def terminal(self, x):
+        return self.terminal_fn(x)
+
+    def exact(self, t, x):
+        if self.exact_fn is None:
+            raise NotImplementedError("this SemilinearPDE was built without exact=")
+        return self.exact_fn(t, x)
+
+    @property
+    def has_exact(self) -> bool:
+        return self.exact_fn is not None
+
+    @property
+    def is_linear(self) -> bool:
+        return self.linear
+
+    @property
+    def name(self) -> str:
+        return self.label

@@ -1,0 +1,50 @@
+"""The benchmark equation library (SCIENCE.md §4) and the heat/HJB sanity anchors.
+
+    scasml.equations.get("vb", dim=20)   ->  ViscousBurgers(dim=20)
+    scasml.equations.available()         ->  ("dr", "heat", "hjb", "lcd", "lqg", "vb")
+"""
+
+from __future__ import annotations
+
+from .._pde import AbstractSemilinearPDE
+from .dr import DiffusionReaction as DiffusionReaction
+from .heat import Heat as Heat
+from .hjb import AbstractHJB as AbstractHJB
+from .hjb import HJBLog as HJBLog
+from .hjb import LinearQuadraticGaussian as LinearQuadraticGaussian
+from .hjb import cole_hopf_reference as cole_hopf_reference
+from .lcd import LinearConvectionDiffusion as LinearConvectionDiffusion
+from .vb import ViscousBurgers as ViscousBurgers
+
+_REGISTRY = {
+    "heat": Heat,
+    "lcd": LinearConvectionDiffusion,
+    "vb": ViscousBurgers,
+    "lqg": LinearQuadraticGaussian,
+    "hjb": HJBLog,
+    "dr": DiffusionReaction,
+}
+
+
+def available() -> tuple[str, ...]:
+    """Names accepted by ``get``."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get(name: str, dim: int, **parameters) -> AbstractSemilinearPDE:
+    """Build a library equation by name, e.g. ``get("lqg", dim=100, seed=0)``."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown equation {name!r}; available: {', '.join(available())}")
+    try:
+        return _REGISTRY[key](dim, **parameters)
+    except TypeError as err:
+        raise TypeError(f"equation {name!r}: {err}") from err
+
+
+def from_parameters(parameters: dict) -> AbstractSemilinearPDE:
+    """Inverse of ``pde.parameters()`` for library equations."""
+    params = dict(parameters)
+    name = params.pop("name")
+    dim = params.pop("dim")
+    return get(name, dim=dim, **params)

@@ -1,0 +1,169 @@
+"""Checkpoints: one file = magic line, JSON header, raw little-endian parameter bytes. No pickle.
+
+Layout:  b"SCASML-CHECKPOINT\\n" | uint64 header length (little endian) | UTF-8 JSON header | payload.
+The header records the format version, the architecture, the PDE's parameters, the dtype, a training summary,
+the package version, every leaf's shape and dtype, the payload length and its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._io import atomic_write_bytes
+from ._base import AbstractSurrogate
+from ._pinn import PINN
+
+MAGIC = b"SCASML-CHECKPOINT\n"
+FORMAT_VERSION = 1
+_MAX_HEADER = 16 * 2**20
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used (corrupt, truncated, newer format, or made for another PDE)."""
+
+
+def _build_pinn(arch: dict, pde, dtype) -> PINN:
+    terminal = None
+    if arch.get("terminal_transform"):
+        if pde is None:
+            raise CheckpointError("this PINN has the terminal transform built in: pass the PDE to load it (pde=...)")
+        terminal = pde.terminal
+    return PINN(
+        arch["dim"], arch["horizon"], jax.random.PRNGKey(0), width=arch["width"], depth=arch["depth"],
+        activation=arch["activation"], terminal=terminal, dtype=dtype,
+    )
+
+
+_BUILDERS: dict[str, Callable] = {"pinn": _build_pinn}
+
+
+def register_architecture(kind: str, builder: Callable) -> None:
+    """Teach ``load`` to rebuild surrogates whose ``architecture()["kind"] == kind``."""
+    _BUILDERS[kind] = builder
+
+
+def save(path, surrogate: AbstractSurrogate, pde=None, training: dict | None = None) -> None:
+    """Write ``surrogate`` (which must define ``architecture()``) to ``path`` atomically."""
+    from .. import __version__
+
+    if not hasattr(surrogate, "architecture"):
+        raise TypeError(f"{type(surrogate).__name__} cannot be saved: it defines no architecture()")
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(eqx.filter(surrogate, eqx.is_array))]
+    payload = b"".join(np.ascontiguousarray(leaf).astype(leaf.dtype.newbyteorder("<")).tobytes() for leaf in leaves)
+    dtypes = {str(leaf.dtype) for leaf in leaves if np.issubdtype(leaf.dtype, np.floating)}
+    header = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "architecture": surrogate.architecture(),
+        "pde": None if pde is None else pde.parameters(),
+        "dim": surrogate.architecture().get("dim"),
+        "dtype": dtypes.pop() if len(dtypes) == 1 else sorted(dtypes),
+        "training": training or {},
+        "leaves": [{"shape": list(leaf.shape), "dtype": str(leaf.dtype)} for leaf in leaves],
+        "payload_bytes": len(payload),
+        "sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    raw = json.dumps(header, sort_keys=True).encode("utf-8")
+    atomic_write_bytes(path, MAGIC + struct.pack("<Q", len(raw)) + raw + payload)
+
+
+def read_header(path) -> dict:
+    """The JSON header of a checkpoint (validated), without loading parameters."""
+    header, _ = _read(path)
+    return header
+
+
+def _read(path):
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path!r}") from None
+    if not data.startswith(MAGIC):
+        raise CheckpointError(f"{path!r} is not a scasml checkpoint (bad magic bytes)")
+    offset = len(MAGIC)
+    if len(data) < offset + 8:
+        raise CheckpointError(f"{path!r} is truncated: the header length is missing")
+    (length,) = struct.unpack("<Q", data[offset : offset + 8])
+    offset += 8
+    if length > _MAX_HEADER or len(data) < offset + length:
+        raise CheckpointError(f"{path!r} is truncated or corrupt: header of {length} bytes announced")
+    try:
+        header = json.loads(data[offset : offset + length].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path!r} has a corrupt header: {err}") from None
+    version = header.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path!r} has a corrupt header: no format_version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path!r} uses checkpoint format version {version}, newer than this scasml understands "
+            f"({FORMAT_VERSION}); upgrade scasml (file written by scasml {header.get('package_version')})"
+        )
+    payload = data[offset + length :]
+    if len(payload) != header.get("payload_bytes"):
+        raise CheckpointError(
+            f"{path!r} is truncated or corrupt: expected {header.get('payload_bytes')} bytes of parameters, "
+            f"found {len(payload)}"
+        )
+    if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
+        raise CheckpointError(f"{path!r} is corrupt: parameter checksum mismatch")
+    return header, payload
+
+
+def _check_pde(header: dict, pde, path) -> None:
+    saved = header.get("pde")
+    if saved is None:
+        return
+    current = pde.parameters()
+    diffs = [
+        f"{k}: checkpoint {saved.get(k)!r} vs given {current.get(k)!r}"
+        for k in sorted(set(saved) | set(current))
+        if saved.get(k) != current.get(k)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"{path!r} was trained for {saved.get('name')} (dim={saved.get('dim')}), which does not match the "
+            f"given PDE {current.get('name')} (dim={current.get('dim')}): " + "; ".join(diffs)
+        )
+
+
+def load(path, pde=None) -> AbstractSurrogate:
+    """Load a surrogate saved by ``save``. With ``pde`` given, refuse a checkpoint made for another PDE."""
+    header, payload = _read(path)
+    if pde is not None:
+        _check_pde(header, pde, path)
+    arch = header["architecture"]
+    kind = arch.get("kind")
+    if kind not in _BUILDERS:
+        raise CheckpointError(f"{path!r}: unknown surrogate kind {kind!r}; known: {sorted(_BUILDERS)}")
+    dtype = header["dtype"] if isinstance(header["dtype"], str) else None
+    skeleton = _BUILDERS[kind](arch, pde, dtype)
+    arrays, static = eqx.partition(skeleton, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(arrays)
+    specs = header["leaves"]
+    if len(specs) != len(leaves):
+        raise CheckpointError(f"{path!r}: {len(specs)} parameter arrays stored, the architecture has {len(leaves)}")
+    new_leaves, offset = [], 0
+    for i, (spec, leaf) in enumerate(zip(specs, leaves, strict=True)):
+        if tuple(spec["shape"]) != leaf.shape or spec["dtype"] != str(leaf.dtype):
+            raise CheckpointError(
+                f"{path!r}: array {i} is {spec['dtype']}{spec['shape']}, "
+                f"architecture expects {leaf.dtype}{list(leaf.shape)}"
+            )
+        dt = np.dtype(spec["dtype"]).newbyteorder("<")
+        size = int(np.prod(spec["shape"], dtype=np.int64)) * dt.itemsize
+        arr = np.frombuffer(payload, dtype=dt, count=size // dt.itemsize, offset=offset).reshape(spec["shape"])
+        new_leaves.append(jnp.asarray(arr.astype(dt.newbyteorder("="))))
+        offset += size
+    return eqx.combine(jax.tree.unflatten(treedef, new_leaves), static)
