@@ -94,9 +94,9 @@ def diffusion_trace(
     key: PRNGKeyArray | None = None,
 ) -> Scalar:
     """Tr(σσᵀ ∇²_x u(t, x)) for σ a scalar, a ``(d,)`` diagonal or a ``(d, d)`` matrix."""
-    d = x.shape[-1]
-    sigma = jnp.asarray(diffusion, x.dtype)
-    directions = sigma.T if sigma.ndim == 2 else jnp.eye(d, dtype=x.dtype) * sigma
+    from ._pde import diffusion_directions
+
+    directions = diffusion_directions(jnp.asarray(diffusion, x.dtype), x.shape[-1])
     return trace(lambda y: fn(t, y), x, directions, key)
 
 

@@ -34,6 +34,15 @@ def _as_float_array(value: Any, name: str) -> Array:
     return arr
 
 
+def diffusion_directions(sigma: Array, dim: int) -> Float[Array, "d d"]:
+    """Rows σe_j for σ a scalar, a diagonal ``(d,)`` or a full ``(d, d)`` matrix."""
+    if sigma.ndim == 2:
+        return sigma.T
+    if sigma.ndim == 1:
+        return jnp.diag(sigma)
+    return jnp.eye(dim, dtype=sigma.dtype) * sigma
+
+
 class AbstractSemilinearPDE(eqx.Module):
     """A semilinear parabolic PDE with constant drift and diffusion (see module docstring).
 
@@ -113,10 +122,7 @@ class AbstractSemilinearPDE(eqx.Module):
 
     def diffusion_directions(self) -> Float[Array, "d d"]:
         """Rows σe_j, so that Tr(σσᵀH) = Σ_j (σe_j)ᵀ H (σe_j)."""
-        d = self.dim
-        if self.diffusion.ndim == 2:
-            return self.diffusion.T
-        return jnp.eye(d, dtype=self.dtype) * self.diffusion
+        return diffusion_directions(self.diffusion, self.dim)
 
     # ---- points ------------------------------------------------------------------------------------------
     def sample_domain(self, key: PRNGKeyArray, n: int) -> tuple[Float[Array, " n"], Float[Array, "n d"]]:

@@ -63,7 +63,7 @@ def cole_hopf_reference(pde, t, x, key, samples=10_000, chunk_points=None):
 def _cole_hopf_chunks(pde, key, samples, index, t, x):
     def one_point(i, ti, xi):
         normals = jax.random.normal(jax.random.fold_in(key, i), (samples, pde.dim), xi.dtype)
-        ends = xi + pde.diffusion * jnp.sqrt(pde.horizon - ti) * normals
+        ends = xi[None] + jnp.sqrt(pde.horizon - ti) * jax.vmap(pde.diffuse)(normals)
         log_w = -jax.vmap(pde.terminal)(ends)
         m = jnp.max(log_w)
         w = jnp.exp(log_w - m)

@@ -59,7 +59,7 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
 def terminal_component(pde, key, t, x, delta, g_x, paths: int) -> Component:
     """(ğ(X_T) − ğ(x))·(1, ΔW_T/Δ) over ``paths`` paths (ğ(x) is a control variate for both u and z)."""
     normals = jax.random.normal(key, (paths, pde.dim), x.dtype)
-    ends = x + pde.drift * delta + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
+    ends = (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
     diff = jax.vmap(pde.terminal)(ends) - g_x
     return Component(diff[None], (diff[:, None] * normals / jnp.sqrt(delta))[None])
 
@@ -70,7 +70,8 @@ def sample_times(pde, key, t, x, delta, m: int):
     uniform = jax.random.uniform(ukey, (m,), x.dtype)
     normals = jax.random.normal(nkey, (m, pde.dim), x.dtype)
     elapsed = delta * uniform**2
-    points = x + pde.drift * elapsed[:, None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * uniform[:, None] * normals)
+    shift = jax.vmap(pde.diffuse)(jnp.sqrt(delta) * uniform[:, None] * normals)
+    points = x[None] + pde.drift[None] * elapsed[:, None] + shift
     return t + elapsed, points, normals, uniform
 
 

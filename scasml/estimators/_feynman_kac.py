@@ -78,8 +78,8 @@ class FeynmanKac(AbstractEstimator):
         steps = jnp.diff(jnp.concatenate([jnp.zeros(1, x.dtype), offsets, delta[None]]))
         normals = jax.random.normal(nkey, (self.paths, self.time_samples + 1, pde.dim), x.dtype)
         brownian = jnp.cumsum(jnp.sqrt(steps)[None, :, None] * normals, axis=1)  # W at nodes and at T
-        drift = pde.drift * jnp.concatenate([offsets, delta[None]])[:, None]
-        points = x + drift[None] + jax.vmap(jax.vmap(pde.diffuse))(brownian)
+        drift = pde.drift[None] * jnp.concatenate([offsets, delta[None]])[:, None]
+        points = (x[None] + drift)[None] + jax.vmap(jax.vmap(pde.diffuse))(brownian)
         g_end = jax.vmap(pde.terminal)(points[:, -1])
         fkeys = jax.random.split(fkey, (self.paths, self.time_samples))
         s = t + offsets

@@ -142,7 +142,7 @@ class MultilevelPicard(AbstractEstimator):
         nkey, fkey = jax.random.split(key)
         normals = jax.random.normal(nkey, (blocks, m, pde.dim), x.dtype)
         shift = jax.vmap(jax.vmap(pde.diffuse))(jnp.sqrt(elapsed)[:, None, None] * normals)
-        points = x + pde.drift * elapsed[:, None, None] + shift
+        points = x[None, None] + pde.drift[None, None] * elapsed[:, None, None] + shift
         s = jnp.broadcast_to((t + elapsed)[:, None], (blocks, m))
         keys = jax.random.split(fkey, (blocks, m))
         values = jax.vmap(jax.vmap(integrand))(keys, s, points)  # (q, m)

@@ -1,0 +1,315 @@
+"""The ``scasml`` command line: train, calibrate, run, report, list.
+
+    scasml run configs/quickstart.toml            # whole experiment → runs/quickstart/report.md
+    scasml run quickstart --set training.steps=500 --out runs/qs-500
+    scasml report runs/quickstart                 # re-render tables and figures, no recomputation
+    scasml train configs/vb-20d.toml -o vb20.scasml [--continue]
+    scasml calibrate vb20.scasml --points points.csv [--out predictions.npz]
+    scasml list
+
+Exit status: 0 success, 2 invalid input (config, files, run directory), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("scasml.cli")
+_HANDLERS: list[logging.Handler] = []
+
+
+class CommandError(Exception):
+    """A problem with the command's arguments or files (reported without a traceback)."""
+
+
+# ---- shared setup -----------------------------------------------------------------------------------------
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Log scasml messages (and Python warnings) to stderr; run directories add their own log file."""
+    for logger_name in ("scasml", "py.warnings"):
+        logger = logging.getLogger(logger_name)
+        for handler in _HANDLERS:
+            logger.removeHandler(handler)
+    _HANDLERS.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[scasml] %(message)s"))
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    _HANDLERS.append(handler)
+    logging.captureWarnings(True)
+    for logger_name in ("scasml", "py.warnings"):
+        logger = logging.getLogger(logger_name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+        logger.propagate = False
+
+
+def enable_compile_cache(option: str | None) -> str | None:
+    """Persist compiled XLA programs (a resumed or repeated run skips most compilation). 'none' disables."""
+    import jax
+
+    path = option or os.environ.get("SCASML_COMPILE_CACHE")
+    if path is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "scasml", "xla")
+    if path.lower() == "none":
+        return None
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return path
+
+
+def _config(args):
+    from .experiments import load_config, resolve_config_path
+
+    return load_config(resolve_config_path(args.config), args.set)
+
+
+# ---- commands ---------------------------------------------------------------------------------------------
+
+
+def cmd_run(args) -> int:
+    from .experiments import run_experiment
+
+    config = _config(args)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    cache = enable_compile_cache(args.compile_cache)
+    log.debug("compile cache: %s", cache)
+    start = time.perf_counter()
+    report = run_experiment(config, out, force=args.force, progress=not args.quiet)
+    print(report.table)
+    print()
+    print(f"{report.summary}; wall {time.perf_counter() - start:.0f} s; report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .experiments import RunDirectory, render_report
+    from .experiments._runner import log_to_file
+
+    run = RunDirectory.open(args.dir)
+    with run.lock(), log_to_file(run.path / "run.log"):
+        report = render_report(run)
+    print(report.table)
+    print()
+    print(f"{report.summary}; report: {Path(args.dir) / 'report.md'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .experiments._compute import train_surrogate
+    from .surrogates import load, read_header, save
+
+    config = _config(args)
+    pde = config.make_pde()
+    out = Path(args.output or f"{config.name}.scasml")
+    surrogate, previous, done_before = None, None, 0
+    if args.resume:
+        if not out.is_file():
+            raise CommandError(f"--continue: no checkpoint at {out} to continue")
+        previous = read_header(out).get("training", {})
+        done_before = int(previous.get("total_steps", previous.get("steps", 0)))
+        surrogate = load(out, pde)
+        log.info("continuing %s after %d steps", out, done_before)
+    elif out.exists() and not args.force:
+        raise CommandError(f"{out} exists; pass --continue to train it further or --force to overwrite it")
+    enable_compile_cache(args.compile_cache)
+    surrogate, tlog, record = train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
+                                              progress=not args.quiet)
+    if previous is not None:
+        record["continued_from"] = previous
+    record["seconds"] = round(tlog.seconds, 3)
+    save(out, surrogate, pde, training=record)
+    print(f"saved {out}: {record['total_steps']} steps in total, final loss {record['final_loss']:.3e} "
+          f"({tlog.seconds:.1f} s)")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    import jax
+    import numpy as np
+
+    from . import equations
+    from ._calibrate import calibrate
+    from .estimators import MultilevelPicard
+    from .experiments import read_points, write_predictions
+    from .experiments._compute import make_trace
+    from .experiments._progress import ProgressBar
+    from .surrogates import load, read_header
+
+    header = read_header(args.checkpoint)
+    if not header.get("pde"):
+        raise CommandError(f"{args.checkpoint} records no PDE; save it with scasml.save_surrogate(path, model, pde)")
+    pde = equations.from_parameters(header["pde"])
+    surrogate = load(args.checkpoint, pde)
+    t, x = read_points(args.points, pde.dim, pde.horizon)
+    t, x = t.astype(np.dtype(pde.dtype)), x.astype(np.dtype(pde.dtype))
+    points = Path(args.points)
+    out = Path(args.out) if args.out else points.with_name(points.stem + ".calibrated.csv")
+    if out.suffix.lower() not in (".csv", ".npz"):
+        raise CommandError(f"--out {out}: use a .csv or .npz file name")
+    if out.exists() and not args.force:
+        raise CommandError(f"{out} exists; pass --force to overwrite it")
+    clip = None if args.clip in (None, "none") else float(args.clip)
+    try:
+        estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    enable_compile_cache(args.compile_cache)
+    key = jax.random.key(args.seed)
+    n, size = len(t), args.chunk_points
+    n_chunks = -(-n // size)
+    parts = []
+    bar = ProgressBar("calibrate", n_chunks, not args.quiet)
+    start = time.perf_counter()
+    for c in range(n_chunks):  # chunk c uses fold_in(key(seed), c): results depend on --chunk-points
+        sl = slice(c * size, (c + 1) * size)
+        parts.append(calibrate(surrogate, pde, t[sl], x[sl], estimator, key=jax.random.fold_in(key, c),
+                               trace=make_trace(args.trace, args.probes)))
+        bar.update(c + 1)
+    bar.close()
+    cat = lambda name: np.concatenate([np.asarray(getattr(p, name)) for p in parts])
+    columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
+               "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
+    if pde.has_exact:
+        columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
+    write_predictions(out, columns, x)
+    print(f"calibrated {n} points with {estimator.__class__.__name__}(levels={args.levels}, base={args.base}) in "
+          f"{time.perf_counter() - start:.1f} s; mean stderr {np.nanmean(columns['stderr']):.2e}; wrote {out}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import equations
+    from .experiments import ConfigError, config_dirs, load_config
+
+    print("equations:")
+    for name in equations.available():
+        pde = equations.get(name, dim=2)
+        solution = "exact solution" if pde.has_exact else "Monte Carlo reference" if hasattr(pde, "reference") \
+            else "no reference"
+        doc = (type(pde).__doc__ or "").strip().splitlines()[0]
+        doc = doc if len(doc) <= 80 else doc[:79] + "…"
+        print(f"  {name:<6} {f'T = {pde.horizon:g}':<8} {solution:<22} {doc}")
+    dirs = [Path(args.configs)] if args.configs else config_dirs()
+    for d in dirs:
+        print(f"\nconfigs in {d}:")
+        files = sorted(d.glob("*.toml"))
+        if not files:
+            print("  (none)")
+        for path in files:
+            try:
+                c = load_config(path)
+                print(f"  {path.stem:<16} {c.equation.name:<4} {f'd={c.equation.dim}':<6} {c.experiment.description}")
+            except ConfigError as err:
+                print(f"  {path.stem:<16} INVALID: {err}")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, cache: bool = True) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars; only warnings on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    if cache:
+        p.add_argument("--compile-cache", metavar="DIR", default=None,
+                       help="persistent XLA compilation cache (default: $SCASML_COMPILE_CACHE or ~/.cache/scasml/xla;"
+                            " 'none' disables)")
+
+
+def _overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a config value, e.g. --set training.steps=500 --set methods.scasml.clip=none")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scasml", description="Simulation-calibrated scientific machine learning: "
+                                     "train surrogates, calibrate them by Monte Carlo, run reproducible experiments.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"scasml {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run (or resume) a whole experiment from a config",
+                       description="Train, evaluate every method, compute statistics, draw figures and write "
+                       "report.md in a run directory. Re-running resumes an interrupted run; nothing finished "
+                       "is recomputed.")
+    p.add_argument("config", help="a config file or the name of one in configs/ (e.g. quickstart)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<experiment name>)")
+    p.add_argument("--force", action="store_true", help="delete an existing run of a different config in DIR")
+    _overrides(p)
+    _common(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("report", help="re-render tables, figures and report.md of a finished run",
+                       description="Recompute metrics.json, timings.json, results/, figures/ and report.md from the "
+                       "saved stage results of DIR, without training or Monte Carlo.")
+    p.add_argument("dir", help="a run directory")
+    _common(p, cache=False)
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("train", help="train (or continue training) a surrogate and save its checkpoint",
+                       description="Train the config's surrogate with its training budget and save a checkpoint.")
+    p.add_argument("config", help="a config file or config name")
+    p.add_argument("-o", "--output", metavar="PATH", help="checkpoint path (default: <experiment name>.scasml)")
+    p.add_argument("--continue", dest="resume", action="store_true",
+                   help="load the checkpoint at --output and train it for another training.steps steps")
+    p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    _overrides(p)
+    _common(p)
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("calibrate", help="SCaSML-corrected predictions at your own points",
+                       description="Load a checkpoint (its header names the PDE), read points (CSV with columns t, "
+                       "x0..x{d-1} or d+1 unnamed columns; .npy of shape (N, d+1); .npz with t and x) and write "
+                       "surrogate, defect, corrected u, stderr and the 95% interval [lower, upper] as CSV or NPZ.")
+    p.add_argument("checkpoint", help="a .scasml checkpoint")
+    p.add_argument("--points", required=True, metavar="FILE", help="points file (.csv, .npy or .npz)")
+    p.add_argument("--out", metavar="FILE", help="output .csv or .npz (default: <points>.calibrated.csv)")
+    p.add_argument("--levels", type=int, default=2, help="multilevel Picard levels n (default 2)")
+    p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
+    p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"))
+    p.add_argument("--clip", default=None, help="clip (u, z) at every level to [-c, c] (default: none)")
+    p.add_argument("--trace", default="exact", choices=("exact", "hutchinson"), help="Laplacian of the residual")
+    p.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-points", type=int, default=256, help="points per chunk (chunk c uses fold_in(key, c))")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    _common(p)
+    p.set_defaults(handler=cmd_calibrate)
+
+    p = sub.add_parser("list", help="available equations and configs")
+    p.add_argument("--configs", metavar="DIR", help="list the configs in DIR instead of ./configs")
+    _common(p, cache=False)
+    p.set_defaults(handler=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    setup_logging(args.verbose, args.quiet)
+    from .experiments import ConfigError, PointsFileError, RunDirectoryError
+    from .surrogates import CheckpointError
+
+    try:
+        return args.handler(args)
+    except (CommandError, ConfigError, PointsFileError, RunDirectoryError, CheckpointError) as err:
+        print(f"scasml {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nscasml {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The numerical work of a run: training, test points with exact/reference values, and method evaluations.
+
+Randomness (all keys derive from the config's seeds, so the same config gives the same numbers):
+
+* surrogate: ``k = key(training.seed)``; initial weights from ``fold_in(k, 0)``, training from ``fold_in(k, 1)``
+  (continued training: ``fold_in(fold_in(k, 1), steps done before)``).
+* repetition r: ``k_r = fold_in(key(evaluation.seed), r)``; test points from ``fold_in(k_r, 0)``, the Monte
+  Carlo reference from ``fold_in(k_r, 1)``, method m from ``fold_in(fold_in(k_r, 2), crc32(m))``.
+* chunks: a method's points are split into ``evaluation.chunks`` equal chunks (the last padded by repeating
+  its final point); chunk c uses ``fold_in(method key, c)``, so point i's noise depends only on the config,
+  never on where a run was interrupted. (``scasml.calibrate`` folds in the index *within* the arrays it gets,
+  hence the per-chunk key; changing ``evaluation.chunks`` changes the noise, as a different seed would.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._calibrate import calibrate, solve
+from .._derivatives import ExactTrace, HutchinsonTrace
+from ..surrogates import PINN, train
+from ._config import ExperimentConfig, Method
+
+Z95 = 1.959963984540054
+
+
+def name_tag(name: str) -> int:
+    """A stable 31-bit integer for a name (used with ``fold_in``)."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def make_trace(kind: str, probes: int):
+    return ExactTrace() if kind == "exact" else HutchinsonTrace(probes)
+
+
+# ---- surrogate -----------------------------------------------------------------------------------------
+
+
+def training_keys(seed: int):
+    base = jax.random.key(seed)
+    return jax.random.fold_in(base, 0), jax.random.fold_in(base, 1)
+
+
+def new_surrogate(config: ExperimentConfig, pde):
+    s = config.surrogate
+    init_key, _ = training_keys(config.training.seed)
+    terminal = pde.terminal if s.terminal_transform else None
+    return PINN(pde.dim, pde.horizon, init_key, width=s.width, depth=s.depth, activation=s.activation,
+                terminal=terminal)
+
+
+def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | None = None, done_before: int = 0,
+                    progress: bool = True):
+    """Train ``surrogate`` (a fresh PINN if None) with the config's budget; returns (surrogate, log, record)."""
+    tr = config.training
+    steps = steps or tr.steps
+    surrogate = new_surrogate(config, pde) if surrogate is None else surrogate
+    _, key = training_keys(tr.seed)
+    if done_before:
+        key = jax.random.fold_in(key, done_before)
+    surrogate, log = train(
+        surrogate, pde, key, steps=steps, collocation=tr.collocation, terminal_points=tr.terminal_points,
+        terminal_weight=tr.terminal_weight, learning_rate=tr.learning_rate,
+        final_learning_rate=min(tr.final_learning_rate, tr.learning_rate), trace=make_trace(tr.trace, tr.probes),
+        log_every=min(tr.log_every, steps), progress=progress,
+    )
+    record = {
+        "steps": steps, "total_steps": done_before + steps, "collocation": tr.collocation,
+        "terminal_points": tr.terminal_points, "learning_rate": tr.learning_rate,
+        "final_learning_rate": tr.final_learning_rate, "trace": tr.trace, "seed": tr.seed,
+        "final_loss": float(log.loss[-1]), "experiment": config.name,
+    }
+    return surrogate, log, record
+
+
+def training_log_csv(log) -> str:
+    rows = ["step,loss,residual_loss,terminal_loss"]
+    columns = zip(log.steps, log.loss, log.residual_loss, log.terminal_loss, strict=True)
+    rows += [f"{int(s)},{float(a)!r},{float(b)!r},{float(c)!r}" for s, a, b, c in columns]
+    return "\n".join(rows) + "\n"
+
+
+# ---- test points ---------------------------------------------------------------------------------------
+
+
+def repetition_key(config: ExperimentConfig, repetition: int):
+    return jax.random.fold_in(jax.random.key(config.evaluation.seed), repetition)
+
+
+def test_points(config: ExperimentConfig, pde, repetition: int) -> dict[str, np.ndarray]:
+    """t, x, the exact solution (or Monte Carlo reference) and its standard error (0 when exact)."""
+    key = repetition_key(config, repetition)
+    t, x = pde.sample_domain(jax.random.fold_in(key, 0), config.evaluation.points)
+    if pde.has_exact:
+        exact = jax.jit(jax.vmap(pde.exact))(t, x)
+        stderr = jnp.zeros_like(exact)
+    else:
+        exact, stderr = pde.reference(t, x, jax.random.fold_in(key, 1), samples=config.evaluation.reference_samples)
+    return {k: np.asarray(v) for k, v in {"t": t, "x": x, "exact": exact, "exact_stderr": stderr}.items()}
+
+
+# ---- methods -------------------------------------------------------------------------------------------
+
+
+def method_key(config: ExperimentConfig, repetition: int, name: str, stream: int = 2):
+    """Key of a method in a repetition; ``stream`` separates the main comparison (2) from sweeps (3, 4)."""
+    base = jax.random.fold_in(repetition_key(config, repetition), stream)
+    return jax.random.fold_in(base, name_tag(name))
+
+
+def chunk_layout(n: int, chunks: int) -> tuple[int, int]:
+    """(chunk length, number of chunks) for n points split into at most ``chunks`` equal chunks."""
+    size = math.ceil(n / chunks)
+    return size, math.ceil(n / size)
+
+
+def chunk_slice(t, x, index: int, size: int):
+    """Points of chunk ``index``, padded to ``size`` by repeating the last point (one compiled shape)."""
+    n = len(t)
+    start, stop = index * size, min((index + 1) * size, n)
+    pad = size - (stop - start)
+    tc = np.concatenate([t[start:stop], np.repeat(t[stop - 1 : stop], pad)])
+    xc = np.concatenate([x[start:stop], np.repeat(x[stop - 1 : stop], pad, axis=0)])
+    return tc, xc, stop - start
+
+
+@eqx.filter_jit
+def _surrogate_values(surrogate, t, x):
+    return jax.vmap(surrogate)(t, x)
+
+
+def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t, x, key) -> tuple[dict, dict]:
+    """Run one method on points (t, x): (arrays, evaluation counts per point).
+
+    Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, finite, and for SCaSML
+    also the surrogate value and the estimated defect.
+    """
+    ev = config.evaluation
+    batch = ev.batch_size or None
+    if method.kind == "surrogate":
+        u = np.asarray(_surrogate_values(surrogate, jnp.asarray(t), jnp.asarray(x)))
+        nan = np.full_like(u, np.nan)
+        return {"prediction": u, "stderr": nan, "lower": nan, "upper": nan, "finite": np.isfinite(u)}, {
+            "surrogate_values": 1
+        }
+    estimator = method.estimator()
+    if method.kind == "mlp":
+        est = solve(pde, t, x, estimator, key=key, chunk_size=batch)
+        u, stderr = np.asarray(est.u), np.asarray(est.stderr)
+        arrays = {"prediction": u, "stderr": stderr, "lower": u - Z95 * stderr, "upper": u + Z95 * stderr,
+                  "finite": np.asarray(est.finite)}
+        return arrays, dict(est.evaluations)
+    trace = make_trace(ev.trace, ev.probes)
+    cal = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, chunk_size=batch)
+    arrays = {"prediction": np.asarray(cal.u), "stderr": np.asarray(cal.stderr), "lower": np.asarray(cal.lower),
+              "upper": np.asarray(cal.upper), "finite": np.asarray(cal.finite),
+              "surrogate": np.asarray(cal.surrogate), "defect": np.asarray(cal.defect)}
+    return arrays, dict(cal.evaluations)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

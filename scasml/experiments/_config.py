@@ -1,0 +1,369 @@
+"""Experiment configurations: a TOML file (+ ``--set key=value`` overrides) → a validated ``ExperimentConfig``.
+
+Everything is checked before any work starts: unknown keys, wrong types, impossible values and inconsistent
+combinations raise ``ConfigError`` whose message begins with the dotted key. The resolved configuration (every
+default filled in) is written back as TOML/JSON into the run directory, so a run is reproducible from it alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tomllib
+from pathlib import Path
+
+from .. import equations
+from ..estimators import FeynmanKac, MultilevelPicard
+from ._schema import (
+    ESTIMATORS,
+    IDENTIFIER,
+    METHOD_KINDS,
+    SECTIONS,
+    ConfigError,
+    EquationSection,
+    EvaluationSection,
+    ExperimentSection,
+    MethodSection,
+    SurrogateSection,
+    SweepSection,
+    TrainingSection,
+    build_section,
+    method_keys,
+    section_to_dict,
+    unknown_key_error,
+)
+
+TOP_LEVEL = ("experiment", "equation", "surrogate", "training", "evaluation", "methods", "sweep")
+MAX_EVALUATIONS_PER_POINT = 10**8
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One compared method: ``kind`` is 'surrogate' (û alone), 'mlp' (plain Monte Carlo) or 'scasml'."""
+
+    name: str
+    options: MethodSection
+
+    @property
+    def kind(self) -> str:
+        return self.options.kind
+
+    @property
+    def is_picard(self) -> bool:
+        return self.kind != "surrogate" and self.options.estimator == "picard"
+
+    def estimator(self):
+        """The Monte Carlo estimator object (None for the surrogate alone)."""
+        o = self.options
+        if self.kind == "surrogate":
+            return None
+        if o.estimator == "picard":
+            return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip)
+        return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule)
+
+    def replace(self, **changes) -> Method:
+        return Method(self.name, dataclasses.replace(self.options, **changes))
+
+    def to_dict(self) -> dict:
+        return section_to_dict(self.options, method_keys(self.kind, self.options.estimator))
+
+    def label(self) -> str:
+        """Short human description, e.g. 'SCaSML, MLP n=2 M=10, clip 0.01'."""
+        o = self.options
+        head = {"surrogate": "surrogate", "mlp": "plain MC", "scasml": "SCaSML"}[self.kind]
+        if self.kind == "surrogate":
+            return head
+        if o.estimator == "feynman_kac":
+            return f"{head}, Feynman-Kac {o.paths} paths"
+        clip = f", clip {o.clip:g}" if o.clip is not None else ""
+        variant = "" if o.variant == "full_history" else f" {o.variant}"
+        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment (see configs/*.toml for the keys and docs/ for their meaning)."""
+
+    experiment: ExperimentSection
+    equation: EquationSection
+    surrogate: SurrogateSection
+    training: TrainingSection
+    evaluation: EvaluationSection
+    methods: tuple[Method, ...]
+    sweep: SweepSection
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+    def method(self, name: str) -> Method:
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def methods_of_kind(self, kind: str) -> tuple[Method, ...]:
+        return tuple(m for m in self.methods if m.kind == kind)
+
+    def sweep_methods(self) -> tuple[Method, ...]:
+        names = self.sweep.methods or tuple(m.name for m in self.methods if m.is_picard)
+        return tuple(self.method(n) for n in names)
+
+    def make_pde(self):
+        return equations.get(self.equation.name, dim=self.equation.dim, **self.equation.parameters)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for name in ("experiment", "equation", "surrogate", "training", "evaluation"):
+            out[name] = section_to_dict(getattr(self, name))
+        out["methods"] = {m.name: m.to_dict() for m in self.methods}
+        out["sweep"] = section_to_dict(self.sweep)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved configuration (identifies a run)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# ---- loading ----------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """Apply ``key.path=value`` strings (values parsed as TOML, else taken as strings) to a raw config."""
+    raw = copy.deepcopy(raw)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. training.steps=500)")
+        key, text = (s.strip() for s in item.split("=", 1))
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: malformed key {key!r}")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[: i + 1])}: is not a table, cannot set {key}")
+            node = child
+        node[parts[-1]] = _parse_value(text)
+    return raw
+
+
+def load_config(path, overrides=()) -> ExperimentConfig:
+    """Read, override and validate a TOML experiment config (``ConfigError`` on any problem)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    default_name = path.stem if IDENTIFIER.match(path.stem) else "experiment"
+    return config_from_dict(apply_overrides(raw, overrides), default_name=default_name)
+
+
+def config_from_dict(raw: dict, default_name: str = "experiment", check_files: bool = True) -> ExperimentConfig:
+    """Validate a raw (parsed TOML) configuration (``check_files``: also check surrogate.checkpoint)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a table, got {type(raw).__name__}")
+    for name in raw:
+        if name not in TOP_LEVEL:
+            raise unknown_key_error(name, name, TOP_LEVEL)
+    for name in ("equation", "methods"):
+        if name not in raw:
+            raise ConfigError(f"{name}: required section [{name}] is missing")
+    experiment_raw = raw.get("experiment", {})
+    if isinstance(experiment_raw, dict):
+        experiment_raw = {"name": default_name, **experiment_raw}
+    sections = {
+        name: build_section(cls, experiment_raw if name == "experiment" else raw.get(name, {}), name)
+        for name, cls in SECTIONS.items()
+    }
+    methods = _build_methods(raw["methods"])
+    config = ExperimentConfig(methods=methods, **sections)
+    _cross_check(config, check_files)
+    return config
+
+
+def _build_methods(raw) -> tuple[Method, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError("methods: expected a table of methods, e.g. [methods.scasml] kind = \"scasml\"")
+    if not raw:
+        raise ConfigError("methods: at least one method is required")
+    methods = []
+    for name, table in raw.items():
+        key = f"methods.{name}"
+        if not IDENTIFIER.match(name) or "-" in name:
+            raise ConfigError(f"{key}: method names must start with a letter and use only letters, digits and '_'")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(table).__name__}")
+        kind, estimator = table.get("kind"), table.get("estimator", "picard")
+        allowed = method_keys(kind, estimator) if kind in METHOD_KINDS and estimator in ESTIMATORS else None
+        methods.append(Method(name, build_section(MethodSection, table, key, allowed)))
+    return tuple(methods)
+
+
+def _check_equation(config: ExperimentConfig):
+    eq = config.equation
+    if eq.name.lower() not in equations.available():
+        raise ConfigError(f"equation.name: unknown equation {eq.name!r}; available: {', '.join(equations.available())}")
+    try:
+        pde = config.make_pde()
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"equation.parameters: cannot build {eq.name!r} in {eq.dim} d: {err}") from None
+    if not pde.has_exact and not hasattr(pde, "reference"):
+        raise ConfigError(f"equation.name: {eq.name!r} has neither an exact solution nor a reference to compare with")
+    return pde
+
+
+def _check_methods(config: ExperimentConfig, pde) -> None:
+    for m in config.methods:
+        key = f"methods.{m.name}"
+        if m.options.estimator == "feynman_kac" and m.kind != "surrogate" and not pde.is_linear:
+            raise ConfigError(
+                f"{key}.estimator: feynman_kac needs a linear PDE, but {pde.name} is semilinear; use picard"
+            )
+        estimator = m.estimator()
+        if estimator is not None:
+            cost = sum(estimator.evaluations(pde).values())
+            if cost > MAX_EVALUATIONS_PER_POINT:
+                raise ConfigError(
+                    f"{key}: {cost:.3g} function evaluations per point (levels={m.options.levels}, "
+                    f"base={m.options.base}) is beyond any budget; lower levels or base"
+                )
+
+
+def _check_sweep(config: ExperimentConfig) -> None:
+    sweep = config.sweep
+    names = {m.name for m in config.methods}
+    for i, name in enumerate(sweep.methods):
+        if name not in names:
+            raise ConfigError(f"sweep.methods[{i}]: no method named {name!r}; methods: {', '.join(sorted(names))}")
+    for label in ("base", "levels", "training_steps", "methods"):
+        values = getattr(sweep, label)
+        if len(set(values)) != len(values):
+            raise ConfigError(f"sweep.{label}: duplicate entries in {list(values)}")
+    swept = config.sweep_methods()
+    if (sweep.base or sweep.levels) and not any(m.is_picard for m in swept):
+        raise ConfigError("sweep.base: the base/levels sweep needs at least one multilevel Picard method to sweep")
+    for m in swept:
+        if (sweep.base or sweep.levels) and not m.is_picard:
+            raise ConfigError(f"sweep.methods: {m.name!r} is not a multilevel Picard method and cannot be swept")
+    if sweep.points > config.evaluation.points:
+        raise ConfigError(f"sweep.points: {sweep.points} exceeds evaluation.points = {config.evaluation.points}")
+
+
+def _check_checkpoint(config: ExperimentConfig, pde) -> None:
+    from ..surrogates import CheckpointError, read_header
+
+    path = config.surrogate.checkpoint
+    if not path:
+        return
+    try:
+        header = read_header(path)
+    except CheckpointError as err:
+        raise ConfigError(f"surrogate.checkpoint: {err}") from None
+    saved = header.get("pde")
+    if saved is not None and saved != pde.parameters():
+        raise ConfigError(
+            f"surrogate.checkpoint: {path!r} was trained for {saved.get('name')} in {saved.get('dim')} d, "
+            f"not for {pde.name} in {pde.dim} d"
+        )
+
+
+def _cross_check(config: ExperimentConfig, check_files: bool) -> None:
+    pde = _check_equation(config)
+    tr, ev = config.training, config.evaluation
+    if tr.final_learning_rate > tr.learning_rate:
+        raise ConfigError(
+            f"training.final_learning_rate: {tr.final_learning_rate:g} exceeds learning_rate {tr.learning_rate:g}"
+        )
+    if ev.chunks > ev.points:
+        raise ConfigError(f"evaluation.chunks: {ev.chunks} chunks for only {ev.points} points")
+    _check_methods(config, pde)
+    _check_sweep(config)
+    if check_files:
+        _check_checkpoint(config, pde)
+
+
+# ---- config files -----------------------------------------------------------------------------------------
+
+
+def config_dirs() -> list[Path]:
+    """Where configs are looked up by name: ./configs, then the source checkout's configs/ folder."""
+    dirs = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    out = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A config file path, or a config name such as 'quickstart' found in ``config_dirs()``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix == "" and len(path.parts) == 1:
+        for d in config_dirs():
+            candidate = d / f"{path.name}.toml"
+            if candidate.is_file():
+                return candidate
+    places = ", ".join(map(str, config_dirs())) or "./configs"
+    raise ConfigError(f"{name_or_path}: no such config file (nor a config name in {places})")
+
+
+# ---- a minimal TOML writer for resolved configs ----------------------------------------------------------
+
+
+def _toml_key(key: str) -> str:
+    return key if IDENTIFIER.match(key) or key.isdigit() else json.dumps(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dump_toml(data: dict, prefix: str = "") -> str:
+    """TOML text for nested dicts of scalars and arrays (tables after plain keys)."""
+    plain = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    lines = []
+    if plain or (prefix and not any(isinstance(v, dict) for v in data.values())):
+        if prefix:
+            lines.append(f"[{prefix}]")
+        lines.extend(plain)
+        lines.append("")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            lines.append(dump_toml(v, f"{prefix}.{_toml_key(k)}" if prefix else _toml_key(k)))
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Accuracy metrics and the statistics that go into metrics.json (no wall-clock times: see timings.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ._config import ExperimentConfig
+from ._statistics import mean_interval, paired_t_test
+
+
+@dataclasses.dataclass
+class MethodResult:
+    """One method on one set of points (arrays concatenated over chunks) and its bookkeeping."""
+
+    arrays: dict[str, np.ndarray]
+    evaluations: dict
+    seconds: float
+    seconds_warm: float
+
+    @property
+    def prediction(self) -> np.ndarray:
+        return self.arrays["prediction"]
+
+
+@dataclasses.dataclass
+class SweepResult:
+    sweep: str  # "base", "levels" or "training_steps"
+    value: int
+    method: str
+    kind: str
+    result: MethodResult
+    exact: np.ndarray
+
+
+@dataclasses.dataclass
+class Results:
+    """Everything a report needs, read back from the run directory."""
+
+    points: list[dict[str, np.ndarray]]  # per repetition: t, x, exact, exact_stderr
+    methods: dict[str, list[MethodResult]]  # per method, per repetition
+    sweeps: list[SweepResult]
+    training_seconds: float | None
+    training_curve: dict[str, np.ndarray] | None
+
+
+def error_summary(prediction, exact) -> dict:
+    """Relative L2, mean and max absolute error over the finite predictions, and how many were not finite."""
+    prediction, exact = np.asarray(prediction, np.float64), np.asarray(exact, np.float64)
+    finite = np.isfinite(prediction)
+    err = prediction[finite] - exact[finite]
+    norm = float(np.linalg.norm(exact[finite]))
+    if not err.size:
+        return {"relative_l2": None, "mean_absolute": None, "max_absolute": None, "nonfinite": int(finite.size)}
+    return {
+        "relative_l2": float(np.linalg.norm(err)) / norm if norm > 0 else None,
+        "mean_absolute": float(np.mean(np.abs(err))),
+        "max_absolute": float(np.max(np.abs(err))),
+        "nonfinite": int(np.sum(~finite)),
+    }
+
+
+def _coverage(result: MethodResult, exact) -> float | None:
+    lower, upper = result.arrays["lower"], result.arrays["upper"]
+    ok = np.isfinite(lower) & np.isfinite(upper)
+    if not ok.any():
+        return None
+    return float(np.mean((exact[ok] >= lower[ok]) & (exact[ok] <= upper[ok])))
+
+
+def _interval(values) -> list | None:
+    ci = mean_interval(values)
+    return None if ci["low"] is None else [ci["low"], ci["high"]]
+
+
+def method_metrics(config: ExperimentConfig, results: Results) -> dict:
+    out = {}
+    for method in config.methods:
+        runs = results.methods[method.name]
+        per_rep = [error_summary(r.prediction, p["exact"]) for r, p in zip(runs, results.points, strict=True)]
+        stderr = np.concatenate([r.arrays["stderr"] for r in runs])
+        coverage = [_coverage(r, p["exact"]) for r, p in zip(runs, results.points, strict=True)]
+
+        def mean_of(key, per_rep=per_rep):
+            values = [row[key] for row in per_rep if row[key] is not None]
+            return float(np.mean(values)) if values else None
+
+        out[method.name] = {
+            "kind": method.kind,
+            "label": method.label(),
+            "options": method.to_dict(),
+            "relative_l2": mean_of("relative_l2"),
+            "relative_l2_ci95": _interval([row["relative_l2"] for row in per_rep if row["relative_l2"] is not None]),
+            "mean_absolute": mean_of("mean_absolute"),
+            "max_absolute": float(max(row["max_absolute"] for row in per_rep if row["max_absolute"] is not None))
+            if any(row["max_absolute"] is not None for row in per_rep) else None,
+            "nonfinite": int(sum(row["nonfinite"] for row in per_rep)),
+            "mean_stderr": float(np.nanmean(stderr)) if np.isfinite(stderr).any() else None,
+            "interval_coverage": None if coverage[0] is None else float(np.mean(coverage)),
+            "evaluations_per_point": runs[0].evaluations,
+            "per_repetition": per_rep,
+        }
+    return out
+
+
+def _comparison(config, results, methods, name: str, baseline: str) -> dict:
+    base_l2 = [m["relative_l2"] for m in methods[baseline]["per_repetition"]]
+    new_l2 = [m["relative_l2"] for m in methods[name]["per_repetition"]]
+    improvements = [100.0 * (1.0 - n / b) if (n is not None and b) else None for n, b in
+                    zip(new_l2, base_l2, strict=True)]
+    abs_base = np.concatenate([np.abs(r.prediction - p["exact"]) for r, p in
+                               zip(results.methods[baseline], results.points, strict=True)])
+    abs_new = np.concatenate([np.abs(r.prediction - p["exact"]) for r, p in
+                              zip(results.methods[name], results.points, strict=True)])
+    finite = np.isfinite(abs_base) & np.isfinite(abs_new)
+    mean_base, mean_new = methods[baseline]["relative_l2"], methods[name]["relative_l2"]
+    over_reps = paired_t_test([np.nan if v is None else v for v in base_l2],
+                              [np.nan if v is None else v for v in new_l2])
+    if len(base_l2) < 2:
+        over_reps["note"] = "one repetition: set evaluation.repetitions ≥ 2 for a test over seeds"
+    return {
+        "method": name,
+        "baseline": baseline,
+        "improvement_percent": 100.0 * (1.0 - mean_new / mean_base) if (mean_new is not None and mean_base) else None,
+        "improvement_percent_ci95": _interval([v for v in improvements if v is not None]),
+        "improvement_percent_per_repetition": improvements,
+        "fraction_of_points_improved": float(np.mean(abs_new[finite] < abs_base[finite])) if finite.any() else None,
+        "paired_over_points": {
+            **paired_t_test(abs_base, abs_new),
+            "statistic": "mean over points of |baseline error| - |method error|",
+            "caveat": "points share one surrogate and are not independent; prefer the test over repetitions",
+        },
+        "paired_over_repetitions": {**over_reps, "statistic": "mean over repetitions of baseline - method relative L2"},
+    }
+
+
+def comparisons(config: ExperimentConfig, results: Results, methods: dict) -> list[dict]:
+    """Every Monte Carlo method against every surrogate baseline, and every SCaSML method against plain MLP."""
+    pairs = []
+    baselines = [m.name for m in config.methods_of_kind("surrogate")]
+    for m in config.methods:
+        if m.kind != "surrogate":
+            pairs += [(m.name, b) for b in baselines]
+    for m in config.methods_of_kind("scasml"):
+        pairs += [(m.name, b.name) for b in config.methods_of_kind("mlp")]
+    return [_comparison(config, results, methods, name, base) for name, base in pairs]
+
+
+def sweep_metrics(results: Results) -> list[dict]:
+    rows = []
+    for s in results.sweeps:
+        rows.append({"sweep": s.sweep, "value": s.value, "method": s.method, "kind": s.kind,
+                     **error_summary(s.result.prediction, s.exact),
+                     "evaluations_per_point": int(sum(s.result.evaluations.values()))})
+    return rows
+
+
+def compute_metrics(config: ExperimentConfig, results: Results, pde) -> dict:
+    """The content of metrics.json (deterministic: the same config gives the same file)."""
+    methods = method_metrics(config, results)
+    stderr = np.concatenate([p["exact_stderr"] for p in results.points])
+    return {
+        "experiment": config.name,
+        "config_sha256": config.fingerprint(),
+        "equation": pde.parameters(),
+        "points_per_repetition": config.evaluation.points,
+        "repetitions": config.evaluation.repetitions,
+        "reference": "exact solution" if pde.has_exact else
+        f"Monte Carlo reference ({config.evaluation.reference_samples} samples per point)",
+        "reference_mean_stderr": float(np.mean(stderr)),
+        "methods": methods,
+        "comparisons": comparisons(config, results, methods),
+        "sweeps": sweep_metrics(results),
+    }
+
+
+def compute_timings(config: ExperimentConfig, results: Results) -> dict:
+    """Wall-clock seconds (kept out of metrics.json; a resumed run's times cover only the work it redid)."""
+    return {
+        "training_seconds": results.training_seconds,
+        "methods": {
+            name: {
+                "seconds": float(sum(r.seconds for r in runs)),
+                "seconds_warm_estimate": float(sum(r.seconds_warm for r in runs)),
+                "per_repetition": [r.seconds for r in runs],
+            }
+            for name, runs in results.methods.items()
+        },
+        "sweeps": [{"sweep": s.sweep, "value": s.value, "method": s.method, "seconds": s.result.seconds,
+                    "seconds_warm_estimate": s.result.seconds_warm} for s in results.sweeps],
+        "note": "seconds include compilation in the first chunk of each process; seconds_warm_estimate "
+                "extrapolates the compiled chunks' time to all chunks",
+    }

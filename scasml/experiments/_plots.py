@@ -1,0 +1,281 @@
+"""Figures of a run, drawn with matplotlib's object API (Agg for PNG, PDF backend for PDF; no pyplot state).
+
+Each ``*_figure`` function returns a ``matplotlib.figure.Figure``; ``save_figure`` writes it as PNG and PDF
+atomically.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._io import atomic_write_bytes
+
+COLORS = {"surrogate": "#7f7f7f", "mlp": "#1f77b4", "scasml": "#d62728"}
+TINY = 1e-12
+
+
+def _color(kind: str, i: int = 0) -> str:
+    palette = {"surrogate": ["#7f7f7f", "#bcbd22"], "mlp": ["#1f77b4", "#17becf", "#9467bd"],
+               "scasml": ["#d62728", "#ff7f0e", "#8c564b"]}[kind]
+    return palette[i % len(palette)]
+
+
+def method_colors(config) -> dict[str, str]:
+    counts: dict[str, int] = {}
+    out = {}
+    for m in config.methods:
+        out[m.name] = _color(m.kind, counts.get(m.kind, 0))
+        counts[m.kind] = counts.get(m.kind, 0) + 1
+    return out
+
+
+def save_figure(fig: Figure, stem) -> list[str]:
+    """Write ``stem``.png and ``stem``.pdf atomically; returns the file names."""
+    names = []
+    for fmt in ("png", "pdf"):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata={"CreationDate": None}
+                    if fmt == "pdf" else None)
+        path = f"{stem}.{fmt}"
+        atomic_write_bytes(path, buffer.getvalue())
+        names.append(path)
+    return names
+
+
+def _title(config, pde) -> str:
+    return f"{config.equation.name.upper()}, d = {pde.dim}"
+
+
+def _abs_errors(results, name):
+    return np.concatenate([np.abs(r.prediction - p["exact"]) for r, p in
+                           zip(results.methods[name], results.points, strict=True)])
+
+
+def errors_figure(config, pde, results, metrics) -> Figure:
+    """Violins of log10 |prediction − exact| per method, pooled over repetitions."""
+    names = [m.name for m in config.methods]
+    colors = method_colors(config)
+    fig = Figure(figsize=(1.6 + 1.5 * len(names), 4.2))
+    ax = fig.subplots()
+    data = []
+    for name in names:
+        err = _abs_errors(results, name)
+        data.append(np.log10(np.maximum(err[np.isfinite(err)], TINY)))
+    positions = np.arange(1, len(names) + 1)
+    parts = ax.violinplot(data, positions=positions, showmedians=True, showextrema=True, widths=0.8)
+    for body, name in zip(parts["bodies"], names, strict=True):
+        body.set_facecolor(colors[name])
+        body.set_edgecolor("black")
+        body.set_alpha(0.6)
+    for key in ("cmedians", "cmins", "cmaxes", "cbars"):
+        parts[key].set_color("black")
+        parts[key].set_linewidth(0.8)
+    ax.set_xticks(positions)
+    ax.set_xticklabels([f"{n}\nrel. L2 {metrics['methods'][n]['relative_l2']:.2e}" for n in names], fontsize=8)
+    ax.set_ylabel("log10 |prediction − reference|")
+    total = config.evaluation.points * config.evaluation.repetitions
+    ax.set_title(f"{_title(config, pde)}: pointwise absolute errors ({total} points)")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def scatter_figure(config, pde, results, metrics) -> Figure | None:
+    """|surrogate error| vs |SCaSML error| per point (below the diagonal = SCaSML better), coloured by t."""
+    baselines = config.methods_of_kind("surrogate")
+    targets = config.methods_of_kind("scasml")
+    if not baselines or not targets:
+        return None
+    base = baselines[0].name
+    fig = Figure(figsize=(4.6 * len(targets) + 0.8, 4.4))
+    axes = np.atleast_1d(fig.subplots(1, len(targets), squeeze=False)[0])
+    t = np.concatenate([p["t"] for p in results.points])
+    eb = np.maximum(_abs_errors(results, base), TINY)
+    scatter = None
+    for ax, target in zip(axes, targets, strict=True):
+        es = np.maximum(_abs_errors(results, target.name), TINY)
+        ok = np.isfinite(es) & np.isfinite(eb)
+        scatter = ax.scatter(eb[ok], es[ok], c=t[ok], s=6, cmap="viridis", alpha=0.7, linewidths=0)
+        lo = min(eb[ok].min(), es[ok].min()) / 2
+        hi = max(eb[ok].max(), es[ok].max()) * 2
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="equal error")
+        ax.plot([lo, hi], [lo / 10, hi / 10], "k:", lw=0.8, label="10× smaller")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
+        share = float(np.mean(es[ok] < eb[ok]))
+        ax.set_xlabel(f"|error| of {base}")
+        ax.set_ylabel(f"|error| of {target.name}")
+        ax.set_title(f"{target.name}: better at {100 * share:.0f} % of points", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{_title(config, pde)}: pointwise errors, surrogate vs SCaSML", fontsize=11)
+    fig.colorbar(scatter, ax=list(axes), label="t", shrink=0.85)
+    return fig
+
+
+def improvement_figure(config, pde, results, metrics) -> Figure:
+    """(a) relative L2 per method with repetitions; (b) improvement over the surrogate in %."""
+    names = [m.name for m in config.methods]
+    colors = method_colors(config)
+    comps = [c for c in metrics["comparisons"] if config.method(c["baseline"]).kind == "surrogate"]
+    fig = Figure(figsize=(3.0 + 1.2 * len(names) + 1.2 * max(len(comps), 1), 4.2))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(len(names), 1), max(len(comps), 1) + 0.5]})
+    x = np.arange(len(names))
+    values = [metrics["methods"][n]["relative_l2"] or np.nan for n in names]
+    ax1.bar(x, values, color=[colors[n] for n in names], alpha=0.8)
+    for i, n in enumerate(names):
+        reps = [row["relative_l2"] for row in metrics["methods"][n]["per_repetition"] if row["relative_l2"]]
+        if len(reps) > 1:
+            ax1.plot(np.full(len(reps), i), reps, "k.", ms=4)
+            ci = metrics["methods"][n]["relative_l2_ci95"]
+            if ci:
+                ax1.errorbar(i, values[i], yerr=[[values[i] - ci[0]], [ci[1] - values[i]]], color="black", capsize=4)
+        ax1.annotate(f"{values[i]:.2e}", (i, values[i]), ha="center", va="bottom", fontsize=8,
+                     xytext=(0, 2), textcoords="offset points")
+    ax1.set_yscale("log")
+    finite = [v for v in values if np.isfinite(v) and v > 0]
+    if finite:
+        ax1.set_ylim(min(finite) / 3, max(finite) * 2)
+    ax1.set_xticks(x)
+    ax1.set_xticklabels(names, fontsize=9)
+    ax1.set_ylabel("relative L2 error")
+    reps = config.evaluation.repetitions
+    ax1.set_title("accuracy" + (f" (mean of {reps} repetitions, 95 % CI)" if reps > 1 else ""), fontsize=10)
+    ax1.grid(axis="y", alpha=0.3, which="both")
+    if comps:
+        xs = np.arange(len(comps))
+        gains = [c["improvement_percent"] if c["improvement_percent"] is not None else np.nan for c in comps]
+        ax2.bar(xs, gains, color=[colors[c["method"]] for c in comps], alpha=0.8)
+        for i, c in enumerate(comps):
+            ci = c["improvement_percent_ci95"]
+            if ci:
+                ax2.errorbar(i, gains[i], yerr=[[gains[i] - ci[0]], [ci[1] - gains[i]]], color="black", capsize=4)
+            ax2.annotate(f"{gains[i]:+.0f} %", (i, gains[i]), ha="center", va="bottom" if gains[i] >= 0 else "top",
+                         fontsize=9, xytext=(0, 2 if gains[i] >= 0 else -2), textcoords="offset points")
+        ax2.axhline(0, color="black", lw=0.8)
+        ax2.set_xticks(xs)
+        ax2.set_xticklabels([f"{c['method']}\nvs {c['baseline']}" for c in comps], fontsize=8)
+        ax2.set_ylabel("reduction of relative L2 error (%)")
+        ax2.set_title("improvement over the surrogate", fontsize=10)
+        low = min(0.0, np.nanmin(gains) * 1.2 if np.isfinite(gains).any() else 0.0)
+        ax2.set_ylim(min(low, -5), 105)
+        ax2.grid(axis="y", alpha=0.3)
+    else:
+        ax2.axis("off")
+        ax2.text(0.5, 0.5, "no surrogate baseline\nconfigured", ha="center", va="center", transform=ax2.transAxes)
+    fig.suptitle(_title(config, pde), fontsize=11)
+    return fig
+
+
+def scaling_figure(config, pde, metrics, timings) -> Figure | None:
+    """Inference-time scaling: error vs M (or n) and error vs seconds, one row per swept parameter."""
+    rows = [axis for axis in ("base", "levels") if any(r["sweep"] == axis for r in metrics["sweeps"])]
+    if not rows:
+        return None
+    colors = method_colors(config)
+    seconds = {(s["sweep"], s["value"], s["method"]): s["seconds_warm_estimate"] for s in timings["sweeps"]}
+    fig = Figure(figsize=(10, 3.9 * len(rows)))
+    axes = fig.subplots(len(rows), 2, squeeze=False)
+    symbol = {"base": "M (samples per level)", "levels": "n (levels)"}
+    for (ax1, ax2), axis in zip(axes, rows, strict=True):
+        for name in dict.fromkeys(r["method"] for r in metrics["sweeps"] if r["sweep"] == axis):
+            sel = sorted((r for r in metrics["sweeps"] if r["sweep"] == axis and r["method"] == name),
+                         key=lambda r: r["value"])
+            v = np.array([r["value"] for r in sel], float)
+            err = np.array([r["relative_l2"] if r["relative_l2"] is not None else np.nan for r in sel])
+            sec = np.array([seconds[(axis, r["value"], name)] for r in sel])
+            ax1.plot(v, err, "o-", color=colors[name], label=name)
+            ax2.plot(sec, err, "o-", color=colors[name], label=name)
+            for vi, si, ei in zip(v, sec, err, strict=True):
+                ax2.annotate(f"{int(vi)}", (si, ei), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if axis == "base":
+            levels = config.sweep_methods()[0].options.levels
+            sel = [r for r in metrics["sweeps"] if r["sweep"] == "base" and r["relative_l2"]]
+            if sel:
+                first = min(sel, key=lambda r: r["value"])
+                m = np.array(sorted({r["value"] for r in sel}), float)
+                ax1.plot(m, first["relative_l2"] * (m / m[0]) ** (-levels / 2), "k:", lw=1,
+                         label=f"∝ M^(−{levels}/2) (MC rate)")
+        ax1.set_xscale("log")
+        ax1.set_yscale("log")
+        ax1.set_xlabel(symbol[axis])
+        ax1.set_ylabel("relative L2 error")
+        ax1.set_title(f"error vs {symbol[axis]}", fontsize=10)
+        ax1.legend(fontsize=8)
+        ax1.grid(alpha=0.3, which="both")
+        ax1.xaxis.set_minor_formatter("{x:.0f}")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.set_xlabel("seconds (compiled; labels: " + ("M" if axis == "base" else "n") + ")")
+        ax2.set_ylabel("relative L2 error")
+        ax2.set_title("error vs inference time", fontsize=10)
+        ax2.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{_title(config, pde)}: inference-time scaling", fontsize=11)
+    return fig
+
+
+def convergence_figure(config, pde, metrics) -> Figure | None:
+    """Error vs training steps for the surrogate and SCaSML, and SCaSML error vs surrogate error."""
+    rows = [r for r in metrics["sweeps"] if r["sweep"] == "training_steps"]
+    if not rows:
+        return None
+    fig = Figure(figsize=(10, 4.0))
+    ax1, ax2 = fig.subplots(1, 2)
+    by_method: dict[str, list] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    colors = {**{n: _color(r[0]["kind"], i) for i, (n, r) in enumerate(by_method.items())}, **method_colors(config)}
+    base_name = next(n for n, r in by_method.items() if r[0]["kind"] == "surrogate")
+    base = {r["value"]: r["relative_l2"] for r in by_method[base_name]}
+    for name, sel in by_method.items():
+        sel = sorted(sel, key=lambda r: r["value"])
+        steps = np.array([r["value"] for r in sel], float)
+        err = np.array([r["relative_l2"] or np.nan for r in sel])
+        ok = np.isfinite(err) & (err > 0)
+        label = name
+        if ok.sum() >= 2:
+            slope = np.polyfit(np.log(steps[ok]), np.log(err[ok]), 1)[0]
+            label += f" (slope {slope:.2f})"
+        ax1.plot(steps, err, "o-", color=colors[name], label=label)
+        if name != base_name:
+            eb = np.array([base[s] for s in steps])
+            ax2.plot(eb, err, "o-", color=colors[name], label=name)
+    lim = [min(base.values()) / 2, max(base.values()) * 2]
+    ax2.plot(lim, lim, "k--", lw=1, label="equal error")
+    ax1.set_xscale("log")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("training steps")
+    ax1.set_ylabel("relative L2 error")
+    ax1.set_title("convergence in the training budget", fontsize=10)
+    ax1.legend(fontsize=8)
+    ax1.grid(alpha=0.3, which="both")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel(f"relative L2 error of {base_name}")
+    ax2.set_ylabel("relative L2 error after calibration")
+    ax2.set_title("calibrated vs surrogate error", fontsize=10)
+    ax2.legend(fontsize=8)
+    ax2.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{_title(config, pde)}: surrogate training budget", fontsize=11)
+    return fig
+
+
+def training_figure(config, pde, curve) -> Figure | None:
+    if curve is None or len(curve["step"]) == 0:
+        return None
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    for key, style in (("loss", "-"), ("residual_loss", "--"), ("terminal_loss", ":")):
+        ax.plot(curve["step"], curve[key], style, label=key.replace("_", " "))
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (mean squared)")
+    ax.set_title(f"{_title(config, pde)}: PINN training", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig

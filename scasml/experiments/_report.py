@@ -1,0 +1,272 @@
+"""From saved stage results to metrics.json, timings.json, per-point tables, figures and report.md.
+
+``render_report`` reads only the run directory (no training, no Monte Carlo), so ``scasml report DIR``
+re-renders everything of a finished run in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+
+import numpy as np
+
+from .. import __version__
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from . import _plots
+from ._config import ExperimentConfig
+from ._metrics import compute_metrics, compute_timings
+from ._rundir import RunDirectory
+from ._runner import collect_results
+
+log = logging.getLogger("scasml.experiments")
+
+
+@dataclasses.dataclass
+class Report:
+    """What a finished run produced: metrics, timings, the console table, a one-line summary, file names."""
+
+    run_dir: str
+    metrics: dict
+    timings: dict
+    table: str
+    summary: str
+    files: list[str]
+
+
+def fmt(value, spec: str = ".3e") -> str:
+    return "—" if value is None or (isinstance(value, float) and not np.isfinite(value)) else format(value, spec)
+
+
+def _ci(values) -> str:
+    return "—" if not values else f"[{values[0]:.2e}, {values[1]:.2e}]"
+
+
+def _gain(metrics: dict, name: str) -> str:
+    for c in metrics["comparisons"]:
+        if c["method"] == name and metrics["methods"][c["baseline"]]["kind"] == "surrogate":
+            return fmt(c["improvement_percent"], "+.1f") + " %"
+    return ""
+
+
+def table_rows(config: ExperimentConfig, metrics: dict, timings: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "description", "rel. L2", "95% CI (reps)", "mean |err|", "max |err|", "evals/point",
+              "seconds", "vs surrogate"]
+    rows = []
+    for m in config.methods:
+        mm = metrics["methods"][m.name]
+        rows.append([
+            m.name, m.label(), fmt(mm["relative_l2"], ".3e"), _ci(mm["relative_l2_ci95"]),
+            fmt(mm["mean_absolute"], ".2e"), fmt(mm["max_absolute"], ".2e"),
+            str(sum(mm["evaluations_per_point"].values())), fmt(timings["methods"][m.name]["seconds"], ".1f"),
+            _gain(metrics, m.name),
+        ])
+    return header, rows
+
+
+def text_table(header, rows) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def markdown_table(header, rows) -> str:
+    out = ["| " + " | ".join(h.replace("|", "\\|") for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def summary_line(config: ExperimentConfig, metrics: dict, timings: dict) -> str:
+    parts = [f"{config.name} ({config.equation.name.upper()}, d={config.equation.dim})"]
+    headline = [c for c in metrics["comparisons"] if metrics["methods"][c["method"]]["kind"] == "scasml"
+                and metrics["methods"][c["baseline"]]["kind"] == "surrogate"]
+    if headline:
+        c = headline[0]
+        base, new = metrics["methods"][c["baseline"]], metrics["methods"][c["method"]]
+        parts.append(f"relative L2 {c['baseline']} {fmt(base['relative_l2'], '.2e')} -> {c['method']} "
+                     f"{fmt(new['relative_l2'], '.2e')} ({fmt(c['improvement_percent'], '+.1f')} %)")
+    else:
+        parts.append(", ".join(f"{n} {fmt(m['relative_l2'], '.2e')}" for n, m in metrics["methods"].items()))
+    total = sum(v["seconds"] for v in timings["methods"].values()) + (timings["training_seconds"] or 0.0)
+    parts.append(f"compute {total:.0f} s")
+    return "; ".join(parts)
+
+
+# ---- per-point files --------------------------------------------------------------------------------------
+
+
+def write_point_results(run: RunDirectory, config: ExperimentConfig, results) -> list[str]:
+    """results/points.csv (x summarised by its sum and norm) and results/points.npz (full x)."""
+    names = [m.name for m in config.methods]
+    fields = ("prediction", "stderr", "lower", "upper")
+    header = ["repetition", "index", "t", "x_sum", "x_norm", "exact", "exact_stderr"]
+    header += [f"{n}_{f}" for n in names for f in ("prediction", "error", "stderr", "lower", "upper")]
+    lines = [",".join(header)]
+    arrays: dict[str, list] = {k: [] for k in ("t", "x", "exact", "exact_stderr")}
+    for n in names:
+        for f in (*fields, "error"):
+            arrays[f"{n}_{f}"] = []
+    for r, pts in enumerate(results.points):
+        cols = [np.full(len(pts["t"]), r), np.arange(len(pts["t"])), pts["t"], pts["x"].sum(axis=1),
+                np.linalg.norm(pts["x"], axis=1), pts["exact"], pts["exact_stderr"]]
+        for k in ("t", "x", "exact", "exact_stderr"):
+            arrays[k].append(pts[k])
+        for n in names:
+            a = results.methods[n][r].arrays
+            err = a["prediction"] - pts["exact"]
+            cols += [a["prediction"], err, a["stderr"], a["lower"], a["upper"]]
+            for f in fields:
+                arrays[f"{n}_{f}"].append(a[f])
+            arrays[f"{n}_error"].append(err)
+        for row in zip(*cols, strict=True):
+            lines.append(",".join([str(int(row[0])), str(int(row[1]))] + [f"{float(v):.9g}" for v in row[2:]]))
+    atomic_write_text(run.file("results", "points.csv"), "\n".join(lines) + "\n")
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.stack(v) for k, v in arrays.items()})
+    atomic_write_bytes(run.file("results", "points.npz"), buffer.getvalue())
+    return ["results/points.csv", "results/points.npz"]
+
+
+def write_sweep_table(run: RunDirectory, metrics: dict, timings: dict) -> list[str]:
+    if not metrics["sweeps"]:
+        return []
+    header = ["sweep", "value", "method", "relative_l2", "mean_absolute", "max_absolute", "evaluations_per_point",
+              "seconds", "seconds_warm_estimate"]
+    lines = [",".join(header)]
+    for row, t in zip(metrics["sweeps"], timings["sweeps"], strict=True):
+        lines.append(",".join(str(v) for v in (row["sweep"], row["value"], row["method"], row["relative_l2"],
+                                                row["mean_absolute"], row["max_absolute"],
+                                                row["evaluations_per_point"], t["seconds"],
+                                                t["seconds_warm_estimate"])))
+    atomic_write_text(run.file("results", "sweeps.csv"), "\n".join(lines) + "\n")
+    return ["results/sweeps.csv"]
+
+
+# ---- report.md --------------------------------------------------------------------------------------------
+
+
+def _statistics_section(metrics: dict) -> list[str]:
+    out = ["## Statistics", ""]
+    for c in metrics["comparisons"]:
+        pts, reps = c["paired_over_points"], c["paired_over_repetitions"]
+        gain, share = c["improvement_percent"], c["fraction_of_points_improved"]
+        change = "—" if gain is None else f"{abs(gain):.1f} % {'lower' if gain >= 0 else 'higher'}"
+        out.append(f"**{c['method']} vs {c['baseline']}**: relative L2 error {change} (95 % CI of the reduction over "
+                   f"repetitions: {_pct(c['improvement_percent_ci95'])}); smaller error at "
+                   f"{fmt(None if share is None else 100 * share, '.0f')} % of points.")
+        out.append("")
+        out.append(f"- over points (n = {pts['n']}): mean |error| reduction {fmt(pts['mean_difference'], '.3e')}, "
+                   f"95 % CI [{fmt(pts['low'], '.3e')}, {fmt(pts['high'], '.3e')}], paired t = {fmt(pts['t'], '.2f')}, "
+                   f"p = {fmt(pts['p_value'], '.2g')} (points share one surrogate; not independent)")
+        if reps["df"] is None:
+            out.append(f"- over repetitions: {reps.get('note', 'not available')}")
+        else:
+            out.append(f"- over repetitions (n = {reps['n']}): mean relative-L2 reduction "
+                       f"{fmt(reps['mean_difference'], '.3e')}, 95 % CI [{fmt(reps['low'], '.3e')}, "
+                       f"{fmt(reps['high'], '.3e')}], paired t = {fmt(reps['t'], '.2f')}, "
+                       f"p = {fmt(reps['p_value'], '.2g')}")
+        out.append("")
+    return out
+
+
+def _pct(ci) -> str:
+    return "—" if not ci else f"[{ci[0]:+.1f} %, {ci[1]:+.1f} %]"
+
+
+def _sweep_section(metrics: dict, timings: dict) -> list[str]:
+    if not metrics["sweeps"]:
+        return []
+    header = ["sweep", "value", "method", "rel. L2", "max |err|", "evals/point", "seconds (compiled)"]
+    rows = [[r["sweep"], str(r["value"]), r["method"], fmt(r["relative_l2"]), fmt(r["max_absolute"], ".2e"),
+             str(r["evaluations_per_point"]), fmt(t["seconds_warm_estimate"], ".2f")]
+            for r, t in zip(metrics["sweeps"], timings["sweeps"], strict=True)]
+    return ["## Sweeps", "", "On the first test points of repetition 0.", "", markdown_table(header, rows), ""]
+
+
+def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict, figures: dict[str, str]) -> str:
+    s, tr, ev = config.surrogate, config.training, config.evaluation
+    header, rows = table_rows(config, metrics, timings)
+    surrogate = (f"PINN {s.depth}×{s.width} {s.activation}" + (", terminal transform" if s.terminal_transform else "")
+                 + (f", loaded from `{s.checkpoint}`" if s.checkpoint else
+                    f", {tr.steps} Adam steps (lr {tr.learning_rate:g} → {tr.final_learning_rate:g}, "
+                    f"{tr.collocation} collocation points per step, {tr.trace} Laplacian)"))
+    lines = [
+        f"# {config.name}: {config.equation.name.upper()} in {pde.dim} dimensions",
+        "",
+        *([config.experiment.description, ""] if config.experiment.description else []),
+        "- equation: " + ", ".join(f"{k} = {v}" for k, v in metrics["equation"].items()),
+        f"- surrogate: {surrogate}",
+        f"- test points: {ev.points} per repetition × {ev.repetitions} repetition(s), seed {ev.seed}; "
+        f"reference: {metrics['reference']}"
+        + (f" (mean stderr {metrics['reference_mean_stderr']:.2e})" if metrics["reference_mean_stderr"] else ""),
+        f"- configuration: [config.toml](config.toml) (sha256 `{metrics['config_sha256'][:12]}`), scasml {__version__}",
+        "",
+        "## Results",
+        "",
+        markdown_table(header, rows),
+        "",
+        "Relative L2 = ‖prediction − reference‖₂ / ‖reference‖₂ over the test points (mean over repetitions). "
+        "Seconds are wall-clock and include compilation (see timings.json).",
+        "",
+        *_statistics_section(metrics),
+        *_sweep_section(metrics, timings),
+        "## Figures",
+        "",
+    ]
+    captions = {
+        "errors": "Pointwise absolute errors (log scale) of every method.",
+        "scatter": "Per-point error of the surrogate (x) against SCaSML (y); points below the diagonal improved.",
+        "improvement": "Relative L2 error per method and the reduction achieved over the surrogate.",
+        "scaling": "Inference-time scaling: error against M / levels and against compiled run time.",
+        "convergence": "Error against the surrogate's training budget, before and after calibration.",
+        "training": "Training loss of the surrogate.",
+    }
+    for name, path in figures.items():
+        lines += [f"![{name}]({path})", "", f"*{captions[name]}* ([PDF]({path[:-4]}.pdf))", ""]
+    clipped = [m.name for m in config.methods if m.kind != "surrogate" and m.is_picard and m.options.clip is not None]
+    lines += [
+        "## Notes",
+        "",
+        "- Numbers: metrics.json (deterministic for a given config), timings.json (wall clock), "
+        "results/points.csv and results/points.npz (per point), results/sweeps.csv.",
+        "- Reproduce: `scasml run config.toml`; re-render this report: `scasml report <run directory>`.",
+    ]
+    if clipped:
+        lines.append(f"- Clipping (a biased heuristic) is on for: {', '.join(clipped)}.")
+    return "\n".join(lines) + "\n"
+
+
+def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> Report:
+    """Recompute metrics from saved results and rewrite every table, figure and report.md."""
+    config = config or run.config()
+    pde = config.make_pde()
+    results = collect_results(run, config)
+    metrics = compute_metrics(config, results, pde)
+    timings = compute_timings(config, results)
+    atomic_write_json(run.path / "metrics.json", metrics)
+    atomic_write_json(run.path / "timings.json", timings)
+    files = ["metrics.json", "timings.json"]
+    files += write_point_results(run, config, results)
+    files += write_sweep_table(run, metrics, timings)
+    figures = {
+        "errors": _plots.errors_figure(config, pde, results, metrics),
+        "scatter": _plots.scatter_figure(config, pde, results, metrics),
+        "improvement": _plots.improvement_figure(config, pde, results, metrics),
+        "scaling": _plots.scaling_figure(config, pde, metrics, timings),
+        "convergence": _plots.convergence_figure(config, pde, metrics),
+        "training": _plots.training_figure(config, pde, results.training_curve),
+    }
+    written = {}
+    for name, fig in figures.items():
+        if fig is None:
+            continue
+        _plots.save_figure(fig, run.file("figures", name))
+        written[name] = f"figures/{name}.png"
+        files += [f"figures/{name}.png", f"figures/{name}.pdf"]
+    atomic_write_text(run.path / "report.md", report_markdown(config, pde, metrics, timings, written))
+    files.append("report.md")
+    header, rows = table_rows(config, metrics, timings)
+    summary = summary_line(config, metrics, timings)
+    log.info("report written: %s", run.path / "report.md")
+    return Report(str(run.path), metrics, timings, text_table(header, rows), summary, files)

@@ -1,0 +1,248 @@
+"""The experiment pipeline: train → test points → evaluate each method (in chunks) → sweeps → report.
+
+Each step is a cached stage of the run directory (see ``_rundir``): re-running a killed run recomputes nothing
+that finished. Chunk keys are derived from the config (see ``_compute``), so resumed and uninterrupted runs
+produce the same numbers and the same metrics.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import jax
+import numpy as np
+
+from .. import surrogates
+from .._io import atomic_write_bytes, atomic_write_text
+from ._compute import (
+    chunk_layout,
+    chunk_slice,
+    evaluate_method,
+    method_key,
+    test_points,
+    timed,
+    train_surrogate,
+    training_log_csv,
+)
+from ._config import ExperimentConfig, Method
+from ._metrics import MethodResult, Results, SweepResult
+from ._progress import ProgressBar
+from ._rundir import RunDirectory, RunDirectoryError
+from ._schema import MethodSection
+
+log = logging.getLogger("scasml.experiments")
+
+_COMPILED: set = set()  # (method signature, chunk length) already compiled in this process
+
+
+@contextlib.contextmanager
+def log_to_file(path):
+    """Copy scasml's log records into ``path`` while the context is open."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    logger = logging.getLogger("scasml")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def run_experiment(config: ExperimentConfig, out, *, force: bool = False, progress: bool = True):
+    """Run (or resume) ``config`` in the folder ``out``; returns the ``Report`` (see ``render_report``)."""
+    from ._report import render_report
+
+    run, resumed = RunDirectory.prepare(out, config, force=force)
+    with run.lock(), log_to_file(run.path / "run.log"):
+        log.info("%s run %r in %s", "resuming" if resumed else "starting", config.name, run.path)
+        start = time.perf_counter()
+        Pipeline(run, config, progress).execute()
+        report = render_report(run, config)
+        log.info("finished in %.1f s: %s", time.perf_counter() - start, report.summary)
+    return report
+
+
+class Pipeline:
+    """The stages of one run (each skipped when its marker already exists)."""
+
+    def __init__(self, run: RunDirectory, config: ExperimentConfig, progress: bool):
+        self.run, self.config, self.progress = run, config, progress
+        self.pde = config.make_pde()
+
+    def execute(self) -> None:
+        surrogate = self.main_surrogate()
+        for r in range(self.config.evaluation.repetitions):
+            points = self.points(r)
+            for method in self.config.methods:
+                key = method_key(self.config, r, method.name)
+                self.evaluate(method, surrogate, points, key, f"eval/rep-{r}/{method.name}", f"{method.name} rep {r}")
+        self.sweeps(surrogate)
+
+    # ---- surrogate ----------------------------------------------------------------------------------------
+    def main_surrogate(self):
+        path = self.run.path / "checkpoint.scasml"
+        if self.run.stage_info("train") is None or not path.is_file():
+            source = self.config.surrogate.checkpoint
+            if source:
+                log.info("using the trained surrogate %s", source)
+                with open(source, "rb") as fh:
+                    atomic_write_bytes(path, fh.read())
+                self.run.finish("train", {"seconds": 0.0, "source": source})
+            else:
+                self.train(self.config.training.steps, path, "train", "training.csv")
+        else:
+            log.info("surrogate: cached (%s)", path.name)
+        return surrogates.load(path, self.pde)
+
+    def train(self, steps: int, path, stage: str, curve_file: str | None) -> None:
+        tr = self.config.training
+        log.info("training the surrogate: %d steps, %d collocation points", steps, tr.collocation)
+        (surrogate, tlog, record), seconds = timed(train_surrogate, self.config, self.pde, steps=steps,
+                                                   progress=self.progress)
+        if curve_file:
+            atomic_write_text(self.run.path / curve_file, training_log_csv(tlog))
+        surrogates.save(path, surrogate, self.pde, training=record)
+        self.run.finish(stage, {"seconds": seconds, "final_loss": record["final_loss"]})
+        log.info("trained in %.1f s, final loss %.3e", seconds, record["final_loss"])
+
+    # ---- points and methods -------------------------------------------------------------------------------
+    def points(self, repetition: int) -> dict:
+        stage = f"points/rep-{repetition}"
+        if self.run.stage_info(stage) is None:
+            (points, seconds) = timed(test_points, self.config, self.pde, repetition)
+            self.run.save_arrays(stage, **points)
+            self.run.finish(stage, {"seconds": seconds})
+            log.info("repetition %d: %d test points (%s)", repetition, len(points["t"]),
+                     "exact solution" if self.pde.has_exact else "Monte Carlo reference")
+        return self.run.load_arrays(stage)
+
+    def evaluate(self, method: Method, surrogate, points: dict, key, prefix: str, label: str, limit: int = 0):
+        """Evaluate ``method`` chunk by chunk, skipping finished chunks."""
+        t, x = points["t"], points["x"]
+        if limit:
+            t, x = t[:limit], x[:limit]
+        size, n_chunks = chunk_layout(len(t), self.config.evaluation.chunks)
+        stages = [f"{prefix}/chunk-{c:03d}" for c in range(n_chunks)]
+        todo = [c for c in range(n_chunks) if self.run.stage_info(stages[c]) is None]
+        if not todo:
+            log.debug("%s: cached", label)
+            return
+        if len(todo) < n_chunks:
+            log.info("%s: resuming, %d of %d chunks already done", label, n_chunks - len(todo), n_chunks)
+        else:
+            log.info("%s: %s on %d points in %d chunk(s)", label, method.label(), len(t), n_chunks)
+        bar = ProgressBar(label, n_chunks, self.progress and method.kind != "surrogate", skipped=n_chunks - len(todo))
+        signature = (method.kind, repr(method.estimator()), size)
+        for done, c in enumerate(todo, start=n_chunks - len(todo) + 1):
+            tc, xc, valid = chunk_slice(t, x, c, size)
+            chunk_key = jax.random.fold_in(key, c)
+            warm = signature in _COMPILED
+            (arrays, evaluations), seconds = timed(evaluate_method, method, self.config, self.pde, surrogate, tc, xc,
+                                                   chunk_key)
+            _COMPILED.add(signature)
+            arrays = {k: v[:valid] for k, v in arrays.items()}
+            self.run.save_arrays(stages[c], index=np.arange(c * size, c * size + valid), **arrays)
+            self.run.finish(stages[c], {"seconds": seconds, "warm": warm, "points": valid, "evaluations": evaluations,
+                                        "key_data": np.asarray(jax.random.key_data(chunk_key)).tolist()})
+            bar.update(done)
+        bar.close()
+
+    # ---- sweeps -------------------------------------------------------------------------------------------
+    def sweeps(self, surrogate) -> None:
+        sweep = self.config.sweep
+        if not (sweep.base or sweep.levels or sweep.training_steps):
+            return
+        points = self.points(0)
+        for axis in ("base", "levels"):
+            for value in getattr(sweep, axis):
+                for method in self.config.sweep_methods():
+                    variant = method.replace(**{axis: value})
+                    key = method_key(self.config, 0, f"{method.name}@{axis}={value}", stream=3)
+                    self.evaluate(variant, surrogate, points, key, f"sweep/{axis}-{value}/{method.name}",
+                                  f"{method.name} {axis}={value}", limit=sweep.points)
+        for steps in sweep.training_steps:
+            trained = self.sweep_surrogate(steps)
+            for method in training_sweep_methods(self.config):
+                key = method_key(self.config, 0, method.name, stream=4)  # common random numbers across budgets
+                self.evaluate(method, trained, points, key, f"sweep/training_steps-{steps}/{method.name}",
+                              f"{method.name} trained {steps} steps", limit=sweep.points)
+
+    def sweep_surrogate(self, steps: int):
+        main = self.run.path / "checkpoint.scasml"
+        if steps == self.config.training.steps and not self.config.surrogate.checkpoint:
+            return surrogates.load(main, self.pde)
+        path = self.run.file("sweep", f"surrogate-{steps}-steps.scasml")
+        stage = f"sweep/train-{steps}"
+        if self.run.stage_info(stage) is None or not path.is_file():
+            self.train(steps, path, stage, None)
+        return surrogates.load(path, self.pde)
+
+
+def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
+    """The surrogate alone plus the SCaSML methods being swept (for the convergence curve)."""
+    baseline = config.methods_of_kind("surrogate")
+    head = [baseline[0]] if baseline else [Method("surrogate", MethodSection(kind="surrogate"))]
+    return head + [m for m in config.sweep_methods() if m.kind == "scasml"]
+
+
+# ---- reading results back -------------------------------------------------------------------------------
+
+
+def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: int) -> MethodResult:
+    _, n_chunks = chunk_layout(n, config.evaluation.chunks)
+    parts, infos = [], []
+    for c in range(n_chunks):
+        stage = f"{prefix}/chunk-{c:03d}"
+        info = run.stage_info(stage)
+        if info is None:
+            raise RunDirectoryError(f"{run.path}: {stage} is not finished; resume the run with `scasml run`")
+        infos.append(info)
+        parts.append(run.load_arrays(stage))
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "index"}
+    seconds = float(sum(i["seconds"] for i in infos))
+    warm = [i["seconds"] for i in infos if i.get("warm")]
+    seconds_warm = float(np.mean(warm) * n_chunks) if warm else seconds
+    return MethodResult(arrays, infos[0]["evaluations"], seconds, seconds_warm)
+
+
+def read_training_curve(run: RunDirectory) -> dict | None:
+    path = run.path / "training.csv"
+    if not path.is_file():
+        return None
+    data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return {"step": data[:, 0], "loss": data[:, 1], "residual_loss": data[:, 2], "terminal_loss": data[:, 3]}
+
+
+def collect_results(run: RunDirectory, config: ExperimentConfig) -> Results:
+    """Read every finished stage back (no computation); raises if the run is incomplete."""
+    reps = config.evaluation.repetitions
+    points = []
+    for r in range(reps):
+        if run.stage_info(f"points/rep-{r}") is None:
+            raise RunDirectoryError(f"{run.path}: repetition {r} has no test points yet; resume with `scasml run`")
+        points.append(run.load_arrays(f"points/rep-{r}"))
+    n = config.evaluation.points
+    methods = {m.name: [_read_method(run, config, f"eval/rep-{r}/{m.name}", n) for r in range(reps)]
+               for m in config.methods}
+    sweeps = []
+    sweep = config.sweep
+    k = sweep.points or n
+    exact = points[0]["exact"][:k]
+    for axis in ("base", "levels"):
+        for value in getattr(sweep, axis):
+            for m in config.sweep_methods():
+                result = _read_method(run, config, f"sweep/{axis}-{value}/{m.name}", k)
+                sweeps.append(SweepResult(axis, value, m.name, m.kind, result, exact))
+    for steps in sweep.training_steps:
+        for m in training_sweep_methods(config):
+            result = _read_method(run, config, f"sweep/training_steps-{steps}/{m.name}", k)
+            sweeps.append(SweepResult("training_steps", steps, m.name, m.kind, result, exact))
+    train_info = run.stage_info("train")
+    return Results(points, methods, sweeps, None if train_info is None else train_info["seconds"],
+                   read_training_curve(run))

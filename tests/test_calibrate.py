@@ -1,0 +1,170 @@
+"""The calibration API: law of defect, reproducibility, chunking, and bad input."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scasml
+from scasml import equations
+
+MLP = scasml.MultilevelPicard(2, 10)
+
+
+def test_exact_surrogate_has_zero_defect(x64):
+    pde = equations.get("vb", dim=10)
+    t, x = pde.sample_domain(jax.random.key(0), 50)
+    out = scasml.calibrate(pde.exact, pde, t, x, MLP, key=jax.random.key(1))
+    assert out.u.dtype == jnp.float64
+    assert float(jnp.max(jnp.abs(out.defect))) <= 1e-12
+    np.testing.assert_allclose(out.u, jax.vmap(pde.exact)(t, x), atol=1e-12)
+
+
+def test_defect_generator_identities(x64):
+    """f̆(t, x, 0, 0) = ε and the increment hook agrees with differences of f̆."""
+    pde = equations.get("vb", dim=6)
+    sur = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) * (1 + 0.1 * jnp.cos(jnp.sum(x))))
+    defect = scasml.law_of_defect(pde, sur)
+    t, x = jnp.asarray(0.2), jnp.linspace(-0.3, 0.3, 6)
+    eps = scasml.residual(pde, sur, t, x)
+    zero = (jnp.zeros(()), jnp.zeros(6))
+    np.testing.assert_allclose(defect.nonlinearity(t, x, *zero), eps, rtol=1e-12)
+    np.testing.assert_allclose(defect.source(None, t, x), eps, rtol=1e-12)
+    new, old = (jnp.asarray(0.05), 0.01 * jnp.ones(6)), (jnp.asarray(-0.02), -0.03 * jnp.ones(6))
+    np.testing.assert_allclose(
+        defect.nonlinearity_increment(t, x, new, old),
+        defect.nonlinearity(t, x, *new) - defect.nonlinearity(t, x, *old), rtol=1e-10)
+    # the defect of the exact solution solves the defect PDE
+    res = scasml.residual(defect, defect.exact, t, x)
+    assert abs(float(res)) < 1e-12
+
+
+def test_scasml_removes_most_of_a_smooth_perturbation():
+    """û = u + 0.05·sin(Σx + t) on VB (d = 20): SCaSML (n = 2, M = 10) removes ≥ 80 % of the rel. L2 error."""
+    pde = equations.get("vb", dim=20)
+    t, x = pde.sample_domain(jax.random.key(0), 1200)
+    sur = lambda t, x: pde.exact(t, x) + 0.05 * jnp.sin(jnp.sum(x) + t)
+    out = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(1))
+    exact = jax.vmap(pde.exact)(t, x)
+    rel = lambda u: float(jnp.linalg.norm(u - exact) / jnp.linalg.norm(exact))
+    assert rel(out.u) <= 0.2 * rel(out.surrogate), (rel(out.u), rel(out.surrogate))
+    inside = jnp.mean((out.lower <= exact) & (exact <= out.upper))
+    assert float(inside) >= 0.9  # nominal 95 % intervals
+
+
+def test_same_key_bit_identical_and_chunk_independent():
+    pde = equations.get("vb", dim=5)
+    t, x = pde.sample_domain(jax.random.key(0), 37)
+    sur = lambda t, x: pde.exact(t, x) + 0.05 * jnp.cos(jnp.sum(x))
+    runs = [scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(4), chunk_size=c) for c in (None, 37, 8, 5)]
+    # a point's result does not depend on the other query points (same chunk size, fewer points)
+    subset = scasml.calibrate(sur, pde, t[:20], x[:20], MLP, key=jax.random.key(4))
+    np.testing.assert_array_equal(runs[0].u[:20], subset.u)
+    np.testing.assert_array_equal(runs[0].stderr[:20], subset.stderr)
+    # other chunk sizes draw the same random numbers: equal up to float32 rounding of vectorised exp
+    for other in runs[1:]:
+        np.testing.assert_allclose(runs[0].u, other.u, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(runs[0].stderr, other.stderr, rtol=1e-5, atol=0)
+    again = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(4))
+    np.testing.assert_array_equal(runs[0].u, again.u)
+    different = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(5))
+    assert not np.array_equal(runs[0].u, different.u)
+
+
+def test_noise_of_different_points_is_uncorrelated():
+    """The same query point repeated 400 times: standardised errors of neighbours are uncorrelated."""
+    pde = equations.get("heat", dim=5)
+    n = 400
+    t = jnp.full((n,), 0.3)
+    x = jnp.broadcast_to(jnp.linspace(-0.5, 0.5, 5), (n, 5))
+    est = scasml.solve(pde, t, x, scasml.FeynmanKac(paths=200), key=jax.random.key(0))
+    e = np.asarray((est.u - jax.vmap(pde.exact)(t, x)) / est.stderr, np.float64)
+    e = (e - e.mean()) / e.std()
+    for lag in (1, 2, 7):
+        corr = np.mean(e[:-lag] * e[lag:])
+        assert abs(corr) < 4 / np.sqrt(n - lag), (lag, corr)
+    assert len(np.unique(e)) == n
+
+
+def test_terminal_time_returns_terminal_value_exactly():
+    pde = equations.get("vb", dim=4)
+    x = jnp.array([[0.1, 0.2, -0.3, 0.0], [0.4, 0.4, 0.4, 0.4]])
+    sur = lambda t, x: pde.exact(t, x) + 0.1
+    out = scasml.calibrate(sur, pde, jnp.full(2, pde.horizon), x, MLP, key=jax.random.key(0))
+    np.testing.assert_allclose(out.u, jax.vmap(pde.terminal)(x), rtol=1e-6)
+    np.testing.assert_allclose(out.defect, -0.1, rtol=1e-5)
+    assert float(jnp.max(out.stderr)) == 0.0
+    exact_sur = scasml.calibrate(pde.exact, pde, pde.horizon, x[0], MLP, key=jax.random.key(0))
+    assert float(exact_sur.u) == float(exact_sur.surrogate) and float(exact_sur.defect) == 0.0
+
+
+def test_single_point_and_solve_api():
+    pde = equations.get("heat", dim=3)
+    est = scasml.solve(pde, 0.5, jnp.array([0.1, 0.2, 0.3]), scasml.FeynmanKac(paths=500), key=jax.random.key(0))
+    assert est.u.shape == () and est.z.shape == (3,)
+    assert est.evaluations == {"terminal": 501, "source": 500, "increment": 0}
+
+
+PDE = equations.get("vb", dim=3)
+GOOD_T, GOOD_X = jnp.array([0.1, 0.2]), jnp.zeros((2, 3))
+
+
+@pytest.mark.parametrize(
+    "t, x, message",
+    [
+        (GOOD_T, jnp.zeros((2, 4)), r"x must have shape \(N, 3\)"),
+        (GOOD_T, jnp.zeros((2, 3, 1)), r"x must have shape \(N, 3\)"),
+        (jnp.zeros(3), GOOD_X, r"t must be a scalar or have shape \(2,\)"),
+        (jnp.array([0.1, 0.6]), GOOD_X, r"t must lie in \[0, T\] = \[0, 0.5\]; 1 points outside"),
+        (jnp.array([-0.1, 0.2]), GOOD_X, r"t must lie in \[0, T\]"),
+        (jnp.array([jnp.nan, 0.2]), GOOD_X, "t has 1 non-finite entries"),
+        (GOOD_T, GOOD_X.at[1, 2].set(jnp.inf), r"x has 1 non-finite entries \(first at point 1\)"),
+        (GOOD_T, jnp.zeros((0, 3)), "no query points"),
+        (GOOD_T, np.array([["a", "b", "c"]] * 2), "x must hold real numbers"),
+    ],
+)
+def test_bad_points(t, x, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        scasml.calibrate(PDE.exact, PDE, t, x, MLP, key=jax.random.key(0))
+    with pytest.raises((ValueError, TypeError), match=message):
+        scasml.solve(PDE, t, x, MLP, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "surrogate, error, message",
+    [
+        (lambda t, x: x, ValueError, r"must return a scalar per point; it returned shape \(3,\)"),
+        (lambda t, x: jnp.sum(x) / jnp.where(t > 0.15, 0.0, 1.0) * 0 + jnp.where(t > 0.15, jnp.nan, 0.0),
+         ValueError, r"non-finite values at 1 query point\(s\) \(first: point 1"),
+        (lambda t, x: float(np.sum(x)), TypeError, "cannot be evaluated as û\\(t, x\\)"),
+        ("not a function", TypeError, "surrogate must be callable"),
+        (scasml.PINN(4, 0.5, jax.random.key(0)), ValueError, "surrogate is 4-dimensional but the PDE is 3"),
+    ],
+)
+def test_bad_surrogates(surrogate, error, message):
+    with pytest.raises(error, match=message):
+        scasml.calibrate(surrogate, PDE, GOOD_T, GOOD_X, MLP, key=jax.random.key(0))
+
+
+def test_bad_key_and_estimator():
+    with pytest.raises(ValueError, match="a PRNG key is required"):
+        scasml.solve(PDE, GOOD_T, GOOD_X, MLP, key=None)
+    with pytest.raises(TypeError, match="key must be a jax.random key"):
+        scasml.solve(PDE, GOOD_T, GOOD_X, MLP, key=jnp.zeros(3))
+    with pytest.raises(TypeError, match="estimator must be an AbstractEstimator"):
+        scasml.solve(PDE, GOOD_T, GOOD_X, "mlp", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        scasml.solve(PDE, GOOD_T, GOOD_X, MLP, key=jax.random.key(0), chunk_size=-2)
+
+
+def test_nonfinite_estimate_is_flagged_not_silent():
+    pde = scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=lambda t, x, u, z: jnp.exp(80.0 * u),
+                               terminal=lambda x: 10.0 + 0 * x[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = scasml.solve(pde, jnp.array([0.0, 0.5]), jnp.zeros((2, 2)), scasml.MultilevelPicard(2, 3),
+                           key=jax.random.key(0))
+    assert not bool(jnp.any(est.finite))
+    assert any("not finite at 2 point(s)" in str(w.message) for w in caught)

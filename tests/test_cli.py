@@ -1,0 +1,194 @@
+"""The ``scasml`` command line: help, list, train, calibrate on user point files, argument and file errors."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import jax
+import numpy as np
+import pytest
+
+import scasml
+from scasml.cli import main
+from scasml.surrogates import read_header
+
+TRAIN_CONFIG = """
+[experiment]
+name = "cli-tiny"
+[equation]
+name = "vb"
+dim = 3
+[surrogate]
+width = 8
+depth = 1
+[training]
+steps = 10
+log_every = 5
+collocation = 16
+terminal_points = 8
+[methods.surrogate]
+kind = "surrogate"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_global_compile_cache(monkeypatch):
+    monkeypatch.setenv("SCASML_COMPILE_CACHE", "none")  # keep the test process's JAX configuration untouched
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """An (untrained) 3-d VB PINN saved with its PDE, as `scasml train` would write it."""
+    path = tmp_path_factory.mktemp("ckpt") / "vb3.scasml"
+    pde = scasml.equations.get("vb", dim=3)
+    scasml.save_surrogate(path, scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1), pde)
+    return path
+
+
+def write_csv(path, rows, header=("t", "x0", "x1", "x2")):
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        if header:
+            writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+POINTS = [[0.0, 0.1, -0.2, 0.3], [0.25, 0.0, 0.0, 0.0], [0.4, -0.5, 0.5, 0.2], [0.5, 0.1, 0.1, 0.1]]
+
+
+@pytest.mark.parametrize("command", ["run", "report", "train", "calibrate", "list"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: scasml {command}" in capsys.readouterr().out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().err
+
+
+def test_list_shows_equations_and_configs(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "vb" in out and "lqg" in out and "Monte Carlo reference" in out
+    assert "quickstart" in out and "lcd-10d" in out
+
+
+def read_rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    out = tmp_path / "out.csv"
+    args = ["--levels", "1", "--base", "8", "--seed", "3", "--quiet"]
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out), *args]) == 0
+    assert "calibrated 4 points" in capsys.readouterr().out
+    rows = read_rows(out)
+    assert len(rows) == 4
+    assert list(rows[0]) == ["t", "x0", "x1", "x2", "surrogate", "defect", "u", "stderr", "lower", "upper", "finite",
+                             "exact"]
+    u = np.array([float(r["u"]) for r in rows])
+    np.testing.assert_allclose(u, [float(r["surrogate"]) + float(r["defect"]) for r in rows], rtol=1e-5, atol=1e-6)
+    assert all(float(r["lower"]) <= float(r["u"]) <= float(r["upper"]) for r in rows)
+    last = rows[-1]  # t = T: the calibrated value is g(x) exactly, with zero stderr
+    assert float(last["stderr"]) == 0.0 and float(last["u"]) == pytest.approx(float(last["exact"]), abs=1e-6)
+
+    npy = tmp_path / "points.npy"
+    np.save(npy, np.array(POINTS))
+    npz_out = tmp_path / "out.npz"
+    assert main(["calibrate", str(checkpoint), "--points", str(npy), "--out", str(npz_out), *args]) == 0
+    with np.load(npz_out, allow_pickle=False) as data:
+        np.testing.assert_allclose(data["u"], u, rtol=1e-6)
+        assert data["x"].shape == (4, 3)
+
+    # columns in another order, an extra column and a comment line
+    shuffled = tmp_path / "shuffled.csv"
+    write_csv(shuffled, [[p[3], "a", p[1], p[0], p[2]] for p in POINTS], header=("x2", "label", "x0", "t", "x1"))
+    shuffled.write_text("# my points\n" + shuffled.read_text())
+    out2 = tmp_path / "out2.csv"
+    assert main(["calibrate", str(checkpoint), "--points", str(shuffled), "--out", str(out2), *args]) == 0
+    np.testing.assert_allclose([float(r["u"]) for r in read_rows(out2)], u, rtol=1e-6)
+
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out), *args]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+MALFORMED = [
+    ("wrong_width.csv", "0.1,0.2,0.3\n0.2,0.1,0.1\n", r"line 1 has 3 columns; expected 4"),
+    ("ragged.csv", "0.1,0.2,0.3,0.1\n0.2,0.1\n", r"line 2 has 2 columns, expected 4"),
+    ("not_numbers.csv", "t,x0,x1,x2\n0.1,0.2,0.3,0.1\n0.2,abc,0.1,0.0\n", r"line 3: 'abc' is not a number"),
+    ("bad_header.csv", "t,x0,x1,y\n0.1,0.2,0.3,0.1\n", r"header must name columns t, x0 … x2 .* missing x2"),
+    ("header_only.csv", "t,x0,x1,x2\n", r"a header but no points"),
+    ("empty.csv", "\n\n", r"no points found"),
+    ("late.csv", "0.1,0,0,0\n0.7,0,0,0\n", r"t must lie in \[0, T\] = \[0, 0.5\]; point 1 has t = 0.7"),
+    ("nan.csv", "0.1,nan,0,0\n", r"x is not finite at point 0"),
+    ("points.json", "[[0.1, 0, 0, 0]]", r"unknown points format '.json'"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_calibrate_rejects_malformed_points(checkpoint, tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["calibrate", str(checkpoint), "--points", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "scasml calibrate: error:" in err and name in err
+    assert re.search(message, err), err
+    assert not (tmp_path / f"{path.stem}.calibrated.csv").exists()
+
+
+def test_calibrate_rejects_bad_binary_inputs(checkpoint, tmp_path, capsys):
+    np.save(tmp_path / "flat.npy", np.zeros(8))
+    assert main(["calibrate", str(checkpoint), "--points", str(tmp_path / "flat.npy")]) == 2
+    assert "expected a numeric array of shape (N, 4)" in capsys.readouterr().err
+    np.savez(tmp_path / "p.npz", t=np.zeros(2), y=np.zeros((2, 3)))
+    assert main(["calibrate", str(checkpoint), "--points", str(tmp_path / "p.npz")]) == 2
+    assert "needs arrays 't' and 'x'" in capsys.readouterr().err
+    assert main(["calibrate", str(checkpoint), "--points", str(tmp_path / "missing.csv")]) == 2
+    assert "no such points file" in capsys.readouterr().err
+    (tmp_path / "junk.scasml").write_bytes(b"hello")
+    write_csv(tmp_path / "ok.csv", POINTS)
+    assert main(["calibrate", str(tmp_path / "junk.scasml"), "--points", str(tmp_path / "ok.csv")]) == 2
+    assert "not a scasml checkpoint" in capsys.readouterr().err
+    assert main(["calibrate", str(checkpoint), "--points", str(tmp_path / "ok.csv"), "--base", "1"]) == 2
+    assert "base must be ≥ 2" in capsys.readouterr().err
+
+
+def test_train_and_continue(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TRAIN_CONFIG)
+    ckpt = tmp_path / "model.scasml"
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
+    assert read_header(ckpt)["training"]["total_steps"] == 10
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 2
+    assert "exists; pass --continue" in capsys.readouterr().err
+    assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet", "--set", "training.steps=5"]) == 0
+    header = read_header(ckpt)
+    assert header["training"]["total_steps"] == 15
+    assert header["training"]["continued_from"]["total_steps"] == 10
+    assert header["pde"]["name"] == "vb" and header["architecture"]["width"] == 8
+
+
+def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TRAIN_CONFIG)
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out), "--set", "training.steps=0"]) == 2
+    assert "training.steps: must be ≥ 1; got 0" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["run", str(config), "--out", str(out), "--set", "methods.surrogate.kind=magic"]) == 2
+    assert "methods.surrogate.kind: must be one of" in capsys.readouterr().err
+    assert main(["run", "no-such-config"]) == 2
+    assert "no such config file" in capsys.readouterr().err
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "data.txt").write_text("x")
+    assert main(["run", str(config), "--out", str(tmp_path / "busy")]) == 2
+    assert "not a scasml run directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "busy")]) == 2
+    assert "not a scasml run directory" in capsys.readouterr().err

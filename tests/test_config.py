@@ -1,0 +1,195 @@
+"""Experiment config validation: every bad config is rejected before any work, naming the offending key."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from scasml.experiments import ConfigError, apply_overrides, config_from_dict, load_config, resolve_config_path
+from scasml.experiments._config import config_dirs
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+BASE = {
+    "experiment": {"name": "tiny"},
+    "equation": {"name": "vb", "dim": 4},
+    "surrogate": {"width": 8, "depth": 1},
+    "training": {"steps": 10, "collocation": 16},
+    "evaluation": {"points": 10, "chunks": 2},
+    "methods": {
+        "surrogate": {"kind": "surrogate"},
+        "mlp": {"kind": "mlp", "levels": 1, "base": 4, "clip": 10.0},
+        "scasml": {"kind": "scasml", "levels": 1, "base": 4},
+    },
+}
+
+
+def mutate(path: str, value):
+    """BASE with the dotted ``path`` set to ``value`` (``DELETE`` removes it)."""
+    raw = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return raw
+
+
+DELETE = object()
+
+BAD = [
+    ("trainig", {"steps": 1}, r"^trainig: unknown key \(did you mean 'training'\?\)"),
+    ("training.stepz", 10, r"^training\.stepz: unknown key \(did you mean 'steps'\?\)"),
+    ("training.steps", "many", r"^training\.steps: expected an integer, got a string \('many'\)"),
+    ("training.steps", 0, r"^training\.steps: must be ≥ 1; got 0"),
+    ("training.learning_rate", -1e-3, r"^training\.learning_rate: must be > 0"),
+    ("training.final_learning_rate", 0.5, r"^training\.final_learning_rate: 0\.5 exceeds learning_rate"),
+    ("training", 5, r"^training: expected a table, got an integer \(5\)"),
+    ("evaluation.points", True, r"^evaluation\.points: expected an integer, got a boolean"),
+    ("evaluation.chunks", 50, r"^evaluation\.chunks: 50 chunks for only 10 points"),
+    ("surrogate.width", 2.5, r"^surrogate\.width: expected an integer, got a float"),
+    ("surrogate.activation", "relu", r"^surrogate\.activation: must be one of 'tanh', 'softplus', 'sin', 'gelu'"),
+    ("surrogate.checkpoint", "/nonexistent/model.scasml", r"^surrogate\.checkpoint: no checkpoint at"),
+    ("equation.name", "navier_stokes", r"^equation\.name: unknown equation 'navier_stokes'; available: dr, heat"),
+    ("equation.dim", DELETE, r"^equation\.dim: required key is missing"),
+    ("equation.dim", 0, r"^equation\.dim: must be ≥ 1; got 0"),
+    ("equation.parameters", {"viscosity": 1.0}, r"^equation\.parameters: cannot build 'vb' in 4 d"),
+    ("equation", DELETE, r"^equation: required section \[equation\] is missing"),
+    ("methods", {}, r"^methods: at least one method is required"),
+    ("methods.bad-name", {"kind": "surrogate"}, r"^methods\.bad-name: method names must start with a letter"),
+    ("methods.extra", {"kind": "magic"}, r"^methods\.extra\.kind: must be one of 'surrogate', 'mlp', 'scasml'"),
+    ("methods.extra", {"levels": 2}, r"^methods\.extra\.kind: required key is missing"),
+    ("methods.scasml.base", 1, r"^methods\.scasml\.base: must be ≥ 2; got 1"),
+    ("methods.scasml.clip", -1.0, r"^methods\.scasml\.clip: must be > 0; got -1\.0"),
+    ("methods.scasml.clip", "off", r"^methods\.scasml\.clip: expected a number, got a string \('off'\)"),
+    ("methods.scasml.variant", "fancy", r"^methods\.scasml\.variant: must be one of 'full_history', 'quadrature'"),
+    ("methods.scasml.paths", 100, r"^methods\.scasml\.paths: not used here; allowed: kind, estimator, levels"),
+    ("methods.surrogate.levels", 2, r"^methods\.surrogate\.levels: not used here; allowed: kind"),
+    ("methods.scasml.levles", 2, r"^methods\.scasml\.levles: unknown key \(did you mean 'levels'\?\)"),
+    ("methods.fk", {"kind": "mlp", "estimator": "feynman_kac"}, r"^methods\.fk\.estimator: feynman_kac needs a linear"),
+    ("methods.huge", {"kind": "mlp", "levels": 8, "base": 16}, r"^methods\.huge: .* function evaluations per point"),
+    ("experiment.name", "my run", r"^experiment\.name: must start with a letter"),
+    ("sweep.base", [10, 1], r"^sweep\.base: entry 1 \(1\) must be ≥ 2"),
+    ("sweep.base", [4, 4], r"^sweep\.base: duplicate entries in \[4, 4\]"),
+    ("sweep.base", 10, r"^sweep\.base: expected an array, got an integer"),
+    ("sweep.methods", ["nope"], r"^sweep\.methods\[0\]: no method named 'nope'"),
+    ("sweep.points", 500, r"^sweep\.points: 500 exceeds evaluation\.points = 10"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[f"{p}={v!r}"[:60] for p, v, _ in BAD])
+def test_bad_config_is_rejected_with_key_in_message(path, value, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(mutate(path, value))
+
+
+def test_sweep_of_non_picard_method_is_rejected():
+    raw = mutate("sweep", {"base": [4, 6], "methods": ["surrogate"]})
+    with pytest.raises(ConfigError, match=r"^sweep\.base: the base/levels sweep needs at least one multilevel Picard"):
+        config_from_dict(raw)
+
+
+def test_base_config_is_valid_and_defaults_are_filled():
+    config = config_from_dict(copy.deepcopy(BASE))
+    assert config.training.learning_rate == 7e-4
+    assert config.evaluation.repetitions == 1
+    assert [m.name for m in config.methods] == ["surrogate", "mlp", "scasml"]
+    assert config.method("mlp").options.clip == 10.0
+    assert config.method("scasml").options.clip is None
+    assert config.method("scasml").estimator().levels == 1
+    assert config.method("surrogate").estimator() is None
+
+
+def test_integral_float_is_accepted_for_integer_keys():
+    config = config_from_dict(mutate("training.steps", 1e4))
+    assert config.training.steps == 10_000 and isinstance(config.training.steps, int)
+
+
+def test_resolved_config_round_trips_through_toml():
+    config = config_from_dict(mutate("sweep", {"base": [4, 6], "methods": ["scasml"]}))
+    again = config_from_dict(tomllib.loads(config.to_toml()))
+    assert again == config
+    assert again.fingerprint() == config.fingerprint()
+
+
+def test_overrides_parse_toml_values_and_strings():
+    raw = apply_overrides(BASE, ["training.steps=500", "methods.scasml.clip=none", "equation.name=lcd",
+                                 "sweep.base=[4, 6]", "methods.scasml.clip=0.5"])
+    config = config_from_dict(raw)
+    assert config.training.steps == 500
+    assert config.equation.name == "lcd"
+    assert config.sweep.base == (4, 6)
+    assert config.method("scasml").options.clip == 0.5
+    assert config_from_dict(apply_overrides(BASE, ["methods.scasml.clip=none"])).method("scasml").options.clip is None
+    assert BASE["training"]["steps"] == 10  # the input is not modified
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("training.steps", r"^--set 'training\.steps': expected key=value"),
+    ("training..steps=3", r"^--set 'training\.\.steps=3': malformed key"),
+    ("training.steps.x=3", r"^training\.steps: is not a table"),
+    ("training.steps=-3", r"^training\.steps: must be ≥ 1; got -3"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(apply_overrides(BASE, [override]))
+
+
+def test_load_config_reports_file_problems(tmp_path):
+    with pytest.raises(ConfigError, match=r"no such config file"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training\nsteps = 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        load_config(bad)
+
+
+def test_experiment_name_defaults_to_file_stem(tmp_path):
+    path = tmp_path / "my-experiment.toml"
+    path.write_text('[equation]\nname = "lcd"\ndim = 3\n[methods.s]\nkind = "surrogate"\n')
+    assert load_config(path).name == "my-experiment"
+
+
+def test_every_shipped_config_is_valid():
+    paths = sorted(CONFIGS.glob("*.toml"))
+    names = {p.stem for p in paths}
+    table1 = {f"{eq}-{d}d" for eq, dims in {"lcd": (10, 20, 30, 60), "vb": (20, 40, 60, 80),
+                                            "lqg": (100, 120, 140, 160), "dr": (100, 120, 140, 160)}.items()
+              for d in dims}
+    assert table1 | {"quickstart"} <= names
+    for path in paths:
+        config = load_config(path)
+        assert config.name == path.stem
+        again = config_from_dict(tomllib.loads(config.to_toml()))
+        assert again.fingerprint() == config.fingerprint()
+
+
+def test_table1_configs_match_the_paper_budget():
+    for path in CONFIGS.glob("*-*d.toml"):
+        config = load_config(path)
+        s, tr = config.surrogate, config.training
+        assert (s.depth, s.width, s.activation) == (5, 50, "tanh")
+        assert (tr.learning_rate, tr.steps, tr.collocation) == (7e-4, 10_000, 2500)
+        assert config.evaluation.points == 1200
+        scasml = config.method("scasml").options
+        assert (scasml.levels, scasml.base, scasml.variant) == (2, 10, "full_history")
+        assert config.method("scasml_noclip").options.clip is None and scasml.clip is not None
+        if config.equation.name == "lcd":
+            assert scasml.clip == 0.5 * (config.equation.dim + 1)
+        else:
+            assert scasml.clip == {"vb": 0.01, "lqg": 0.1, "dr": 0.01}[config.equation.name]
+            assert config.method("mlp").options.clip == {"vb": 1.0, "lqg": 10.0, "dr": 10.0}[config.equation.name]
+
+
+def test_config_names_resolve_to_files(monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)
+    assert CONFIGS.resolve() in [d.resolve() for d in config_dirs()]
+    assert resolve_config_path("quickstart").resolve() == (CONFIGS / "quickstart.toml").resolve()
+    with pytest.raises(ConfigError, match=r"^no-such-config: no such config file"):
+        resolve_config_path("no-such-config")

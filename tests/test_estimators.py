@@ -1,0 +1,156 @@
+"""Statistical tests of the estimators against exact solutions (tolerances from reported standard errors)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import assert_within_stderr
+
+import scasml
+from scasml import equations
+from scasml.estimators import gauss_legendre
+
+ESTIMATORS = {
+    "fk-random": scasml.FeynmanKac(paths=1000, time_samples=2),
+    "fk-gauss": scasml.FeynmanKac(paths=1000, time_samples=4, time_rule="gauss_legendre"),
+    "mlp-full": scasml.MultilevelPicard(levels=2, base=10),
+    "mlp-quad": scasml.MultilevelPicard(levels=2, base=10, variant="quadrature"),
+}
+
+
+def _points(pde, n, seed=0):
+    return pde.sample_domain(jax.random.key(seed), n)
+
+
+def _perturbed_lcd(dim=10):
+    """A linear PDE with a non-zero source: the defect of LCD for a perturbed surrogate (exact defect known)."""
+    lcd = equations.get("lcd", dim=dim)
+    surrogate = scasml.FunctionSurrogate(lambda t, x: lcd.exact(t, x) + 0.3 * jnp.sin(2 * jnp.sum(x) + t))
+    return scasml.law_of_defect(lcd, surrogate)
+
+
+PROBLEMS = {
+    "heat": lambda: equations.get("heat", dim=10),
+    "lcd": lambda: equations.get("lcd", dim=10),
+    "lcd-defect": _perturbed_lcd,
+}
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_unbiased_within_stderr(problem, name):
+    pde = PROBLEMS[problem]()
+    t, x = _points(pde, 200)
+    est = scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(1))
+    exact = jax.vmap(pde.exact)(t, x)
+    assert bool(jnp.all(est.stderr > 0))
+    assert_within_stderr(est.u, exact, est.stderr)
+    # the error bars are not inflated: the standardised errors have RMS ≈ 1 (CLT; 200 points → ±0.2 at 4σ)
+    rms = float(jnp.sqrt(jnp.mean(((est.u - exact) / est.stderr) ** 2)))
+    assert 0.75 < rms < 1.25, rms
+
+
+@pytest.mark.parametrize("problem", ["heat", "lcd-defect"])
+@pytest.mark.parametrize("name", ["fk-random", "fk-gauss", "mlp-full"])
+def test_gradient_matches_autodiff(problem, name):
+    pde = PROBLEMS[problem]()
+    t, x = _points(pde, 200, seed=3)
+    est = scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(2))
+    z_exact = jax.vmap(lambda ti, xi: pde.sigma_transpose(jax.grad(pde.exact, argnums=1)(ti, xi)))(t, x)
+    assert_within_stderr(est.z, z_exact, est.z_stderr)
+
+
+@pytest.mark.parametrize("name", ["fk-random", "mlp-full", "mlp-quad"])
+def test_reported_stderr_matches_spread_over_keys(name):
+    """The empirical spread over 20 independent keys agrees with the reported stderr within 25 %."""
+    pde = _perturbed_lcd()
+    t, x = _points(pde, 50, seed=4)
+    runs = [scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(100 + i)) for i in range(20)]
+    values = np.stack([np.asarray(r.u, np.float64) for r in runs])
+    reported = np.sqrt(np.mean(np.stack([np.asarray(r.stderr, np.float64) ** 2 for r in runs])))
+    empirical = np.sqrt(np.mean(values.var(axis=0, ddof=1)))
+    assert abs(empirical / reported - 1) <= 0.25, (empirical, reported)
+
+
+def test_feynman_kac_rate():
+    """RMS error ∝ paths^(−1/2): fitted log-log slope in [−0.6, −0.4]."""
+    pde = _perturbed_lcd()
+    t, x = _points(pde, 100, seed=5)
+    exact = np.asarray(jax.vmap(pde.exact)(t, x))
+    paths = np.array([100, 1000, 10000])
+    rms = []
+    for p in paths:
+        est = scasml.solve(pde, t, x, scasml.FeynmanKac(paths=int(p)), key=jax.random.key(7))
+        rms.append(np.sqrt(np.mean((np.asarray(est.u) - exact) ** 2)))
+    slope = np.polyfit(np.log(paths), np.log(rms), 1)[0]
+    assert -0.6 <= slope <= -0.4, (slope, rms)
+
+
+def _vb_rms(levels, base, points=400):
+    pde = equations.get("vb", dim=10)
+    t, x = _points(pde, points, seed=6)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(levels, base), key=jax.random.key(8))
+    return float(jnp.sqrt(jnp.mean((est.u - jax.vmap(pde.exact)(t, x)) ** 2)))
+
+
+@pytest.mark.slow
+def test_picard_error_decreases_with_base_and_levels():
+    by_base = [_vb_rms(2, m) for m in (4, 6, 8, 10)]
+    assert all(a > b for a, b in zip(by_base, by_base[1:], strict=False)), by_base
+    by_level = [_vb_rms(n, 6) for n in (1, 2, 3)]
+    assert all(a > b for a, b in zip(by_level, by_level[1:], strict=False)), by_level
+
+
+def test_picard_on_nonlinear_vb_is_unbiased_within_stderr():
+    pde = equations.get("vb", dim=10)
+    t, x = _points(pde, 200, seed=9)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 8), key=jax.random.key(3))
+    assert_within_stderr(est.u, jax.vmap(pde.exact)(t, x), est.stderr)
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 3, 5, 8])
+def test_gauss_legendre_rule(nodes):
+    x, w = gauss_legendre(nodes)
+    assert np.all(np.isfinite(x)) and np.all((x > 0) & (x < 1))
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-14)
+    for k in range(2 * nodes):  # exact for polynomials of degree ≤ 2n − 1
+        np.testing.assert_allclose(np.sum(w * x**k), 1 / (k + 1), rtol=1e-12)
+
+
+def test_evaluation_counts():
+    vb = equations.get("vb", dim=4)
+    assert scasml.MultilevelPicard(2, 10).evaluations(vb) == {"terminal": 211, "source": 200, "increment": 10}
+    # linear PDEs skip the l ≥ 1 terms (they vanish identically)
+    lcd = equations.get("lcd", dim=4)
+    assert scasml.MultilevelPicard(2, 10).evaluations(lcd) == {"terminal": 101, "source": 100, "increment": 0}
+    assert scasml.FeynmanKac(paths=50, time_samples=3).evaluations(lcd)["source"] == 150
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: scasml.MultilevelPicard(levels=0), "levels must be a positive integer"),
+        (lambda: scasml.MultilevelPicard(base=1), "base must be ≥ 2"),
+        (lambda: scasml.MultilevelPicard(base=-3), "base must be a positive integer"),
+        (lambda: scasml.MultilevelPicard(variant="fast"), "variant must be one of"),
+        (lambda: scasml.MultilevelPicard(clip=-1.0), "clip must be None or a positive number"),
+        (lambda: scasml.FeynmanKac(paths=0), "paths must be a positive integer"),
+        (lambda: scasml.FeynmanKac(time_rule="simpson"), "time_rule must be one of"),
+    ],
+)
+def test_invalid_estimators(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_feynman_kac_refuses_nonlinear_pde():
+    pde = equations.get("vb", dim=3)
+    with pytest.raises(ValueError, match="FeynmanKac solves linear PDEs only"):
+        scasml.solve(pde, 0.1, jnp.zeros(3), scasml.FeynmanKac(), key=jax.random.key(0))
+
+
+def test_clipping_bounds_every_output():
+    pde = equations.get("vb", dim=5)
+    t, x = _points(pde, 30)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 4, clip=0.3), key=jax.random.key(0))
+    assert float(jnp.max(jnp.abs(est.u))) <= np.float32(0.3) and float(jnp.max(jnp.abs(est.z))) <= np.float32(0.3)

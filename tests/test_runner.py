@@ -1,0 +1,283 @@
+"""The experiment runner: statistics, resumable runs (kill -9 and resume), caching, report re-rendering."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scasml.experiments import (
+    RunDirectory,
+    RunDirectoryError,
+    config_from_dict,
+    load_config,
+    mean_interval,
+    paired_t_test,
+    render_report,
+    run_experiment,
+    t_quantile,
+)
+from scasml.experiments._compute import chunk_layout, chunk_slice
+from scasml.experiments._metrics import error_summary
+from scasml.experiments._statistics import incomplete_beta, t_cdf, t_two_sided_p
+
+# ---- statistics ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.706204736), (2, 4.302652730), (5, 2.570581836),
+                                              (10, 2.228138852), (30, 2.042272456), (1000, 1.962339081)])
+def test_t_quantile_matches_tables(df, expected):
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-8)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-8)
+
+
+def test_t_distribution_closed_forms():
+    # df = 1 is Cauchy: P(T <= t) = 1/2 + atan(t)/pi; df = 2: P(T <= t) = 1/2 + t / (2 sqrt(2 + t^2))
+    for t in (-3.0, -0.5, 0.0, 0.7, 4.0):
+        assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+        assert t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+    assert t_two_sided_p(2.0, 10) == pytest.approx(0.0733880348, abs=1e-9)
+    assert t_two_sided_p(0.0, 7) == pytest.approx(1.0)
+    assert t_two_sided_p(math.inf, 7) == 0.0
+
+
+def test_incomplete_beta_closed_forms():
+    for x in (0.0, 0.1, 0.5, 0.93, 1.0):
+        assert incomplete_beta(1.0, 1.0, x) == pytest.approx(x, abs=1e-14)
+        assert incomplete_beta(3.0, 1.0, x) == pytest.approx(x**3, abs=1e-13)
+        assert incomplete_beta(1.0, 2.5, x) == pytest.approx(1 - (1 - x) ** 2.5, abs=1e-13)
+    # I_x(2, 3) = sum_{j=2}^{4} C(4, j) x^j (1 - x)^(4 - j)
+    assert incomplete_beta(2.0, 3.0, 0.4) == pytest.approx(6 * 0.16 * 0.36 + 4 * 0.064 * 0.6 + 0.0256, abs=1e-14)
+    with pytest.raises(ValueError, match="0 ≤ x ≤ 1"):
+        incomplete_beta(1.0, 1.0, 1.5)
+
+
+def test_paired_t_test_by_hand():
+    a = np.array([3.0, 5.0, 4.0, 6.0, 7.0])
+    b = np.array([2.0, 4.5, 4.0, 4.0, 5.5])  # differences 1, 0.5, 0, 2, 1.5: mean 1, sd sqrt(0.625)
+    out = paired_t_test(a, b)
+    se = math.sqrt(0.625 / 5)
+    assert out["n"] == 5 and out["df"] == 4
+    assert out["mean_difference"] == pytest.approx(1.0)
+    assert out["t"] == pytest.approx(1.0 / se)
+    assert out["p_value"] == pytest.approx(t_two_sided_p(1.0 / se, 4))
+    assert out["low"] == pytest.approx(1.0 - 2.776445105 * se, abs=1e-8)
+    assert out["high"] == pytest.approx(1.0 + 2.776445105 * se, abs=1e-8)
+    single = paired_t_test([1.0], [0.5])
+    assert single["p_value"] is None and single["mean_difference"] == 0.5
+    assert paired_t_test([1.0, np.nan, 2.0], [0.0, 1.0, 1.0])["n"] == 2  # non-finite pairs dropped
+
+
+def test_paired_t_test_is_calibrated_under_the_null():
+    rng = np.random.default_rng(0)
+    p = [paired_t_test(rng.normal(size=8), rng.normal(size=8))["p_value"] for _ in range(2000)]
+    assert np.mean(np.array(p) < 0.05) == pytest.approx(0.05, abs=0.015)
+    coverage = [mean_interval(rng.normal(1.0, 2.0, size=6)) for _ in range(2000)]
+    assert np.mean([c["low"] <= 1.0 <= c["high"] for c in coverage]) == pytest.approx(0.95, abs=0.015)
+
+
+def test_error_summary():
+    out = error_summary(np.array([1.0, 2.0, np.nan]), np.array([1.0, 1.0, 1.0]))
+    assert out["nonfinite"] == 1
+    assert out["max_absolute"] == 1.0 and out["mean_absolute"] == 0.5
+    assert out["relative_l2"] == pytest.approx(1 / math.sqrt(2))
+
+
+def test_chunks_cover_points_once_with_a_single_shape():
+    t, x = np.arange(10.0), np.arange(20.0).reshape(10, 2)
+    size, n = chunk_layout(10, 4)
+    assert (size, n) == (3, 4)
+    pieces = [chunk_slice(t, x, c, size) for c in range(n)]
+    assert all(len(p[0]) == size for p in pieces)
+    np.testing.assert_array_equal(np.concatenate([p[0][: p[2]] for p in pieces]), t)
+    assert chunk_layout(9, 4) == (3, 3)
+
+
+# ---- end-to-end runs (subprocesses sharing one compilation cache) --------------------------------------
+
+TINY = """
+[experiment]
+name = "tiny"
+description = "a seconds-long smoke run"
+
+[equation]
+name = "vb"
+dim = 3
+
+[surrogate]
+width = 8
+depth = 1
+
+[training]
+steps = 40
+log_every = 10
+collocation = 32
+terminal_points = 16
+learning_rate = 1e-2
+final_learning_rate = 1e-3
+
+[evaluation]
+points = 96
+chunks = 6
+repetitions = 2
+
+[methods.surrogate]
+kind = "surrogate"
+
+[methods.mlp]
+kind = "mlp"
+levels = 1
+base = 16
+
+[methods.scasml]
+kind = "scasml"
+levels = 1
+base = 16
+"""
+
+# Runs the CLI with every method evaluation slowed down by argv[1] seconds, so that a kill lands mid-calibration.
+DRIVER = """
+import sys, time
+from scasml.experiments import _runner
+original = _runner.evaluate_method
+def slow(*args, **kwargs):
+    out = original(*args, **kwargs)
+    time.sleep(float(sys.argv[1]))
+    return out
+_runner.evaluate_method = slow
+from scasml.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runner")
+    (root / "tiny.toml").write_text(TINY)
+    (root / "driver.py").write_text(DRIVER)
+    return root
+
+
+def scasml_cli(workspace, *args, delay: float = 0.0, wait: bool = True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "SCASML_COMPILE_CACHE": str(workspace / "xla-cache")}
+    cmd = [sys.executable, str(workspace / "driver.py"), str(delay), *args]
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return proc
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, f"scasml {' '.join(args)} failed:\n{err}"
+    return out, err
+
+
+@pytest.fixture(scope="module")
+def finished_run(workspace):
+    """A complete, uninterrupted run of the tiny config."""
+    out, err = scasml_cli(workspace, "run", "tiny.toml", "--out", "uninterrupted", "--quiet")
+    return workspace / "uninterrupted", out, err
+
+
+def test_run_produces_every_output(finished_run):
+    run, out, _ = finished_run
+    assert "scasml" in out and "rel. L2" in out and "tiny (VB, d=3)" in out
+    for name in ("config.toml", "config.json", "checkpoint.scasml", "training.csv", "metrics.json", "timings.json",
+                 "report.md", "run.log", "results/points.csv", "results/points.npz"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    for fig in ("errors", "scatter", "improvement", "training"):
+        for ext in ("png", "pdf"):
+            assert (run / "figures" / f"{fig}.{ext}").stat().st_size > 1000, f"{fig}.{ext}"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"surrogate", "mlp", "scasml"}
+    for m in metrics["methods"].values():
+        assert len(m["per_repetition"]) == 2 and m["relative_l2"] > 0
+    comparison = next(c for c in metrics["comparisons"] if c["method"] == "scasml" and c["baseline"] == "surrogate")
+    assert comparison["paired_over_repetitions"]["df"] == 1
+    assert comparison["paired_over_points"]["n"] == 2 * 96
+    assert "seconds" not in json.dumps(metrics["methods"])  # wall clock lives in timings.json
+    points = np.load(run / "results" / "points.npz", allow_pickle=False)
+    assert points["x"].shape == (2, 96, 3) and points["scasml_prediction"].shape == (2, 96)
+    header = (run / "results" / "points.csv").read_text().splitlines()[0].split(",")
+    assert {"t", "exact", "scasml_prediction", "scasml_error", "scasml_stderr", "scasml_lower"} <= set(header)
+    report = (run / "report.md").read_text()
+    assert "| scasml |" in report and "figures/scatter.png" in report
+    assert "starting run 'tiny'" in (run / "run.log").read_text()
+
+
+def test_kill_during_calibration_resumes_to_identical_metrics(workspace, finished_run):
+    reference = json.loads((finished_run[0] / "metrics.json").read_text())
+    run = workspace / "killed"
+    proc = scasml_cli(workspace, "run", "tiny.toml", "--out", "killed", "--quiet", delay=0.4, wait=False)
+    first_chunk = run / "stages" / "eval" / "rep-0" / "scasml" / "chunk-000.json"
+    deadline = time.monotonic() + 240
+    while not first_chunk.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the run never reached the calibration"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    finished = sorted((run / "stages" / "eval" / "rep-0" / "scasml").glob("chunk-*.json"))
+    assert 1 <= len(finished) < 6 and not (run / "metrics.json").exists()
+    checkpoint_mtime = (run / "checkpoint.scasml").stat().st_mtime_ns
+
+    scasml_cli(workspace, "run", "tiny.toml", "--out", "killed", "--quiet")
+    assert (run / "checkpoint.scasml").stat().st_mtime_ns == checkpoint_mtime  # training was not redone
+    log = (run / "run.log").read_text()
+    assert "resuming run 'tiny'" in log and f"{len(finished)} of 6 chunks already done" in log
+    assert json.loads((run / "metrics.json").read_text()) == reference
+
+
+def test_rerun_recomputes_nothing(finished_run):
+    run = finished_run[0]
+    markers = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")}
+    config = load_config(run / "config.toml")
+    start = time.perf_counter()
+    report = run_experiment(config, run, progress=False)
+    assert time.perf_counter() - start < 30
+    assert {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")} == markers
+    assert report.metrics == json.loads((run / "metrics.json").read_text())
+
+
+def test_report_rerenders_without_recomputing(finished_run, tmp_path):
+    run = finished_run[0]
+    metrics = (run / "metrics.json").read_text()
+    for path in [*(run / "figures").iterdir(), run / "report.md", run / "metrics.json", run / "results" / "points.csv"]:
+        path.unlink()
+    report = render_report(RunDirectory.open(run))
+    assert (run / "metrics.json").read_text() == metrics
+    assert (run / "report.md").stat().st_size > 0 and (run / "results" / "points.csv").stat().st_size > 0
+    assert all((run / f).stat().st_size > 1000 for f in report.files if f.startswith("figures/"))
+    assert "scasml" in report.table and "tiny" in report.summary
+    with pytest.raises(RunDirectoryError, match="not a scasml run directory"):
+        RunDirectory.open(tmp_path)
+
+
+def test_run_directories_are_protected(finished_run, tmp_path):
+    run = finished_run[0]
+    other = config_from_dict({**json.loads((run / "config.json").read_text()),
+                              "training": {**json.loads((run / "config.json").read_text())["training"], "steps": 41}})
+    with pytest.raises(RunDirectoryError, match="holds a run of a different configuration"):
+        RunDirectory.prepare(run, other)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="is not empty and is not a scasml run directory"):
+        RunDirectory.prepare(tmp_path, other, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    fresh, resumed = RunDirectory.prepare(tmp_path / "new", other)
+    assert not resumed and (fresh.path / "config.toml").is_file()
+    _, resumed = RunDirectory.prepare(tmp_path / "new", other)
+    assert resumed
+    with fresh.lock(), pytest.raises(RunDirectoryError, match="in use by another scasml process"), fresh.lock():
+        pass
+
+
+def test_incomplete_run_cannot_be_reported(tmp_path):
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml")
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    with pytest.raises(RunDirectoryError, match="no test points yet"):
+        render_report(run)

@@ -1,0 +1,128 @@
+import struct
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scasml
+from scasml.surrogates import CheckpointError, read_header
+
+VB = scasml.equations.get("vb", dim=5)
+
+
+def _arrays(model):
+    return jax.tree.leaves(eqx.filter(model, eqx.is_array))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    pinn = scasml.PINN(5, VB.horizon, jax.random.key(0), width=16, depth=2)
+    return scasml.train(pinn, VB, jax.random.key(1), steps=150, collocation=64, terminal_points=64,
+                        log_every=50, progress=False)
+
+
+def test_training_is_deterministic_and_reduces_loss(trained):
+    pinn, log = trained
+    again, log2 = scasml.train(scasml.PINN(5, VB.horizon, jax.random.key(0), width=16, depth=2), VB,
+                               jax.random.key(1), steps=150, collocation=64, terminal_points=64,
+                               log_every=50, progress=False)
+    for a, b in zip(_arrays(pinn), _arrays(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(log.loss, log2.loss)
+    assert list(log.steps) == [50, 100, 150]
+    first_loss = float(scasml.surrogates.physics_loss(
+        scasml.PINN(5, VB.horizon, jax.random.key(0), width=16, depth=2), VB, jax.random.key(9), 256, 256, 1.0,
+        scasml.ExactTrace())[0])
+    assert log.loss[-1] < 0.1 * first_loss
+
+
+def test_terminal_transform_is_exact():
+    pinn = scasml.PINN(5, VB.horizon, jax.random.key(0), terminal=VB.terminal)
+    x = jax.random.normal(jax.random.key(1), (10, 5))
+    np.testing.assert_allclose(jax.vmap(lambda xi: pinn(VB.horizon, xi))(x), jax.vmap(VB.terminal)(x), rtol=1e-6)
+
+
+def test_checkpoint_round_trip_is_bit_identical(trained, tmp_path):
+    pinn, log = trained
+    path = tmp_path / "vb5.scasml"
+    scasml.save_surrogate(path, pinn, VB, log.summary())
+    loaded = scasml.load_surrogate(path, VB)
+    for a, b in zip(_arrays(pinn), _arrays(loaded), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    t, x = VB.sample_domain(jax.random.key(3), 20)
+    np.testing.assert_array_equal(jax.vmap(pinn)(t, x), jax.vmap(loaded)(t, x))
+    header = read_header(path)
+    assert header["pde"] == VB.parameters() and header["training"]["steps"] == 150
+    assert header["architecture"]["width"] == 16 and header["dtype"] == "float32"
+
+
+def test_checkpoint_with_terminal_transform_needs_the_pde(tmp_path):
+    pinn = scasml.PINN(5, VB.horizon, jax.random.key(0), terminal=VB.terminal)
+    scasml.save_surrogate(tmp_path / "t.scasml", pinn, VB)
+    with pytest.raises(CheckpointError, match="pass the PDE"):
+        scasml.load_surrogate(tmp_path / "t.scasml")
+    loaded = scasml.load_surrogate(tmp_path / "t.scasml", VB)
+    x = jnp.ones(5) * 0.1
+    assert float(loaded(0.2, x)) == float(pinn(0.2, x))
+
+
+@pytest.fixture
+def saved(trained, tmp_path):
+    path = tmp_path / "ok.scasml"
+    scasml.save_surrogate(path, trained[0], VB, trained[1].summary())
+    return path
+
+
+def test_mismatched_pde_is_refused(saved):
+    with pytest.raises(CheckpointError, match=r"trained for vb \(dim=5\).*lqg \(dim=5\)"):
+        scasml.load_surrogate(saved, scasml.equations.get("lqg", dim=5))
+    with pytest.raises(CheckpointError, match=r"dim: checkpoint 5 vs given 6"):
+        scasml.load_surrogate(saved, scasml.equations.get("vb", dim=6))
+    with pytest.raises(CheckpointError, match=r"scale: checkpoint 0.25 vs given 0.5"):
+        scasml.load_surrogate(saved, scasml.equations.get("vb", dim=5, scale=0.5))
+
+
+def test_truncated_checkpoint(saved):
+    data = saved.read_bytes()
+    saved.write_bytes(data[:-10])
+    with pytest.raises(CheckpointError, match="truncated or corrupt: expected .* bytes of parameters"):
+        scasml.load_surrogate(saved, VB)
+    saved.write_bytes(data[:20])
+    with pytest.raises(CheckpointError, match="truncated"):
+        scasml.load_surrogate(saved, VB)
+
+
+def test_corrupt_checkpoint(saved):
+    data = bytearray(saved.read_bytes())
+    data[-5] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        scasml.load_surrogate(saved, VB)
+
+
+def test_corrupt_header_and_foreign_file(saved, tmp_path):
+    data = bytearray(saved.read_bytes())
+    start = len(b"SCASML-CHECKPOINT\n") + 8
+    data[start] = ord("!")
+    saved.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt header"):
+        scasml.load_surrogate(saved, VB)
+    other = tmp_path / "x.npz"
+    np.savez(other, a=np.ones(3))
+    with pytest.raises(CheckpointError, match="not a scasml checkpoint"):
+        scasml.load_surrogate(other, VB)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        scasml.load_surrogate(tmp_path / "missing.scasml", VB)
+
+
+def test_newer_format_version_is_refused(saved):
+    data = saved.read_bytes()
+    start = len(b"SCASML-CHECKPOINT\n")
+    (length,) = struct.unpack("<Q", data[start:start + 8])
+    header = data[start + 8:start + 8 + length].replace(b'"format_version": 1', b'"format_version": 9')
+    saved.write_bytes(data[:start] + struct.pack("<Q", len(header)) + header + data[start + 8 + length:])
+    with pytest.raises(CheckpointError, match="format version 9, newer than this scasml understands"):
+        scasml.load_surrogate(saved, VB)
