@@ -38,3 +38,5 @@ from .surrogates import FunctionSurrogate as FunctionSurrogate
 from .surrogates import load as load_surrogate  # noqa: F401
 from .surrogates import save as save_surrogate  # noqa: F401
 from .surrogates import train as train
+from ._pretrained import available_pretrained as available_pretrained
+from ._pretrained import pretrained as pretrained

@@ -115,8 +115,7 @@ def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float) 
     return int(max(1, min(cap, memory_budget // per_point)))
 
 
-def _chunk(arrays, n: int, chunk: int):
-    n_chunks = math.ceil(n / chunk)
+def _chunk(arrays, n: int, chunk: int, n_chunks: int):
     pad = n_chunks * chunk - n
     out = []
     for arr in arrays:
@@ -126,24 +125,29 @@ def _chunk(arrays, n: int, chunk: int):
     return out
 
 
+def _solve_point(pde, estimator, key, i, t, x):
+    return estimator.estimate(pde, jax.random.fold_in(key, i), t, x)
+
+
+def _calibrate_point(defect, estimator, key, i, t, x):
+    return estimator.estimate(defect, jax.random.fold_in(key, i), t, x), defect.surrogate(t, x)
+
+
 @eqx.filter_jit
-def _solve_program(pde, estimator, key, index, t, x):
-    def point(i, ti, xi):
-        return estimator.estimate(pde, jax.random.fold_in(key, i), ti, xi)
+def _program(point_fn, pde, estimator, key, index, t, x, mesh):
+    """lax.map over chunks (axis 0), vmap within a chunk; with a mesh, chunks are sharded over its devices."""
 
-    return jax.lax.map(lambda args: jax.vmap(point)(*args), (index, t, x))
+    def chunks(index, t, x):
+        return jax.lax.map(lambda a: jax.vmap(lambda i, ti, xi: point_fn(pde, estimator, key, i, ti, xi))(*a),
+                           (index, t, x))
 
-
-@eqx.filter_jit
-def _calibrate_program(defect, estimator, key, index, t, x):
-    def point(i, ti, xi):
-        est = estimator.estimate(defect, jax.random.fold_in(key, i), ti, xi)
-        return est, defect.surrogate(ti, xi)
-
-    return jax.lax.map(lambda args: jax.vmap(point)(*args), (index, t, x))
+    if mesh is None:
+        return chunks(index, t, x)
+    spec = jax.sharding.PartitionSpec("points")
+    return jax.shard_map(chunks, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec)(index, t, x)
 
 
-def _run(program, pde, estimator, key, t, x, chunk_size, memory_budget):
+def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices=None):
     if not isinstance(estimator, AbstractEstimator):
         raise TypeError(
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
@@ -154,8 +158,19 @@ def _run(program, pde, estimator, key, t, x, chunk_size, memory_budget):
     chunk = chunk_size or default_chunk_size(pde, estimator, memory_budget)
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    index, tc, xc = _chunk([jnp.arange(n, dtype=jnp.uint32), t, x], n, chunk)
-    out = program(pde, estimator, key, index, tc, xc)
+    devices = list(jax.local_devices() if devices is None else devices)
+    mesh = None
+    if len(devices) > 1:
+        mesh = jax.make_mesh((len(devices),), ("points",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    n_chunks = math.ceil(n / chunk)
+    n_chunks = math.ceil(n_chunks / len(devices)) * len(devices)  # every device gets the same number of chunks
+    index, tc, xc = _chunk([jnp.arange(n, dtype=jnp.uint32), t, x], n, chunk, n_chunks)
+    if mesh is not None:
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
+        index, tc, xc = jax.device_put((index, tc, xc), sharding)
+    out = _program(point_fn, pde, estimator, key, index, tc, xc, mesh)
+    if mesh is not None:
+        out = jax.device_put(out, devices[0])  # gather the shards
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
@@ -196,12 +211,17 @@ def solve(
     key: PRNGKeyArray,
     chunk_size: int | None = None,
     memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    devices=None,
 ) -> Estimate:
-    """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,))."""
+    """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,)).
+
+    Chunks of ``chunk_size`` points (default: from a memory model, independent of N) are sharded over ``devices``
+    (default: all local devices); results do not depend on the number of devices.
+    """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     t, x, single = _as_points(pde, t, x)
-    est = _run(_solve_program, pde, estimator, key, t, x, chunk_size, memory_budget)
+    est = _run(_solve_point, pde, estimator, key, t, x, chunk_size, memory_budget, devices)
     finite = _flag_nonfinite(est, "solve")
     out = Estimate(est.u, est.z, est.u_stderr, est.z_stderr, finite, estimator.evaluations(pde))
     return _squeeze(out, single)
@@ -238,18 +258,20 @@ def calibrate(
     trace: AbstractTraceEstimator = ExactTrace(),
     chunk_size: int | None = None,
     memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    devices=None,
 ) -> CalibratedPrediction:
     """SCaSML: û + a Monte Carlo estimate of the defect u − û at points t (N,), x (N, d) (or one point).
 
     The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
-    solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error.
+    solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
+    ``devices`` as in ``solve``.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     t, x, single = _as_points(pde, t, x)
     _check_surrogate(surrogate, pde)
     defect = law_of_defect(pde, surrogate, trace)
-    est, u_hat = _run(_calibrate_program, defect, estimator, key, t, x, chunk_size, memory_budget)
+    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices)
     bad = ~np.isfinite(np.asarray(u_hat))
     if bad.any():
         first = int(np.argmax(bad))

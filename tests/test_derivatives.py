@@ -50,3 +50,17 @@ def test_residual_components(x64):
     )
     np.testing.assert_allclose(scasml.residual(pde, fn, t, x), expected, rtol=1e-12)
     np.testing.assert_allclose(scasml.time_derivative(fn, t, x), 2 * t + jnp.sum(x**2), rtol=1e-12)
+
+
+def test_pinn_forward_laplacian_matches_nested_jvps():
+    pde = scasml.equations.get("vb", dim=7)
+    for terminal in (None, pde.terminal):
+        pinn = scasml.PINN(7, 0.5, jax.random.key(0), width=20, depth=3, terminal=terminal)
+        x, t = jax.random.normal(jax.random.key(1), (7,)), jnp.asarray(0.2)
+        rows = jax.random.normal(jax.random.key(2), (5, 7))
+        generic = scasml.FunctionSurrogate(lambda t, x: pinn(t, x))  # no fast path
+        np.testing.assert_allclose(
+            scasml._derivatives.quadratic_form_sum(pinn, t, x, rows),
+            scasml._derivatives.quadratic_form_sum(generic, t, x, rows), rtol=1e-5)
+        np.testing.assert_allclose(scasml.residual(pde, pinn, t, x), scasml.residual(pde, generic, t, x),
+                                   rtol=1e-5, atol=1e-6)

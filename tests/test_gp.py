@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import scasml
+from scasml import FunctionSurrogate
 from scasml._derivatives import residual, residual_parts
 from scasml.surrogates._gp import (
     GaussianKernel,
@@ -76,10 +77,20 @@ def test_gauss_newton_collocation_residual_and_accuracy(vb, fitted, test_points)
 def test_closed_form_residual_parts_match_autodiff(vb, fitted, test_points):
     gp, _ = fitted
     t, x = test_points[0][:16], test_points[1][:16]
-    auto = jax.vmap(lambda ti, xi: residual_parts(vb, gp, ti, xi))(t, x)
+    auto = jax.vmap(lambda ti, xi: residual_parts(vb, FunctionSurrogate(gp), ti, xi))(t, x)  # plain autodiff
     closed = jax.vmap(lambda ti, xi: gp.residual_parts(vb, ti, xi))(t, x)
     for a, b in ((auto.value, closed.value), (auto.gradient, closed.gradient), (auto.residual, closed.residual)):
         np.testing.assert_allclose(b, a, rtol=20 * _tol(), atol=20 * _tol())
+    directions = vb.diffusion_directions() * jnp.arange(1, DIM + 1, dtype=vb.dtype)[:, None]
+    fwd = lambda ti, xi: jnp.sum(
+        jax.vmap(lambda v: jax.jvp(lambda y: jax.jvp(lambda z: gp(ti, z), (y,), (v,))[1], (xi,), (v,))[1])(directions)
+    )
+    np.testing.assert_allclose(
+        jax.vmap(lambda ti, xi: gp.hessian_quadratic_sum(ti, xi, directions))(t, x),
+        jax.vmap(fwd)(t, x),
+        rtol=20 * _tol(),
+        atol=20 * _tol(),
+    )
 
 
 def test_matern_surrogate_is_twice_differentiable_at_its_centres(vb, fitted):
@@ -115,8 +126,8 @@ def test_median_lengthscale_rule():
 
 
 def test_select_lengthscale_keeps_smallest_validation_loss(vb):
-    gp, log, losses = select_lengthscale(
-        vb, jax.random.key(2), factors=(0.25, 1.0), interior=90, terminal=30, iterations=2, validation_points=64
+    gp, log, losses = select_lengthscale(  # same sizes and kernel as `fitted`: reuses its compiled solver
+        vb, jax.random.key(2), factors=(0.25, 1.0), interior=240, terminal=80, iterations=2, validation_points=64
     )
     best = min(losses, key=losses.get)
     assert set(losses) == {0.25, 1.0}
@@ -129,7 +140,7 @@ def test_select_lengthscale_keeps_smallest_validation_loss(vb):
 def test_calibration_improves_the_gp(vb, fitted):
     gp, _ = fitted
     t, x = vb.sample_domain(jax.random.key(5), 24)
-    out = scasml.calibrate(gp, vb, t, x, scasml.MultilevelPicard(2, 6), key=jax.random.key(0))
+    out = scasml.calibrate(gp, vb, t, x, scasml.MultilevelPicard(1, 16), key=jax.random.key(0))
     ref = jax.vmap(vb.exact)(t, x)
     err_gp = float(jnp.linalg.norm(out.surrogate - ref))
     err_cal = float(jnp.linalg.norm(out.u - ref))

@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
+import scasml
 from scasml.experiments import (
     RunDirectory,
     RunDirectoryError,
+    apply_overrides,
     config_from_dict,
     load_config,
     mean_interval,
@@ -101,12 +105,140 @@ def test_chunks_cover_points_once_with_a_single_shape():
     assert chunk_layout(9, 4) == (3, 3)
 
 
-# ---- end-to-end runs (subprocesses sharing one compilation cache) --------------------------------------
+# ---- end-to-end runs ---------------------------------------------------------------------------------------
 
-TINY = """
+TINY = {
+    "experiment": {"name": "tiny", "description": "a seconds-long smoke run"},
+    "equation": {"name": "vb", "dim": 3},
+    "surrogate": {"width": 8, "depth": 1},
+    "evaluation": {"points": 24, "chunks": 6, "repetitions": 2},
+    "methods": {
+        "surrogate": {"kind": "surrogate"},
+        "mlp": {"kind": "mlp", "levels": 1, "base": 8},
+        "scasml": {"kind": "scasml", "levels": 1, "base": 8},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A complete in-process run of a tiny config whose surrogate is an (untrained) saved PINN."""
+    root = tmp_path_factory.mktemp("runner")
+    pde = scasml.equations.get("vb", dim=3)
+    scasml.save_surrogate(root / "pinn.scasml", scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1), pde)
+    config = config_from_dict({**TINY, "surrogate": {**TINY["surrogate"], "checkpoint": str(root / "pinn.scasml")}})
+    report = run_experiment(config, root / "run", progress=False)
+    return root / "run", config, report
+
+
+def test_run_produces_every_output(finished_run):
+    run, _, report = finished_run
+    assert "rel. L2" in report.table and report.summary.startswith("tiny (VB, d=3)")
+    for name in ("config.toml", "config.json", "checkpoint.scasml", "metrics.json", "timings.json",
+                 "report.md", "run.log", "results/points.csv", "results/points.npz"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    for fig in ("errors", "scatter", "improvement"):
+        for ext in ("png", "pdf"):
+            assert (run / "figures" / f"{fig}.{ext}").stat().st_size > 1000, f"{fig}.{ext}"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"surrogate", "mlp", "scasml"}
+    for m in metrics["methods"].values():
+        assert len(m["per_repetition"]) == 2 and m["relative_l2"] > 0
+    assert metrics["methods"]["scasml"]["evaluations_per_point"]["residuals"] == 8
+    pairs = {(c["method"], c["baseline"]) for c in metrics["comparisons"]}
+    assert pairs == {("mlp", "surrogate"), ("scasml", "surrogate"), ("scasml", "mlp")}
+    comparison = next(c for c in metrics["comparisons"] if c["method"] == "scasml" and c["baseline"] == "surrogate")
+    assert comparison["paired_over_repetitions"]["df"] == 1
+    assert comparison["paired_over_points"]["n"] == 2 * 24
+    # an untrained surrogate is far off; its calibration must be much better
+    assert metrics["methods"]["scasml"]["relative_l2"] < 0.5 * metrics["methods"]["surrogate"]["relative_l2"]
+    assert "seconds" not in json.dumps(metrics["methods"])  # wall clock lives in timings.json
+    assert set(json.loads((run / "timings.json").read_text())["methods"]) == {"surrogate", "mlp", "scasml"}
+    points = np.load(run / "results" / "points.npz", allow_pickle=False)
+    assert points["x"].shape == (2, 24, 3) and points["scasml_prediction"].shape == (2, 24)
+    header = (run / "results" / "points.csv").read_text().splitlines()[0].split(",")
+    assert {"t", "exact", "scasml_prediction", "scasml_error", "scasml_stderr", "scasml_lower"} <= set(header)
+    report = (run / "report.md").read_text()
+    assert "| scasml |" in report and "figures/scatter.png" in report
+    assert "starting run 'tiny'" in (run / "run.log").read_text()
+
+
+def test_interrupted_calibration_resumes_to_identical_metrics(finished_run, tmp_path):
+    """Simulate a kill during repetition 1's SCaSML stage: later chunks lost, one finished chunk without marker."""
+    run, config, _ = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for name in ("metrics.json", "report.md", "timings.json"):
+        (copy / name).unlink()
+    stages = copy / "stages" / "eval" / "rep-1" / "scasml"
+    raw = copy / "raw" / "eval" / "rep-1" / "scasml"
+    for c in (2, 3, 4, 5):
+        (stages / f"chunk-{c:03d}.json").unlink()  # chunk 2: arrays written, killed before its marker
+        if c > 2:
+            (raw / f"chunk-{c:03d}.npz").unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in (copy / "stages").rglob("*.json")}
+    report = run_experiment(config, copy, progress=False)
+    assert report.metrics == json.loads((run / "metrics.json").read_text())
+    assert (copy / "metrics.json").read_text() == (run / "metrics.json").read_text()
+    after = {p.name: p.stat().st_mtime_ns for p in (copy / "stages").rglob("*.json") if p.name in kept}
+    assert after == kept  # nothing finished was recomputed
+    assert "scasml rep 1: resuming, 2 of 6 chunks already done" in (copy / "run.log").read_text()
+
+
+def test_rerun_recomputes_nothing(finished_run):
+    run, config, _ = finished_run
+    markers = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")}
+    report = run_experiment(load_config(run / "config.toml"), run, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")} == markers
+    assert report.metrics == json.loads((run / "metrics.json").read_text())
+    assert "resuming run 'tiny'" in (run / "run.log").read_text()
+
+
+def test_report_rerenders_without_recomputing(finished_run, tmp_path):
+    run = finished_run[0]
+    metrics = (run / "metrics.json").read_text()
+    for path in [*(run / "figures").iterdir(), run / "report.md", run / "metrics.json", run / "results" / "points.csv"]:
+        path.unlink()
+    report = render_report(RunDirectory.open(run))
+    assert (run / "metrics.json").read_text() == metrics
+    assert (run / "report.md").stat().st_size > 0 and (run / "results" / "points.csv").stat().st_size > 0
+    assert all((run / f).stat().st_size > 1000 for f in report.files if f.startswith("figures/"))
+    assert "scasml" in report.table and "tiny" in report.summary
+    with pytest.raises(RunDirectoryError, match="not a scasml run directory"):
+        RunDirectory.open(tmp_path)
+
+
+def test_run_directories_are_protected(finished_run, tmp_path):
+    run, config, _ = finished_run
+    other = config_from_dict(apply_overrides(config.to_dict(), ["evaluation.seed=1"]))
+    with pytest.raises(RunDirectoryError, match="holds a run of a different configuration"):
+        RunDirectory.prepare(run, other)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="is not empty and is not a scasml run directory"):
+        RunDirectory.prepare(tmp_path, other, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    fresh, resumed = RunDirectory.prepare(tmp_path / "new", config)
+    assert not resumed and (fresh.path / "config.toml").is_file()
+    (fresh.path / "stages").mkdir()
+    assert RunDirectory.prepare(tmp_path / "new", config)[1]  # same config: resume
+    _, resumed = RunDirectory.prepare(tmp_path / "new", other, force=True)  # --force: start over
+    assert not resumed and not (fresh.path / "stages").exists()
+    with fresh.lock(), pytest.raises(RunDirectoryError, match="in use by another scasml process"), fresh.lock():
+        pass
+
+
+def test_incomplete_run_cannot_be_reported(tmp_path):
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml")
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    with pytest.raises(RunDirectoryError, match="no test points yet"):
+        render_report(run)
+
+
+# ---- kill -9 of a real `scasml run` (subprocesses sharing one compilation cache) -------------------------
+
+TRAINED = """
 [experiment]
-name = "tiny"
-description = "a seconds-long smoke run"
+name = "tiny-trained"
 
 [equation]
 name = "vb"
@@ -132,25 +264,25 @@ repetitions = 2
 [methods.surrogate]
 kind = "surrogate"
 
-[methods.mlp]
-kind = "mlp"
-levels = 1
-base = 16
-
 [methods.scasml]
 kind = "scasml"
 levels = 1
 base = 16
+
+[sweep]
+base = [4, 8]
+training_steps = [20, 40]
 """
 
-# Runs the CLI with every method evaluation slowed down by argv[1] seconds, so that a kill lands mid-calibration.
+# Runs the CLI with every SCaSML chunk slowed down by argv[1] seconds, so that a kill lands mid-calibration.
 DRIVER = """
 import sys, time
 from scasml.experiments import _runner
 original = _runner.evaluate_method
-def slow(*args, **kwargs):
-    out = original(*args, **kwargs)
-    time.sleep(float(sys.argv[1]))
+def slow(method, *args, **kwargs):
+    out = original(method, *args, **kwargs)
+    if method.kind == "scasml":
+        time.sleep(float(sys.argv[1]))
     return out
 _runner.evaluate_method = slow
 from scasml.cli import main
@@ -158,64 +290,31 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runner")
-    (root / "tiny.toml").write_text(TINY)
-    (root / "driver.py").write_text(DRIVER)
-    return root
-
-
 def scasml_cli(workspace, *args, delay: float = 0.0, wait: bool = True):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "SCASML_COMPILE_CACHE": str(workspace / "xla-cache")}
+    env = {**os.environ, "SCASML_COMPILE_CACHE": str(workspace / "xla-cache")}
     cmd = [sys.executable, str(workspace / "driver.py"), str(delay), *args]
     proc = subprocess.Popen(cmd, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if not wait:
         return proc
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, f"scasml {' '.join(args)} failed:\n{err}"
     return out, err
 
 
-@pytest.fixture(scope="module")
-def finished_run(workspace):
-    """A complete, uninterrupted run of the tiny config."""
-    out, err = scasml_cli(workspace, "run", "tiny.toml", "--out", "uninterrupted", "--quiet")
-    return workspace / "uninterrupted", out, err
+@pytest.mark.slow
+def test_kill_9_during_calibration_resumes_to_identical_metrics(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TRAINED)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    out, _ = scasml_cli(tmp_path, "run", "tiny.toml", "--out", "uninterrupted", "--quiet")
+    assert "tiny-trained (VB, d=3)" in out
+    reference = tmp_path / "uninterrupted"
+    for fig in ("errors", "scatter", "improvement", "training", "scaling", "convergence"):
+        assert (reference / "figures" / f"{fig}.png").stat().st_size > 1000, fig
 
-
-def test_run_produces_every_output(finished_run):
-    run, out, _ = finished_run
-    assert "scasml" in out and "rel. L2" in out and "tiny (VB, d=3)" in out
-    for name in ("config.toml", "config.json", "checkpoint.scasml", "training.csv", "metrics.json", "timings.json",
-                 "report.md", "run.log", "results/points.csv", "results/points.npz"):
-        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
-    for fig in ("errors", "scatter", "improvement", "training"):
-        for ext in ("png", "pdf"):
-            assert (run / "figures" / f"{fig}.{ext}").stat().st_size > 1000, f"{fig}.{ext}"
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"surrogate", "mlp", "scasml"}
-    for m in metrics["methods"].values():
-        assert len(m["per_repetition"]) == 2 and m["relative_l2"] > 0
-    comparison = next(c for c in metrics["comparisons"] if c["method"] == "scasml" and c["baseline"] == "surrogate")
-    assert comparison["paired_over_repetitions"]["df"] == 1
-    assert comparison["paired_over_points"]["n"] == 2 * 96
-    assert "seconds" not in json.dumps(metrics["methods"])  # wall clock lives in timings.json
-    points = np.load(run / "results" / "points.npz", allow_pickle=False)
-    assert points["x"].shape == (2, 96, 3) and points["scasml_prediction"].shape == (2, 96)
-    header = (run / "results" / "points.csv").read_text().splitlines()[0].split(",")
-    assert {"t", "exact", "scasml_prediction", "scasml_error", "scasml_stderr", "scasml_lower"} <= set(header)
-    report = (run / "report.md").read_text()
-    assert "| scasml |" in report and "figures/scatter.png" in report
-    assert "starting run 'tiny'" in (run / "run.log").read_text()
-
-
-def test_kill_during_calibration_resumes_to_identical_metrics(workspace, finished_run):
-    reference = json.loads((finished_run[0] / "metrics.json").read_text())
-    run = workspace / "killed"
-    proc = scasml_cli(workspace, "run", "tiny.toml", "--out", "killed", "--quiet", delay=0.4, wait=False)
+    run = tmp_path / "killed"
+    proc = scasml_cli(tmp_path, "run", "tiny.toml", "--out", "killed", "--quiet", delay=0.5, wait=False)
     first_chunk = run / "stages" / "eval" / "rep-0" / "scasml" / "chunk-000.json"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 300
     while not first_chunk.exists():
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "the run never reached the calibration"
@@ -226,58 +325,8 @@ def test_kill_during_calibration_resumes_to_identical_metrics(workspace, finishe
     assert 1 <= len(finished) < 6 and not (run / "metrics.json").exists()
     checkpoint_mtime = (run / "checkpoint.scasml").stat().st_mtime_ns
 
-    scasml_cli(workspace, "run", "tiny.toml", "--out", "killed", "--quiet")
+    scasml_cli(tmp_path, "run", "tiny.toml", "--out", "killed", "--quiet")
     assert (run / "checkpoint.scasml").stat().st_mtime_ns == checkpoint_mtime  # training was not redone
     log = (run / "run.log").read_text()
-    assert "resuming run 'tiny'" in log and f"{len(finished)} of 6 chunks already done" in log
-    assert json.loads((run / "metrics.json").read_text()) == reference
-
-
-def test_rerun_recomputes_nothing(finished_run):
-    run = finished_run[0]
-    markers = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")}
-    config = load_config(run / "config.toml")
-    start = time.perf_counter()
-    report = run_experiment(config, run, progress=False)
-    assert time.perf_counter() - start < 30
-    assert {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")} == markers
-    assert report.metrics == json.loads((run / "metrics.json").read_text())
-
-
-def test_report_rerenders_without_recomputing(finished_run, tmp_path):
-    run = finished_run[0]
-    metrics = (run / "metrics.json").read_text()
-    for path in [*(run / "figures").iterdir(), run / "report.md", run / "metrics.json", run / "results" / "points.csv"]:
-        path.unlink()
-    report = render_report(RunDirectory.open(run))
-    assert (run / "metrics.json").read_text() == metrics
-    assert (run / "report.md").stat().st_size > 0 and (run / "results" / "points.csv").stat().st_size > 0
-    assert all((run / f).stat().st_size > 1000 for f in report.files if f.startswith("figures/"))
-    assert "scasml" in report.table and "tiny" in report.summary
-    with pytest.raises(RunDirectoryError, match="not a scasml run directory"):
-        RunDirectory.open(tmp_path)
-
-
-def test_run_directories_are_protected(finished_run, tmp_path):
-    run = finished_run[0]
-    other = config_from_dict({**json.loads((run / "config.json").read_text()),
-                              "training": {**json.loads((run / "config.json").read_text())["training"], "steps": 41}})
-    with pytest.raises(RunDirectoryError, match="holds a run of a different configuration"):
-        RunDirectory.prepare(run, other)
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(RunDirectoryError, match="is not empty and is not a scasml run directory"):
-        RunDirectory.prepare(tmp_path, other, force=True)
-    assert (tmp_path / "notes.txt").read_text() == "mine"
-    fresh, resumed = RunDirectory.prepare(tmp_path / "new", other)
-    assert not resumed and (fresh.path / "config.toml").is_file()
-    _, resumed = RunDirectory.prepare(tmp_path / "new", other)
-    assert resumed
-    with fresh.lock(), pytest.raises(RunDirectoryError, match="in use by another scasml process"), fresh.lock():
-        pass
-
-
-def test_incomplete_run_cannot_be_reported(tmp_path):
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml")
-    run, _ = RunDirectory.prepare(tmp_path / "run", config)
-    with pytest.raises(RunDirectoryError, match="no test points yet"):
-        render_report(run)
+    assert "resuming run 'tiny-trained'" in log and f"{len(finished)} of 6 chunks already done" in log
+    assert (run / "metrics.json").read_text() == (reference / "metrics.json").read_text()

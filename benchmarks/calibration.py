@@ -1,0 +1,112 @@
+"""Calibration throughput: cold/warm seconds, points/s, evaluation counts and the overhead ratio.
+
+overhead ratio = calibration time ÷ time of the bare batched surrogate evaluations of the same counts
+(values, value-and-gradients, residuals), i.e. how close the fused estimator runs to the cost of the
+evaluations it cannot avoid.
+
+    python benchmarks/calibration.py                       # VB 20 d, LQG 100 d, DR 160 d; n = 2, M = 10; 1,200 points
+    python benchmarks/calibration.py --rows vb:20 --trace hutchinson --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+
+import scasml
+from scasml._derivatives import residual
+
+
+def _timed(fn, repeats=1):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _surrogate(name, dim):
+    try:
+        return scasml.pretrained(name, dim)
+    except ValueError:
+        pde = scasml.equations.get(name, dim=dim)
+        return scasml.PINN(dim, pde.horizon, jax.random.key(0)), pde
+
+
+def bare_evaluation_seconds(surrogate, pde, counts, n_points, trace, chunk=4096):
+    """Seconds to evaluate the surrogate counts × n_points times in plain batched jitted calls."""
+    total = 0.0
+    kinds = {
+        "surrogate_values": jax.vmap(surrogate),
+        "surrogate_gradients": jax.vmap(jax.value_and_grad(surrogate, argnums=1)),
+        "residuals": jax.vmap(lambda t, x, k: residual(pde, surrogate, t, x, trace, k)),
+    }
+    for kind, fn in kinds.items():
+        n = counts[kind] * n_points
+        if n == 0:
+            continue
+        t, x = pde.sample_domain(jax.random.key(1), min(n, chunk))
+        keys = jax.random.split(jax.random.key(2), t.shape[0])
+        f = jax.jit(fn if kind == "residuals" else lambda t, x, k, fn=fn: fn(t, x))
+        jax.block_until_ready(f(t, x, keys))
+        per_batch = _timed(lambda f=f, t=t, x=x, keys=keys: f(t, x, keys), repeats=3)
+        total += per_batch * n / t.shape[0]
+    return total
+
+
+def run_row(name, dim, points, levels, base, trace_name, chunk_size):
+    surrogate, pde = _surrogate(name, dim)
+    trace = scasml.HutchinsonTrace(4) if trace_name == "hutchinson" else scasml.ExactTrace()
+    estimator = scasml.MultilevelPicard(levels, base)
+    t, x = pde.sample_domain(jax.random.key(0), points)
+
+    def calibrate():
+        return scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(3), trace=trace,
+                                chunk_size=chunk_size).u
+
+    cold = _timed(calibrate)
+    warm = _timed(calibrate, repeats=3)
+    counts = scasml.calibrate(surrogate, pde, t[:1], x[:1], estimator, key=jax.random.key(3), trace=trace).evaluations
+    bare = bare_evaluation_seconds(surrogate, pde, counts, points, trace)
+    return {
+        "row": f"{name}:{dim}", "points": points, "levels": levels, "base": base, "trace": trace_name,
+        "cold_s": round(cold, 3), "warm_s": round(warm, 3), "points_per_s": round(points / warm, 1),
+        "bare_evaluations_s": round(bare, 3), "overhead_ratio": round(warm / bare, 2), "evaluations": counts,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", default=["vb:20", "lqg:100", "dr:160"])
+    parser.add_argument("--points", type=int, default=1200)
+    parser.add_argument("--levels", type=int, default=2)
+    parser.add_argument("--base", type=int, default=10)
+    parser.add_argument("--trace", choices=["exact", "hutchinson"], default="exact")
+    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = []
+    for row in args.rows:
+        name, dim = row.split(":")
+        results.append(run_row(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size))
+        r = results[-1]
+        print(f"{r['row']:>8} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  warm {r['warm_s']:7.2f} s  "
+              f"{r['points_per_s']:8.1f} pts/s  bare evals {r['bare_evaluations_s']:7.2f} s  "
+              f"overhead ×{r['overhead_ratio']:.2f}  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}", flush=True)
+    meta = {"machine": platform.processor() or platform.machine(), "backend": jax.default_backend(),
+            "devices": len(jax.devices()), "jax": jax.__version__}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "results": results}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
