@@ -17,7 +17,6 @@ import resource
 import time
 
 import jax
-import jax.numpy as jnp
 
 import scasml
 from scasml._derivatives import residual
@@ -100,7 +99,8 @@ def main():
         r = results[-1]
         print(f"{r['row']:>8} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  warm {r['warm_s']:7.2f} s  "
               f"{r['points_per_s']:8.1f} pts/s  bare evals {r['bare_evaluations_s']:7.2f} s  "
-              f"overhead ×{r['overhead_ratio']:.2f}  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}", flush=True)
+              f"overhead ×{r['overhead_ratio']:.2f}  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",
+              flush=True)
     meta = {"machine": platform.processor() or platform.machine(), "backend": jax.default_backend(),
             "devices": len(jax.devices()), "jax": jax.__version__}
     if args.json:

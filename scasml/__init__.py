@@ -28,6 +28,8 @@ from ._calibrate import calibrate as calibrate
 from ._calibrate import solve as solve
 from ._defect import DefectPDE as DefectPDE
 from ._defect import law_of_defect as law_of_defect
+from ._pretrained import available_pretrained as available_pretrained
+from ._pretrained import pretrained as pretrained
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FeynmanKac as FeynmanKac
 from .estimators import MultilevelPicard as MultilevelPicard
@@ -38,5 +40,3 @@ from .surrogates import FunctionSurrogate as FunctionSurrogate
 from .surrogates import load as load_surrogate  # noqa: F401
 from .surrogates import save as save_surrogate  # noqa: F401
 from .surrogates import train as train
-from ._pretrained import available_pretrained as available_pretrained
-from ._pretrained import pretrained as pretrained

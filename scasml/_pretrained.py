@@ -23,7 +23,8 @@ def pretrained(name: str, dim: int):
     """
     path = PRETRAINED_DIR / f"{name.lower()}_{dim}.scasml"
     if not path.exists():
-        raise ValueError(f"no pretrained surrogate {name!r} for dim={dim}; available: {', '.join(available_pretrained())}")
+        available = ", ".join(available_pretrained())
+        raise ValueError(f"no pretrained surrogate {name!r} for dim={dim}; available: {available}")
     params = dict(read_header(path)["pde"])
     params.pop("name"), params.pop("dim")
     pde = equations.get(name, dim=dim, **params)

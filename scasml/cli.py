@@ -30,23 +30,32 @@ class CommandError(Exception):
 # ---- shared setup -----------------------------------------------------------------------------------------
 
 
+_LOGGERS = ("scasml", "py.warnings")
+
+
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Log scasml messages (and Python warnings) to stderr; run directories add their own log file."""
-    for logger_name in ("scasml", "py.warnings"):
-        logger = logging.getLogger(logger_name)
-        for handler in _HANDLERS:
-            logger.removeHandler(handler)
-    _HANDLERS.clear()
+    teardown_logging()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[scasml] %(message)s"))
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     _HANDLERS.append(handler)
     logging.captureWarnings(True)
-    for logger_name in ("scasml", "py.warnings"):
-        logger = logging.getLogger(logger_name)
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-        logger.propagate = False
+
+
+def teardown_logging() -> None:
+    """Undo ``setup_logging`` (so that calling ``main`` in-process leaves the logging state as it was)."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in _HANDLERS:
+            logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    _HANDLERS.clear()
+    logging.captureWarnings(False)
 
 
 def enable_compile_cache(option: str | None) -> str | None:
@@ -138,7 +147,7 @@ def cmd_calibrate(args) -> int:
     from ._calibrate import calibrate
     from .estimators import MultilevelPicard
     from .experiments import read_points, write_predictions
-    from .experiments._compute import make_trace
+    from .experiments._compute import chunk_layout, chunk_slice, make_trace
     from .experiments._progress import ProgressBar
     from .surrogates import load, read_header
 
@@ -161,25 +170,27 @@ def cmd_calibrate(args) -> int:
     except ValueError as err:
         raise CommandError(str(err)) from None
     enable_compile_cache(args.compile_cache)
+    if args.chunk_points < 1:
+        raise CommandError(f"--chunk-points must be positive, got {args.chunk_points}")
     key = jax.random.key(args.seed)
-    n, size = len(t), args.chunk_points
-    n_chunks = -(-n // size)
+    size, n_chunks = chunk_layout(len(t), -(-len(t) // args.chunk_points))
     parts = []
     bar = ProgressBar("calibrate", n_chunks, not args.quiet)
     start = time.perf_counter()
     for c in range(n_chunks):  # chunk c uses fold_in(key(seed), c): results depend on --chunk-points
-        sl = slice(c * size, (c + 1) * size)
-        parts.append(calibrate(surrogate, pde, t[sl], x[sl], estimator, key=jax.random.fold_in(key, c),
-                               trace=make_trace(args.trace, args.probes)))
+        tc, xc, valid = chunk_slice(t, x, c, size)  # equal chunk shapes: one compilation
+        out = calibrate(surrogate, pde, tc, xc, estimator, key=jax.random.fold_in(key, c),
+                        trace=make_trace(args.trace, args.probes))
+        parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], out))
         bar.update(c + 1)
     bar.close()
-    cat = lambda name: np.concatenate([np.asarray(getattr(p, name)) for p in parts])
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
     if pde.has_exact:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
     write_predictions(out, columns, x)
-    print(f"calibrated {n} points with {estimator.__class__.__name__}(levels={args.levels}, base={args.base}) in "
+    print(f"calibrated {len(t)} points with {estimator.__class__.__name__}(levels={args.levels}, base={args.base}) in "
           f"{time.perf_counter() - start:.1f} s; mean stderr {np.nanmean(columns['stderr']):.2e}; wrote {out}")
     return 0
 
@@ -309,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nscasml {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        teardown_logging()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,7 +58,7 @@ def test_pinn_forward_laplacian_matches_nested_jvps():
         pinn = scasml.PINN(7, 0.5, jax.random.key(0), width=20, depth=3, terminal=terminal)
         x, t = jax.random.normal(jax.random.key(1), (7,)), jnp.asarray(0.2)
         rows = jax.random.normal(jax.random.key(2), (5, 7))
-        generic = scasml.FunctionSurrogate(lambda t, x: pinn(t, x))  # no fast path
+        generic = scasml.FunctionSurrogate(lambda t, x, pinn=pinn: pinn(t, x))  # no fast path
         np.testing.assert_allclose(
             scasml._derivatives.quadratic_form_sum(pinn, t, x, rows),
             scasml._derivatives.quadratic_form_sum(generic, t, x, rows), rtol=1e-5)

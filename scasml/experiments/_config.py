@@ -16,6 +16,8 @@ import os
 import tomllib
 from pathlib import Path
 
+import jax
+
 from .. import equations
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
@@ -223,10 +225,13 @@ def _check_equation(config: ExperimentConfig):
     eq = config.equation
     if eq.name.lower() not in equations.available():
         raise ConfigError(f"equation.name: unknown equation {eq.name!r}; available: {', '.join(equations.available())}")
-    try:
-        pde = config.make_pde()
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"equation.parameters: cannot build {eq.name!r} in {eq.dim} d: {err}") from None
+    try:  # abstract evaluation builds the equation's structure without running (or compiling) any array code
+        pde = jax.eval_shape(config.make_pde)
+    except (TypeError, ValueError):
+        try:  # a genuine error reappears in a concrete build; one that needs concrete values does not
+            pde = config.make_pde()
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"equation.parameters: cannot build {eq.name!r} in {eq.dim} d: {err}") from None
     if not pde.has_exact and not hasattr(pde, "reference"):
         raise ConfigError(f"equation.name: {eq.name!r} has neither an exact solution nor a reference to compare with")
     return pde

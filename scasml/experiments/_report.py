@@ -14,7 +14,6 @@ import numpy as np
 
 from .. import __version__
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from . import _plots
 from ._config import ExperimentConfig
 from ._metrics import compute_metrics, compute_timings
 from ._rundir import RunDirectory
@@ -239,6 +238,8 @@ def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict,
 
 def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> Report:
     """Recompute metrics from saved results and rewrite every table, figure and report.md."""
+    from . import _plots  # matplotlib is imported only when figures are drawn
+
     config = config or run.config()
     pde = config.make_pde()
     results = collect_results(run, config)

@@ -187,6 +187,22 @@ class GPSurrogate(AbstractSurrogate):
         rho = ((t - self.centres_t) / lt) ** 2 + jnp.sum(((x[None, :] - self.centres_x) / lx) ** 2, axis=-1)
         return (self.mean + self.weights @ self.kernel.profile(rho)).astype(out_dtype)
 
+    def hessian_quadratic_sum(self, t, x, directions):
+        """Σ_k v_kᵀ ∇²_x û(t, x) v_k over the rows v_k of ``directions``, in closed form:
+        Σ_j α_j [4ψ''(ρ_j) ‖V(x − x_j)‖²/ℓ_x⁴ + 2ψ'(ρ_j) ‖V‖²_F/ℓ_x²]  (one (m, d)×(d, k) product, no autodiff).
+        ``scasml`` uses it for the trace term of the residual when present."""
+        out_dtype = jnp.result_type(x)
+        t = jnp.asarray(t).astype(self.dtype)
+        x = jnp.asarray(x).astype(self.dtype)
+        directions = jnp.asarray(directions).astype(self.dtype)
+        lx = self.lengthscale[1]
+        dx = x[None, :] - self.centres_x
+        rho = ((t - self.centres_t) / self.lengthscale[0]) ** 2 + jnp.sum((dx / lx) ** 2, axis=-1)
+        _, d1, d2 = self.kernel.derivatives(rho)
+        quad = jnp.sum((dx @ directions.T) ** 2, axis=-1)
+        total = self.weights @ (4.0 * d2 * quad / lx**4 + 2.0 * d1 * jnp.sum(directions**2) / lx**2)
+        return total.astype(out_dtype)
+
     def residual_parts(self, pde, t, x):
         """û, ∇û and the residual ε at one point in closed form, O(m·d) (autodiff with the exact trace costs
         O(m·d²)). Same numbers as ``scasml._derivatives.residual_parts(pde, self, t, x)`` up to rounding."""

@@ -14,6 +14,12 @@ from ._base import AbstractSurrogate
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "sin": jnp.sin, "gelu": jax.nn.gelu}
 
 
+def _first_two_derivatives(act, a):
+    """φ'(a), φ''(a) of an elementwise activation."""
+    ones = jnp.ones_like(a)
+    return jax.jvp(lambda b: jax.jvp(act, (b,), (ones,))[1], (a,), (ones,))
+
+
 class PINN(AbstractSurrogate):
     """û(t, x) = MLP([x, t]) (``depth`` hidden layers of ``width``, default 5 × 50 tanh).
 
@@ -76,9 +82,7 @@ class PINN(AbstractSurrogate):
             jac = jac @ weight.T
             lap = weight @ lap
             if i < last:
-                ones = jnp.ones_like(h)
-                first = lambda a: jax.jvp(act, (a,), (ones,))[1]
-                d1, d2 = jax.jvp(first, (h,), (ones,))
+                d1, d2 = _first_two_derivatives(act, h)
                 h = act(h)
                 lap = d1 * lap + d2 * jnp.sum(jac**2, axis=0)
                 jac = d1[None, :] * jac
