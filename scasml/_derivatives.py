@@ -38,14 +38,14 @@ def quadratic_form_sum(fn: Callable, t: Scalar, x: Vector, directions: Float[Arr
 
 
 class AbstractTraceEstimator(eqx.Module):
-    """Estimates Tr(Vᵀ ∇²u V) for a direction matrix V (rows σe_j) as weight · Σ_p w_pᵀ ∇²u w_p."""
+    """Estimates Tr(σσᵀ∇²u) = Σ_j (σe_j)ᵀ ∇²u (σe_j) as weight · Σ_p w_pᵀ ∇²u w_p over probe rows w_p."""
 
     @abc.abstractmethod
-    def probe_directions(self, directions: Float[Array, "k d"], key: PRNGKeyArray | None):
-        """(rows w_p, weight) such that weight · Σ_p w_pᵀ H w_p estimates Σ_j v_jᵀ H v_j."""
+    def probe_directions(self, diffusion: Array, dim: int, key: PRNGKeyArray | None):
+        """(rows w_p of shape (P, d), weight) for σ = ``diffusion`` (shape (), (d,) or (d, d))."""
 
-    def __call__(self, fn: Callable, t: Scalar, x: Vector, directions, key=None) -> Scalar:
-        rows, weight = self.probe_directions(directions, key)
+    def __call__(self, fn: Callable, t: Scalar, x: Vector, diffusion: Array, key=None) -> Scalar:
+        rows, weight = self.probe_directions(diffusion, x.shape[-1], key)
         return weight * quadratic_form_sum(fn, t, x, rows)
 
     @property
@@ -57,8 +57,10 @@ class AbstractTraceEstimator(eqx.Module):
 class ExactTrace(AbstractTraceEstimator):
     """Σ_j v_jᵀ ∇²u v_j over all d directions (d directional second derivatives)."""
 
-    def probe_directions(self, directions, key=None):
-        return directions, 1.0
+    def probe_directions(self, diffusion, dim, key=None):
+        from ._pde import diffusion_directions
+
+        return diffusion_directions(diffusion, dim), 1.0
 
     @property
     def is_random(self):
@@ -77,11 +79,13 @@ class HutchinsonTrace(AbstractTraceEstimator):
         if not (isinstance(self.probes, int) and self.probes >= 1):
             raise ValueError(f"HutchinsonTrace needs probes ≥ 1, got {self.probes!r}")
 
-    def probe_directions(self, directions, key=None):
+    def probe_directions(self, diffusion, dim, key=None):
         if key is None:
             raise ValueError("HutchinsonTrace needs a PRNG key")
-        signs = jax.random.rademacher(key, (self.probes, directions.shape[0]), dtype=directions.dtype)
-        return signs @ directions, 1.0 / self.probes
+        signs = jax.random.rademacher(key, (self.probes, dim), dtype=diffusion.dtype)
+        # rows (σ r_p)ᵀ: elementwise for scalar/diagonal σ (no d × d matrix), r σᵀ for a full σ
+        rows = signs @ diffusion.T if diffusion.ndim == 2 else signs * diffusion
+        return rows, 1.0 / self.probes
 
     @property
     def is_random(self):
@@ -107,10 +111,7 @@ def diffusion_trace(
     key: PRNGKeyArray | None = None,
 ) -> Scalar:
     """Tr(σσᵀ ∇²_x u(t, x)) for σ a scalar, a ``(d,)`` diagonal or a ``(d, d)`` matrix."""
-    from ._pde import diffusion_directions
-
-    directions = diffusion_directions(jnp.asarray(diffusion, x.dtype), x.shape[-1])
-    return trace(fn, t, x, directions, key)
+    return trace(fn, t, x, jnp.asarray(diffusion, x.dtype), key)
 
 
 def laplacian(fn: Callable, t: Scalar, x: Vector, trace=ExactTrace(), key=None) -> Scalar:
@@ -129,7 +130,7 @@ class ResidualParts(eqx.Module):
 def residual_parts(pde, fn: Callable, t, x, trace=ExactTrace(), key=None) -> ResidualParts:
     """û, ∇û and ε = ∂_t û + μ·∇û + ½Tr(σσᵀ∇²û) + f(t, x, û, σᵀ∇û) at one point."""
     value, (dt, grad) = jax.value_and_grad(fn, argnums=(0, 1))(t, x)
-    second = trace(fn, t, x, pde.diffusion_directions(), key)
+    second = trace(fn, t, x, pde.diffusion, key)
     eps = dt + pde.drift @ grad + 0.5 * second + pde.nonlinearity(t, x, value, pde.sigma_transpose(grad))
     return ResidualParts(value, grad, eps)
 
