@@ -103,14 +103,20 @@ def _as_points(pde: AbstractSemilinearPDE, t, x):
     return jnp.asarray(t_arr, dtype), jnp.asarray(x_arr, dtype), single
 
 
-def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float) -> int:
-    """Points per vectorised step: a memory model (bytes ∝ evaluations × d × hidden activations), capped at 8 on
-    CPUs (measured fastest there: each point already carries hundreds of vectorised samples) and 512 on GPUs."""
+def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float, directions: int | None = None) -> int:
+    """Points per vectorised step, from a memory model, capped at 8 on CPUs (measured fastest there: each point
+    already carries hundreds of vectorised samples) and 512 on GPUs.
+
+    Model, per query point: a terminal evaluation holds a path (d floats) and ~256 hidden activations; a value-
+    and-gradient twice that; a residual carries d directional derivatives of each activation (~256·d floats);
+    ×4 for temporaries. For d = 160, n = 2, M = 16 this is ≈ 0.3 GB per point.
+    """
     ev = estimator.evaluations(pde)
     d = pde.dim
     itemsize = jnp.dtype(pde.dtype).itemsize
-    floats = d * (ev["terminal"] + 4 * ev["increment"] + (3 * d + 4) * ev["source"]) * 256
-    per_point = max(1, floats * itemsize)
+    k = d if directions is None else directions  # second-order directions per residual (d, or Hutchinson probes)
+    floats = ev["terminal"] * (d + 256) + ev["increment"] * (d + 512) + ev["source"] * (d + 256 * (k + 2))
+    per_point = max(1, 4 * floats * itemsize)
     cap = 8 if jax.default_backend() == "cpu" else 512
     return int(max(1, min(cap, memory_budget // per_point)))
 
@@ -147,7 +153,7 @@ def _program(point_fn, pde, estimator, key, index, t, x, mesh):
     return jax.shard_map(chunks, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec)(index, t, x)
 
 
-def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices=None):
+def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None):
     if not isinstance(estimator, AbstractEstimator):
         raise TypeError(
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
@@ -155,7 +161,7 @@ def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices
     estimator.check(pde)
     key = _check_key(key)
     n = x.shape[0]
-    chunk = chunk_size or default_chunk_size(pde, estimator, memory_budget)
+    chunk = chunk_size or default_chunk_size(pde, estimator, memory_budget, directions)
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     devices = list(jax.local_devices() if devices is None else devices)
@@ -271,7 +277,8 @@ def calibrate(
     t, x, single = _as_points(pde, t, x)
     _check_surrogate(surrogate, pde)
     defect = law_of_defect(pde, surrogate, trace)
-    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices)
+    directions = getattr(trace, "probes", None)
+    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions)
     bad = ~np.isfinite(np.asarray(u_hat))
     if bad.any():
         first = int(np.argmax(bad))
