@@ -39,7 +39,8 @@ def main(argv=None) -> None:
     out.u.block_until_ready()
     seconds = time.perf_counter() - start
     covered = float(jnp.mean((out.lower <= exact) & (exact <= out.upper)))
-    print(f"{pde.name}, d = {pde.dim}, {args.points} points, {estimator}")
+    print(f"{pde.name}, d = {pde.dim}, {args.points} points, multilevel Picard n = {estimator.levels}, "
+          f"M = {estimator.base}")
     print(f"  surrogate (PINN)   relative L2 error {rel(out.surrogate):.3e}")
     print(f"  SCaSML (corrected) relative L2 error {rel(out.u):.3e}   ({seconds:.1f} s incl. compilation)")
     print(f"  improvement {100 * (1 - rel(out.u) / rel(out.surrogate)):.0f} %, 95 % intervals cover the exact "
