@@ -179,9 +179,9 @@ def cmd_calibrate(args) -> int:
     start = time.perf_counter()
     for c in range(n_chunks):  # chunk c uses fold_in(key(seed), c): results depend on --chunk-points
         tc, xc, valid = chunk_slice(t, x, c, size)  # equal chunk shapes: one compilation
-        out = calibrate(surrogate, pde, tc, xc, estimator, key=jax.random.fold_in(key, c),
-                        trace=make_trace(args.trace, args.probes))
-        parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], out))
+        prediction = calibrate(surrogate, pde, tc, xc, estimator, key=jax.random.fold_in(key, c),
+                               trace=make_trace(args.trace, args.probes))
+        parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], prediction))
         bar.update(c + 1)
     bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
@@ -199,6 +199,11 @@ def cmd_list(args) -> int:
     from . import equations
     from .experiments import ConfigError, config_dirs, load_config
 
+    if args.keys:
+        from .experiments._schema import config_reference
+
+        print(config_reference())
+        return 0
     print("equations:")
     for name in equations.available():
         pde = equations.get(name, dim=2)
@@ -297,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="available equations and configs")
     p.add_argument("--configs", metavar="DIR", help="list the configs in DIR instead of ./configs")
+    p.add_argument("--keys", action="store_true", help="print every config key with its default and meaning")
     _common(p, cache=False)
     p.set_defaults(handler=cmd_list)
     return parser

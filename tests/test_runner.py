@@ -176,12 +176,12 @@ def test_interrupted_calibration_resumes_to_identical_metrics(finished_run, tmp_
         (stages / f"chunk-{c:03d}.json").unlink()  # chunk 2: arrays written, killed before its marker
         if c > 2:
             (raw / f"chunk-{c:03d}.npz").unlink()
-    kept = {p.name: p.stat().st_mtime_ns for p in (copy / "stages").rglob("*.json")}
+    kept = {p: p.stat().st_mtime_ns for p in (copy / "stages").rglob("*.json") if p.name != "report.json"}
     report = run_experiment(config, copy, progress=False)
     assert report.metrics == json.loads((run / "metrics.json").read_text())
     assert (copy / "metrics.json").read_text() == (run / "metrics.json").read_text()
-    after = {p.name: p.stat().st_mtime_ns for p in (copy / "stages").rglob("*.json") if p.name in kept}
-    assert after == kept  # nothing finished was recomputed
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # nothing finished was recomputed
+    assert (stages / "chunk-005.json").is_file()
     assert "scasml rep 1: resuming, 2 of 6 chunks already done" in (copy / "run.log").read_text()
 
 
@@ -225,6 +225,13 @@ def test_run_directories_are_protected(finished_run, tmp_path):
     assert not resumed and not (fresh.path / "stages").exists()
     with fresh.lock(), pytest.raises(RunDirectoryError, match="in use by another scasml process"), fresh.lock():
         pass
+    # killed while creating the folder (before its marker): the next run takes it over
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.toml").write_text("partial")
+    (half / ".config.json.abc.tmp").write_text("partial")
+    assert not RunDirectory.prepare(half, config)[1]
+    assert (half / "config.toml").read_text() != "partial"
 
 
 def test_incomplete_run_cannot_be_reported(tmp_path):

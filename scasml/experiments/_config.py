@@ -127,7 +127,7 @@ class ExperimentConfig:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        return json.dumps(self.to_dict(), indent=2) + "\n"  # keeps the order of the methods
 
     def to_toml(self) -> str:
         return dump_toml(self.to_dict())

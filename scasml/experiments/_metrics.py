@@ -43,6 +43,7 @@ class Results:
     sweeps: list[SweepResult]
     training_seconds: float | None
     training_curve: dict[str, np.ndarray] | None
+    stage_seconds: float = 0.0  # all finished stages together (training, points, methods, sweeps)
 
 
 def error_summary(prediction, exact) -> dict:
@@ -178,6 +179,7 @@ def compute_metrics(config: ExperimentConfig, results: Results, pde) -> dict:
 def compute_timings(config: ExperimentConfig, results: Results) -> dict:
     """Wall-clock seconds (kept out of metrics.json; a resumed run's times cover only the work it redid)."""
     return {
+        "total_stage_seconds": results.stage_seconds,
         "training_seconds": results.training_seconds,
         "methods": {
             name: {

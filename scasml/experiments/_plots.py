@@ -10,6 +10,7 @@ import io
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .._io import atomic_write_bytes
 
@@ -37,12 +38,22 @@ def save_figure(fig: Figure, stem) -> list[str]:
     names = []
     for fmt in ("png", "pdf"):
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=150, bbox_inches="tight", metadata={"CreationDate": None}
-                    if fmt == "pdf" else None)
+        fig.savefig(buffer, format=fmt, dpi=150, metadata={"CreationDate": None} if fmt == "pdf" else None)
         path = f"{stem}.{fmt}"
         atomic_write_bytes(path, buffer.getvalue())
         names.append(path)
     return names
+
+
+def new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _plain_log_ticks(axis, values) -> None:
+    """Label a log axis at the given values with plain numbers (no 10^x minor-tick clutter)."""
+    axis.set_ticks(values)
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _title(config, pde) -> str:
@@ -58,7 +69,7 @@ def errors_figure(config, pde, results, metrics) -> Figure:
     """Violins of log10 |prediction − exact| per method, pooled over repetitions."""
     names = [m.name for m in config.methods]
     colors = method_colors(config)
-    fig = Figure(figsize=(1.6 + 1.5 * len(names), 4.2))
+    fig = new_figure(1.6 + 1.5 * len(names), 4.2)
     ax = fig.subplots()
     data = []
     for name in names:
@@ -89,7 +100,7 @@ def scatter_figure(config, pde, results, metrics) -> Figure | None:
     if not baselines or not targets:
         return None
     base = baselines[0].name
-    fig = Figure(figsize=(4.6 * len(targets) + 0.8, 4.4))
+    fig = new_figure(4.6 * len(targets) + 0.8, 4.4)
     axes = np.atleast_1d(fig.subplots(1, len(targets), squeeze=False)[0])
     t = np.concatenate([p["t"] for p in results.points])
     eb = np.maximum(_abs_errors(results, base), TINY)
@@ -119,51 +130,63 @@ def scatter_figure(config, pde, results, metrics) -> Figure | None:
 
 
 def improvement_figure(config, pde, results, metrics) -> Figure:
-    """(a) relative L2 per method with repetitions; (b) improvement over the surrogate in %."""
+    """(a) relative L2 per method (repetitions as dots, 95 % CI); (b) reduction of the error vs the surrogate."""
     names = [m.name for m in config.methods]
     colors = method_colors(config)
     comps = [c for c in metrics["comparisons"] if config.method(c["baseline"]).kind == "surrogate"]
-    fig = Figure(figsize=(3.0 + 1.2 * len(names) + 1.2 * max(len(comps), 1), 4.2))
+    fig = new_figure(3.0 + 1.2 * len(names) + 1.2 * max(len(comps), 1), 4.2)
     ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(len(names), 1), max(len(comps), 1) + 0.5]})
     x = np.arange(len(names))
     values = [metrics["methods"][n]["relative_l2"] or np.nan for n in names]
     ax1.bar(x, values, color=[colors[n] for n in names], alpha=0.8)
+    tops = list(values)
     for i, n in enumerate(names):
         reps = [row["relative_l2"] for row in metrics["methods"][n]["per_repetition"] if row["relative_l2"]]
+        ci = metrics["methods"][n]["relative_l2_ci95"]
         if len(reps) > 1:
-            ax1.plot(np.full(len(reps), i), reps, "k.", ms=4)
-            ci = metrics["methods"][n]["relative_l2_ci95"]
-            if ci:
-                ax1.errorbar(i, values[i], yerr=[[values[i] - ci[0]], [ci[1] - values[i]]], color="black", capsize=4)
-        ax1.annotate(f"{values[i]:.2e}", (i, values[i]), ha="center", va="bottom", fontsize=8,
-                     xytext=(0, 2), textcoords="offset points")
+            ax1.plot(np.full(len(reps), i) + 0.2, reps, "k.", ms=4)
+            tops[i] = max([values[i], *reps])
+        if ci:
+            ax1.errorbar(i, values[i], yerr=[[values[i] - max(ci[0], values[i] * 1e-3)], [ci[1] - values[i]]],
+                         color="black", capsize=4)
+            tops[i] = max(tops[i], ci[1])
+        ax1.annotate(f"{values[i]:.2e}", (i, tops[i]), ha="center", va="bottom", fontsize=8,
+                     xytext=(0, 3), textcoords="offset points")
     ax1.set_yscale("log")
     finite = [v for v in values if np.isfinite(v) and v > 0]
     if finite:
-        ax1.set_ylim(min(finite) / 3, max(finite) * 2)
+        ax1.set_ylim(min(finite) / 3, max(t for t in tops if np.isfinite(t)) * 2.5)
     ax1.set_xticks(x)
     ax1.set_xticklabels(names, fontsize=9)
     ax1.set_ylabel("relative L2 error")
     reps = config.evaluation.repetitions
-    ax1.set_title("accuracy" + (f" (mean of {reps} repetitions, 95 % CI)" if reps > 1 else ""), fontsize=10)
+    ax1.set_title("accuracy" + (f" (mean of {reps} repetitions, dots; bars: 95 % CI)" if reps > 1 else ""),
+                  fontsize=10)
     ax1.grid(axis="y", alpha=0.3, which="both")
     if comps:
         xs = np.arange(len(comps))
-        gains = [c["improvement_percent"] if c["improvement_percent"] is not None else np.nan for c in comps]
+        gains = np.array([c["improvement_percent"] if c["improvement_percent"] is not None else np.nan for c in comps])
         ax2.bar(xs, gains, color=[colors[c["method"]] for c in comps], alpha=0.8)
+        ends = []
         for i, c in enumerate(comps):
             ci = c["improvement_percent_ci95"]
+            lo, hi = (ci[0], ci[1]) if ci else (gains[i], gains[i])
             if ci:
-                ax2.errorbar(i, gains[i], yerr=[[gains[i] - ci[0]], [ci[1] - gains[i]]], color="black", capsize=4)
-            ax2.annotate(f"{gains[i]:+.0f} %", (i, gains[i]), ha="center", va="bottom" if gains[i] >= 0 else "top",
-                         fontsize=9, xytext=(0, 2 if gains[i] >= 0 else -2), textcoords="offset points")
+                ax2.errorbar(i, gains[i], yerr=[[gains[i] - lo], [hi - gains[i]]], color="black", capsize=4)
+            up = gains[i] >= 0
+            ax2.annotate(f"{gains[i]:+.0f} %", (i, max(hi, gains[i]) if up else min(lo, gains[i])), ha="center",
+                         va="bottom" if up else "top", fontsize=9, xytext=(0, 3 if up else -3),
+                         textcoords="offset points")
+            ends += [lo, hi]
         ax2.axhline(0, color="black", lw=0.8)
         ax2.set_xticks(xs)
         ax2.set_xticklabels([f"{c['method']}\nvs {c['baseline']}" for c in comps], fontsize=8)
         ax2.set_ylabel("reduction of relative L2 error (%)")
         ax2.set_title("improvement over the surrogate", fontsize=10)
-        low = min(0.0, np.nanmin(gains) * 1.2 if np.isfinite(gains).any() else 0.0)
-        ax2.set_ylim(min(low, -5), 105)
+        finite_ends = [e for e in ends if np.isfinite(e)]
+        low = min([0.0, *finite_ends])
+        high = max([100.0, *finite_ends])
+        ax2.set_ylim(low - 0.15 * (high - low) - 1, high + 0.12 * (high - low))
         ax2.grid(axis="y", alpha=0.3)
     else:
         ax2.axis("off")
@@ -172,48 +195,49 @@ def improvement_figure(config, pde, results, metrics) -> Figure:
     return fig
 
 
-def scaling_figure(config, pde, metrics, timings) -> Figure | None:
-    """Inference-time scaling: error vs M (or n) and error vs seconds, one row per swept parameter."""
+def scaling_figure(config, pde, metrics) -> Figure | None:
+    """Inference-time scaling: error vs M (or n), and error vs evaluations per point; one row per swept knob."""
     rows = [axis for axis in ("base", "levels") if any(r["sweep"] == axis for r in metrics["sweeps"])]
     if not rows:
         return None
     colors = method_colors(config)
-    seconds = {(s["sweep"], s["value"], s["method"]): s["seconds_warm_estimate"] for s in timings["sweeps"]}
-    fig = Figure(figsize=(10, 3.9 * len(rows)))
+    fig = new_figure(10, 3.9 * len(rows))
     axes = fig.subplots(len(rows), 2, squeeze=False)
     symbol = {"base": "M (samples per level)", "levels": "n (levels)"}
     for (ax1, ax2), axis in zip(axes, rows, strict=True):
-        for name in dict.fromkeys(r["method"] for r in metrics["sweeps"] if r["sweep"] == axis):
-            sel = sorted((r for r in metrics["sweeps"] if r["sweep"] == axis and r["method"] == name),
-                         key=lambda r: r["value"])
+        swept = [r for r in metrics["sweeps"] if r["sweep"] == axis]
+        for name in dict.fromkeys(r["method"] for r in swept):
+            sel = sorted((r for r in swept if r["method"] == name), key=lambda r: r["value"])
             v = np.array([r["value"] for r in sel], float)
             err = np.array([r["relative_l2"] if r["relative_l2"] is not None else np.nan for r in sel])
-            sec = np.array([seconds[(axis, r["value"], name)] for r in sel])
+            cost = np.array([r["evaluations_per_point"] for r in sel], float)
             ax1.plot(v, err, "o-", color=colors[name], label=name)
-            ax2.plot(sec, err, "o-", color=colors[name], label=name)
-            for vi, si, ei in zip(v, sec, err, strict=True):
-                ax2.annotate(f"{int(vi)}", (si, ei), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax2.plot(cost, err, "o-", color=colors[name], label=name)
+            for vi, ci, ei in zip(v, cost, err, strict=True):
+                ax2.annotate(f"{'M' if axis == 'base' else 'n'}={int(vi)}", (ci, ei), fontsize=7, xytext=(3, 3),
+                             textcoords="offset points")
         if axis == "base":
             levels = config.sweep_methods()[0].options.levels
-            sel = [r for r in metrics["sweeps"] if r["sweep"] == "base" and r["relative_l2"]]
-            if sel:
-                first = min(sel, key=lambda r: r["value"])
-                m = np.array(sorted({r["value"] for r in sel}), float)
-                ax1.plot(m, first["relative_l2"] * (m / m[0]) ** (-levels / 2), "k:", lw=1,
-                         label=f"∝ M^(−{levels}/2) (MC rate)")
+            m = np.array(sorted({r["value"] for r in swept}), float)
+            for name in dict.fromkeys(r["method"] for r in swept):
+                first = min((r for r in swept if r["method"] == name), key=lambda r: r["value"])
+                if first["relative_l2"]:
+                    label = f"∝ M^(−{levels / 2:g}) (Monte Carlo rate)" if name == swept[0]["method"] else None
+                    ax1.plot(m, first["relative_l2"] * (m / m[0]) ** (-levels / 2), ":", color="black", lw=1,
+                             label=label)
         ax1.set_xscale("log")
         ax1.set_yscale("log")
+        _plain_log_ticks(ax1.xaxis, sorted({r["value"] for r in swept}))
         ax1.set_xlabel(symbol[axis])
         ax1.set_ylabel("relative L2 error")
         ax1.set_title(f"error vs {symbol[axis]}", fontsize=10)
         ax1.legend(fontsize=8)
         ax1.grid(alpha=0.3, which="both")
-        ax1.xaxis.set_minor_formatter("{x:.0f}")
         ax2.set_xscale("log")
         ax2.set_yscale("log")
-        ax2.set_xlabel("seconds (compiled; labels: " + ("M" if axis == "base" else "n") + ")")
+        ax2.set_xlabel("function evaluations per test point (cost)")
         ax2.set_ylabel("relative L2 error")
-        ax2.set_title("error vs inference time", fontsize=10)
+        ax2.set_title("error vs inference cost (seconds: report table)", fontsize=10)
         ax2.grid(alpha=0.3, which="both")
     fig.suptitle(f"{_title(config, pde)}: inference-time scaling", fontsize=11)
     return fig
@@ -224,7 +248,7 @@ def convergence_figure(config, pde, metrics) -> Figure | None:
     rows = [r for r in metrics["sweeps"] if r["sweep"] == "training_steps"]
     if not rows:
         return None
-    fig = Figure(figsize=(10, 4.0))
+    fig = new_figure(10, 4.0)
     ax1, ax2 = fig.subplots(1, 2)
     by_method: dict[str, list] = {}
     for r in rows:
@@ -232,32 +256,39 @@ def convergence_figure(config, pde, metrics) -> Figure | None:
     colors = {**{n: _color(r[0]["kind"], i) for i, (n, r) in enumerate(by_method.items())}, **method_colors(config)}
     base_name = next(n for n, r in by_method.items() if r[0]["kind"] == "surrogate")
     base = {r["value"]: r["relative_l2"] for r in by_method[base_name]}
+    all_errors = []
     for name, sel in by_method.items():
         sel = sorted(sel, key=lambda r: r["value"])
         steps = np.array([r["value"] for r in sel], float)
         err = np.array([r["relative_l2"] or np.nan for r in sel])
+        all_errors += list(err[np.isfinite(err)])
         ok = np.isfinite(err) & (err > 0)
         label = name
         if ok.sum() >= 2:
             slope = np.polyfit(np.log(steps[ok]), np.log(err[ok]), 1)[0]
-            label += f" (slope {slope:.2f})"
+            label += f" (fitted slope {slope:.2f})"
         ax1.plot(steps, err, "o-", color=colors[name], label=label)
         if name != base_name:
             eb = np.array([base[s] for s in steps])
             ax2.plot(eb, err, "o-", color=colors[name], label=name)
-    lim = [min(base.values()) / 2, max(base.values()) * 2]
+            for i in sorted({0, len(steps) - 1}):  # label the smallest and the largest budget
+                ax2.annotate(f"{int(steps[i])} steps", (eb[i], err[i]), fontsize=7, xytext=(4, -10),
+                             textcoords="offset points")
+    lim = [min(all_errors) / 1.5, max(all_errors) * 1.5] if all_errors else [1e-3, 1]
     ax2.plot(lim, lim, "k--", lw=1, label="equal error")
     ax1.set_xscale("log")
     ax1.set_yscale("log")
+    _plain_log_ticks(ax1.xaxis, sorted(base))
     ax1.set_xlabel("training steps")
     ax1.set_ylabel("relative L2 error")
     ax1.set_title("convergence in the training budget", fontsize=10)
-    ax1.legend(fontsize=8)
+    ax1.legend(fontsize=8, loc="best")
     ax1.grid(alpha=0.3, which="both")
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel(f"relative L2 error of {base_name}")
     ax2.set_ylabel("relative L2 error after calibration")
+    ax2.xaxis.set_minor_formatter(NullFormatter())
     ax2.set_title("calibrated vs surrogate error", fontsize=10)
     ax2.legend(fontsize=8)
     ax2.grid(alpha=0.3, which="both")
@@ -268,7 +299,7 @@ def convergence_figure(config, pde, metrics) -> Figure | None:
 def training_figure(config, pde, curve) -> Figure | None:
     if curve is None or len(curve["step"]) == 0:
         return None
-    fig = Figure(figsize=(5.5, 3.6))
+    fig = new_figure(5.5, 3.6)
     ax = fig.subplots()
     for key, style in (("loss", "-"), ("residual_loss", "--"), ("terminal_loss", ":")):
         ax.plot(curve["step"], curve[key], style, label=key.replace("_", " "))

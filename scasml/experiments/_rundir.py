@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -34,6 +35,11 @@ from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig, config_from_dict
 
 MARKER = "scasml-run.json"
+
+
+def _creation_leftover(name: str) -> bool:
+    """Files a run killed while creating its folder may leave before the marker (safe to overwrite)."""
+    return name in ("config.toml", "config.json", ".lock") or (name.startswith(".") and name.endswith(".tmp"))
 
 
 class RunDirectoryError(RuntimeError):
@@ -68,7 +74,7 @@ class RunDirectory:
                     "choose another --out or pass --force to delete it"
                 )
             shutil.rmtree(run.path)
-        elif run.path.is_dir() and any(run.path.iterdir()):
+        elif run.path.is_dir() and not all(_creation_leftover(p.name) for p in run.path.iterdir()):
             raise RunDirectoryError(
                 f"{run.path} is not empty and is not a scasml run directory; choose another --out"
                 + (" (--force deletes only run directories)" if force else "")
@@ -117,6 +123,19 @@ class RunDirectory:
         if not marker.is_file():
             return None
         return json.loads(marker.read_text())
+
+    def stages(self) -> list[str]:
+        """Ids of every finished stage (sorted), excluding the report itself."""
+        root = self.path / "stages"
+        ids = (p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.json"))
+        return sorted(i for i in ids if i != "report")
+
+    def stages_digest(self) -> str:
+        """SHA-256 over the markers of all finished stages (changes whenever any stage is (re)done)."""
+        digest = hashlib.sha256()
+        for stage in self.stages():
+            digest.update(stage.encode() + b"\0" + self._marker(stage).read_bytes())
+        return digest.hexdigest()
 
     def finish(self, stage: str, info: dict) -> None:
         atomic_write_json(self._marker(stage), {"stage": stage, **info})

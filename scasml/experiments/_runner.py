@@ -44,26 +44,28 @@ def log_to_file(path):
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
     logger = logging.getLogger("scasml")
+    level = logger.level
     logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+    if level == logging.NOTSET or level > logging.INFO:
         logger.setLevel(logging.INFO)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
         handler.close()
 
 
 def run_experiment(config: ExperimentConfig, out, *, force: bool = False, progress: bool = True):
     """Run (or resume) ``config`` in the folder ``out``; returns the ``Report`` (see ``render_report``)."""
-    from ._report import render_report
+    from ._report import cached_report, render_report
 
     run, resumed = RunDirectory.prepare(out, config, force=force)
     with run.lock(), log_to_file(run.path / "run.log"):
         log.info("%s run %r in %s", "resuming" if resumed else "starting", config.name, run.path)
         start = time.perf_counter()
         Pipeline(run, config, progress).execute()
-        report = render_report(run, config)
+        report = cached_report(run, config) or render_report(run, config)
         log.info("finished in %.1f s: %s", time.perf_counter() - start, report.summary)
     return report
 
@@ -244,5 +246,6 @@ def collect_results(run: RunDirectory, config: ExperimentConfig) -> Results:
             result = _read_method(run, config, f"sweep/training_steps-{steps}/{m.name}", k)
             sweeps.append(SweepResult("training_steps", steps, m.name, m.kind, result, exact))
     train_info = run.stage_info("train")
+    stage_seconds = float(sum(run.stage_info(s)["seconds"] for s in run.stages()))
     return Results(points, methods, sweeps, None if train_info is None else train_info["seconds"],
-                   read_training_curve(run))
+                   read_training_curve(run), stage_seconds)

@@ -66,8 +66,8 @@ class EquationSection:
 @dataclasses.dataclass(frozen=True)
 class SurrogateSection:
     kind: str = spec("pinn", choices=("pinn",))
-    width: int = spec(50, check=at_least(1))
-    depth: int = spec(5, check=at_least(1))
+    width: int = spec(50, check=at_least(1), doc="units per hidden layer")
+    depth: int = spec(5, check=at_least(1), doc="hidden layers")
     activation: str = spec("tanh", choices=ACTIVATIONS)
     terminal_transform: bool = spec(False, doc="build g into the network so that û(T, ·) = g exactly")
     checkpoint: str = spec("", doc="use this trained checkpoint instead of training (path)")
@@ -77,26 +77,26 @@ class SurrogateSection:
 class TrainingSection:
     steps: int = spec(10_000, check=at_least(1))
     collocation: int = spec(2500, check=at_least(1), doc="interior collocation points per step")
-    terminal_points: int = spec(500, check=at_least(1))
-    terminal_weight: float = spec(1.0, check=positive)
-    learning_rate: float = spec(7e-4, check=positive)
+    terminal_points: int = spec(500, check=at_least(1), doc="terminal-condition points per step")
+    terminal_weight: float = spec(1.0, check=positive, doc="weight of the terminal mismatch in the loss")
+    learning_rate: float = spec(7e-4, check=positive, doc="Adam step size at the start")
     final_learning_rate: float = spec(1e-5, check=positive, doc="end of the cosine decay")
-    trace: str = spec("exact", choices=TRACES, doc="Laplacian in the residual: exact or hutchinson")
+    trace: str = spec("exact", choices=TRACES, doc="Laplacian in the residual")
     probes: int = spec(4, check=at_least(1), doc="Rademacher probes when trace = 'hutchinson'")
-    seed: int = spec(0, check=at_least(0))
-    log_every: int = spec(100, check=at_least(1))
+    seed: int = spec(0, check=at_least(0), doc="initial weights and collocation points")
+    log_every: int = spec(100, check=at_least(1), doc="record the loss every log_every steps")
 
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationSection:
     points: int = spec(1200, check=at_least(1), doc="test points per repetition")
-    seed: int = spec(0, check=at_least(0))
+    seed: int = spec(0, check=at_least(0), doc="test points, references and Monte Carlo noise")
     repetitions: int = spec(1, check=at_least(1), doc="independent repetitions (fresh points and noise)")
     chunks: int = spec(4, check=at_least(1), doc="resumable stages per method and repetition")
     batch_size: int = spec(0, check=at_least(0), doc="points per vectorised batch inside a chunk (0: automatic)")
     reference_samples: int = spec(10_000, check=at_least(2), doc="Monte Carlo samples for reference solutions")
     trace: str = spec("exact", choices=TRACES, doc="Laplacian of the surrogate residual in SCaSML")
-    probes: int = spec(4, check=at_least(1))
+    probes: int = spec(4, check=at_least(1), doc="Rademacher probes when trace = 'hutchinson'")
 
 
 METHOD_KINDS = ("surrogate", "mlp", "scasml")
@@ -106,13 +106,13 @@ ESTIMATORS = ("picard", "feynman_kac")
 @dataclasses.dataclass(frozen=True)
 class MethodSection:
     kind: str = spec(choices=METHOD_KINDS, doc="surrogate alone, plain Monte Carlo (mlp) or SCaSML")
-    estimator: str = spec("picard", choices=ESTIMATORS)
-    levels: int = spec(2, check=at_least(1))
+    estimator: str = spec("picard", choices=ESTIMATORS, doc="feynman_kac: linear PDEs only")
+    levels: int = spec(2, check=at_least(1), doc="n")
     base: int = spec(10, check=at_least(2), doc="M")
     variant: str = spec("full_history", choices=("full_history", "quadrature"))
     clip: float | None = spec(None, check=positive, doc="clip (u, z) to [-clip, clip] at every level; 'none': off")
-    paths: int = spec(1000, check=at_least(2))
-    time_samples: int = spec(1, check=at_least(1))
+    paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
+    time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
 
 
@@ -245,3 +245,41 @@ def section_to_dict(section, keys: tuple[str, ...] | None = None) -> dict:
             value = "none"
         out[f.name] = value
     return out
+
+
+def _default_text(f) -> str:
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return "(required)"
+    if value is None:
+        return '"none"'
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, dict)):
+        return "[]" if isinstance(value, tuple) else "{}"
+    return repr(value)
+
+
+def config_reference() -> str:
+    """Every config key with its default, allowed values and meaning (printed by `scasml list --keys`)."""
+    lines = []
+    tables = [*SECTIONS.items()]
+    tables.insert(5, ("methods.<name>", MethodSection))
+    for name, cls in tables:
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(cls):
+            notes = [f.metadata["doc"]] if f.metadata["doc"] else []
+            if f.metadata["choices"]:
+                notes.append("one of " + ", ".join(map(repr, f.metadata["choices"])))
+            if cls is MethodSection and f.name != "kind":
+                users = [k for k, keys in METHOD_KEYS.items() if f.name in keys and k != "surrogate"]
+                notes.append("for " + " and ".join(users) + " estimators")
+            entry = f"{f.name} = {_default_text(f)}"
+            lines.append(f"{entry:<34}# " + "; ".join(notes) if notes else entry)
+        lines.append("")
+    return "\n".join(lines)

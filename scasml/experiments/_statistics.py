@@ -8,6 +8,7 @@ found by bisection on the CDF. Accuracy ~1e-12, far below what a 95 % interval n
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -65,6 +66,7 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(probability: float, df: float) -> float:
     """The t with P(T ≤ t) = probability (bisection on ``t_cdf``)."""
     if not 0.0 < probability < 1.0:
