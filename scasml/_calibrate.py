@@ -153,7 +153,7 @@ def _program(point_fn, pde, estimator, key, index, t, x, mesh):
     return jax.shard_map(chunks, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec)(index, t, x)
 
 
-def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None):
+def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0):
     if not isinstance(estimator, AbstractEstimator):
         raise TypeError(
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
@@ -170,7 +170,10 @@ def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices
         mesh = jax.make_mesh((len(devices),), ("points",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     n_chunks = math.ceil(n / chunk)
     n_chunks = math.ceil(n_chunks / len(devices)) * len(devices)  # every device gets the same number of chunks
-    index, tc, xc = _chunk([jnp.arange(n, dtype=jnp.uint32), t, x], n, chunk, n_chunks)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"index_offset must be a non-negative integer, got {offset!r}")
+    index = jnp.arange(offset, offset + n, dtype=jnp.uint32)
+    index, tc, xc = _chunk([index, t, x], n, chunk, n_chunks)
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
         index, tc, xc = jax.device_put((index, tc, xc), sharding)
@@ -218,16 +221,18 @@ def solve(
     chunk_size: int | None = None,
     memory_budget: float = DEFAULT_MEMORY_BUDGET,
     devices=None,
+    index_offset: int = 0,
 ) -> Estimate:
     """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,)).
 
     Chunks of ``chunk_size`` points (default: from a memory model, independent of N) are sharded over ``devices``
-    (default: all local devices); results do not depend on the number of devices.
+    (default: all local devices); results do not depend on the number of devices. Point i uses the key
+    ``fold_in(key, index_offset + i)``: splitting points over calls with matching offsets reproduces one call.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     t, x, single = _as_points(pde, t, x)
-    est = _run(_solve_point, pde, estimator, key, t, x, chunk_size, memory_budget, devices)
+    est = _run(_solve_point, pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset)
     finite = _flag_nonfinite(est, "solve")
     out = Estimate(est.u, est.z, est.u_stderr, est.z_stderr, finite, estimator.evaluations(pde))
     return _squeeze(out, single)
@@ -265,12 +270,13 @@ def calibrate(
     chunk_size: int | None = None,
     memory_budget: float = DEFAULT_MEMORY_BUDGET,
     devices=None,
+    index_offset: int = 0,
 ) -> CalibratedPrediction:
     """SCaSML: û + a Monte Carlo estimate of the defect u − û at points t (N,), x (N, d) (or one point).
 
     The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
     solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
-    ``devices`` as in ``solve``.
+    ``devices`` and ``index_offset`` as in ``solve``.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
@@ -278,7 +284,8 @@ def calibrate(
     _check_surrogate(surrogate, pde)
     defect = law_of_defect(pde, surrogate, trace)
     directions = getattr(trace, "probes", None)
-    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions)
+    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
+                      index_offset)
     bad = ~np.isfinite(np.asarray(u_hat))
     if bad.any():
         first = int(np.argmax(bad))

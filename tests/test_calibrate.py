@@ -67,6 +67,9 @@ def test_same_key_bit_identical_and_chunk_independent():
     for other in runs[1:]:
         np.testing.assert_allclose(runs[0].u, other.u, rtol=1e-6, atol=0)
         np.testing.assert_allclose(runs[0].stderr, other.stderr, rtol=1e-5, atol=0)
+    # splitting the points over two calls with index_offset reproduces the single call exactly
+    tail = scasml.calibrate(sur, pde, t[20:], x[20:], MLP, key=jax.random.key(4), index_offset=20)
+    np.testing.assert_array_equal(runs[0].u[20:], tail.u)
     again = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(4))
     np.testing.assert_array_equal(runs[0].u, again.u)
     different = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(5))

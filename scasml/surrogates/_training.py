@@ -49,6 +49,40 @@ def physics_loss(surrogate, pde, key, collocation: int, terminal_points: int, te
     return res_loss + terminal_weight * term_loss, (res_loss, term_loss)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Hyper:
+    steps: int
+    collocation: int
+    terminal_points: int
+    terminal_weight: float
+    learning_rate: float
+    final_learning_rate: float
+
+
+def _optimiser(hyper: _Hyper):
+    alpha = hyper.final_learning_rate / hyper.learning_rate
+    return optax.adam(optax.cosine_decay_schedule(hyper.learning_rate, hyper.steps, alpha=alpha))
+
+
+@eqx.filter_jit
+def _train_block(params, static, opt_state, key, start, pde, trace, hyper: _Hyper, n: int):
+    """``n`` Adam steps (a module-level jit, so repeated ``train`` calls reuse the compiled program)."""
+    optimiser = _optimiser(hyper)
+
+    def loss_fn(p, k):
+        surrogate = eqx.combine(p, static)
+        return physics_loss(surrogate, pde, k, hyper.collocation, hyper.terminal_points, hyper.terminal_weight, trace)
+
+    def step(carry, i):
+        p, state = carry
+        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, jax.random.fold_in(key, i))
+        updates, state = optimiser.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), (loss, *parts)
+
+    (params, opt_state), hist = jax.lax.scan(step, (params, opt_state), start + jnp.arange(n))
+    return params, opt_state, jax.tree.map(lambda h: h[-1], hist)
+
+
 def train(
     surrogate: AbstractSurrogate,
     pde: AbstractSemilinearPDE,
@@ -71,29 +105,16 @@ def train(
     """
     if steps < 1 or collocation < 1 or terminal_points < 1 or log_every < 1:
         raise ValueError("steps, collocation, terminal_points and log_every must be positive")
-    schedule = optax.cosine_decay_schedule(learning_rate, steps, alpha=final_learning_rate / learning_rate)
-    optimiser = optax.adam(schedule)
+    if not 0 < final_learning_rate <= learning_rate:
+        raise ValueError(f"need 0 < final_learning_rate ≤ learning_rate, got {final_learning_rate}, {learning_rate}")
+    hyper = _Hyper(steps, collocation, terminal_points, float(terminal_weight), float(learning_rate),
+                   float(final_learning_rate))
     params, static = eqx.partition(surrogate, eqx.is_inexact_array)
-    opt_state = optimiser.init(params)
-
-    def loss_fn(p, k):
-        return physics_loss(eqx.combine(p, static), pde, k, collocation, terminal_points, terminal_weight, trace)
-
-    @eqx.filter_jit
-    def run_block(p, state, start, n):
-        def step(carry, i):
-            p, state = carry
-            (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, jax.random.fold_in(key, i))
-            updates, state = optimiser.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state), (loss, *parts)
-
-        (p, state), hist = jax.lax.scan(step, (p, state), start + jnp.arange(n))
-        return p, state, jax.tree.map(lambda h: h[-1], hist)
-
+    opt_state = _optimiser(hyper).init(params)
     rows, start_time, done = [], time.perf_counter(), 0
     while done < steps:
         n = min(log_every, steps - done)
-        params, opt_state, last = run_block(params, opt_state, done, n)
+        params, opt_state, last = _train_block(params, static, opt_state, key, jnp.asarray(done), pde, trace, hyper, n)
         done += n
         loss, res_loss, term_loss = (float(v) for v in last)
         rows.append((done, loss, res_loss, term_loss))
