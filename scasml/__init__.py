@@ -36,7 +36,11 @@ from .estimators import MultilevelPicard as MultilevelPicard
 from .surrogates import PINN as PINN
 from .surrogates import AbstractSurrogate as AbstractSurrogate
 from .surrogates import CheckpointError as CheckpointError
+from .surrogates import EquinoxSurrogate as EquinoxSurrogate
+from .surrogates import FlaxSurrogate as FlaxSurrogate
 from .surrogates import FunctionSurrogate as FunctionSurrogate
+from .surrogates import GPSurrogate as GPSurrogate
+from .surrogates import fit_gp as fit_gp
 from .surrogates import load as load_surrogate  # noqa: F401
 from .surrogates import save as save_surrogate  # noqa: F401
 from .surrogates import train as train

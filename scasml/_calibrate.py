@@ -23,6 +23,7 @@ from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
 from .estimators import AbstractEstimator
+from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
 
@@ -238,24 +239,9 @@ def solve(
     return _squeeze(out, single)
 
 
-def _check_surrogate(surrogate, pde):
-    if not callable(surrogate):
-        raise TypeError(f"surrogate must be callable as û(t, x), got {type(surrogate).__name__}")
-    sdim = getattr(surrogate, "dim", None)
-    if isinstance(sdim, int) and sdim != pde.dim:
-        raise ValueError(f"the surrogate is {sdim}-dimensional but the PDE is {pde.dim}-dimensional")
-    t0 = jax.ShapeDtypeStruct((), pde.dtype)
-    x0 = jax.ShapeDtypeStruct((pde.dim,), pde.dtype)
-    try:
-        out = jax.eval_shape(surrogate, t0, x0)
-    except Exception as err:
-        raise TypeError(
-            f"the surrogate cannot be evaluated as û(t, x) with scalar t and x of shape ({pde.dim},) under JAX "
-            f"tracing: {type(err).__name__}: {err}"
-        ) from err
-    if not hasattr(out, "shape") or out.shape != ():
-        shape = getattr(out, "shape", type(out).__name__)
-        raise ValueError(f"the surrogate must return a scalar per point; it returned shape {shape}")
+@eqx.filter_jit
+def _surrogate_values(surrogate, t, x):
+    return jax.vmap(surrogate)(t, x)
 
 
 def calibrate(
@@ -281,18 +267,19 @@ def calibrate(
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     t, x, single = _as_points(pde, t, x)
-    _check_surrogate(surrogate, pde)
-    defect = law_of_defect(pde, surrogate, trace)
-    directions = getattr(trace, "probes", None)
-    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
-                      index_offset)
-    bad = ~np.isfinite(np.asarray(u_hat))
-    if bad.any():
+    surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
+    u_first = np.asarray(_surrogate_values(surrogate, t, x))
+    bad = ~np.isfinite(u_first)
+    if bad.any():  # checked before the (expensive) Monte Carlo run
         first = int(np.argmax(bad))
         raise ValueError(
             f"the surrogate returned non-finite values at {int(bad.sum())} query point(s) "
             f"(first: point {first}, t = {float(t[first])})"
         )
+    defect = law_of_defect(pde, surrogate, trace)
+    directions = getattr(trace, "probes", None)
+    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
+                      index_offset)
     finite = _flag_nonfinite(est, "calibrate")
     ev = estimator.evaluations(defect)
     counts = {"surrogate_values": ev["terminal"] + 1, "surrogate_gradients": ev["increment"], "residuals": ev["source"]}

@@ -63,6 +63,9 @@ def test_gauss_newton_collocation_residual_and_accuracy(vb, fitted, test_points)
     # residual_rms[0] is at û = c (zero for VB); [1] after the first (linear) step; the nonlinear steps reduce it
     assert log.residual_rms[-1] < 0.5 * log.residual_rms[1]
     assert log.terminal_rms[-1] < 1e-2
+    # damped Gauss–Newton: every accepted step decreases the regularised objective
+    assert log.damping[0] == 1.0 and np.all(log.objective[:, 1] <= log.objective[:, 0])
+    assert np.all((log.damping > 0) | (np.arange(len(log.damping)) == len(log.damping) - 1))
     # the solver's closed-form collocation residual is the autodiff residual of the fitted surrogate
     t_c, x_c = gp.centres_t[:240], gp.centres_x[:240]
     eps = jax.jit(jax.vmap(lambda t, x: residual(vb, gp, t, x)))(t_c, x_c)
@@ -77,8 +80,8 @@ def test_gauss_newton_collocation_residual_and_accuracy(vb, fitted, test_points)
 def test_closed_form_residual_parts_match_autodiff(vb, fitted, test_points):
     gp, _ = fitted
     t, x = test_points[0][:16], test_points[1][:16]
-    auto = jax.vmap(lambda ti, xi: residual_parts(vb, FunctionSurrogate(gp), ti, xi))(t, x)  # plain autodiff
-    closed = jax.vmap(lambda ti, xi: gp.residual_parts(vb, ti, xi))(t, x)
+    auto = jax.jit(jax.vmap(lambda ti, xi: residual_parts(vb, FunctionSurrogate(gp), ti, xi)))(t, x)  # autodiff
+    closed = jax.jit(jax.vmap(lambda ti, xi: gp.residual_parts(vb, ti, xi)))(t, x)
     for a, b in ((auto.value, closed.value), (auto.gradient, closed.gradient), (auto.residual, closed.residual)):
         np.testing.assert_allclose(b, a, rtol=20 * _tol(), atol=20 * _tol())
     directions = vb.diffusion_directions() * jnp.arange(1, DIM + 1, dtype=vb.dtype)[:, None]
@@ -86,8 +89,8 @@ def test_closed_form_residual_parts_match_autodiff(vb, fitted, test_points):
         jax.vmap(lambda v: jax.jvp(lambda y: jax.jvp(lambda z: gp(ti, z), (y,), (v,))[1], (xi,), (v,))[1])(directions)
     )
     np.testing.assert_allclose(
-        jax.vmap(lambda ti, xi: gp.hessian_quadratic_sum(ti, xi, directions))(t, x),
-        jax.vmap(fwd)(t, x),
+        jax.jit(jax.vmap(lambda ti, xi: gp.hessian_quadratic_sum(ti, xi, directions)))(t, x),
+        jax.jit(jax.vmap(fwd))(t, x),
         rtol=20 * _tol(),
         atol=20 * _tol(),
     )
@@ -95,10 +98,11 @@ def test_closed_form_residual_parts_match_autodiff(vb, fitted, test_points):
 
 def test_matern_surrogate_is_twice_differentiable_at_its_centres(vb, fitted):
     gp, _ = fitted
-    parts = jax.vmap(lambda t, x: residual_parts(vb, gp, t, x))(gp.centres_t[:5], gp.centres_x[:5])
+    parts = jax.jit(jax.vmap(lambda t, x: residual_parts(vb, gp, t, x)))(gp.centres_t[:5], gp.centres_x[:5])
     assert bool(jnp.all(jnp.isfinite(parts.residual))) and bool(jnp.all(jnp.isfinite(parts.gradient)))
 
 
+@pytest.mark.slow
 def test_gaussian_kernel_also_solves_vb(vb, test_points):
     gp, log = fit_gp(vb, jax.random.key(1), interior=120, terminal=40, kernel="gaussian", iterations=3)
     assert log.kernel == "gaussian" and len(log.step) == 3
@@ -125,6 +129,7 @@ def test_median_lengthscale_rule():
     assert median_lengthscale(x) == pytest.approx(np.sqrt(30 / 6), rel=0.03)
 
 
+@pytest.mark.slow
 def test_select_lengthscale_keeps_smallest_validation_loss(vb):
     gp, log, losses = select_lengthscale(  # same sizes and kernel as `fitted`: reuses its compiled solver
         vb, jax.random.key(2), factors=(0.25, 1.0), interior=240, terminal=80, iterations=2, validation_points=64
