@@ -11,12 +11,13 @@ import scasml
 from scasml import equations
 
 MLP = scasml.MultilevelPicard(2, 10)
+SMALL = scasml.MultilevelPicard(2, 4)  # for exact (non-statistical) properties: sample size is irrelevant
 
 
 def test_exact_surrogate_has_zero_defect(x64):
     pde = equations.get("vb", dim=10)
     t, x = pde.sample_domain(jax.random.key(0), 50)
-    out = scasml.calibrate(pde.exact, pde, t, x, MLP, key=jax.random.key(1))
+    out = scasml.calibrate(pde.exact, pde, t, x, SMALL, key=jax.random.key(1))
     assert out.u.dtype == jnp.float64
     assert float(jnp.max(jnp.abs(out.defect))) <= 1e-12
     np.testing.assert_allclose(out.u, jax.vmap(pde.exact)(t, x), atol=1e-12)
@@ -58,9 +59,9 @@ def test_same_key_bit_identical_and_chunk_independent():
     pde = equations.get("vb", dim=5)
     t, x = pde.sample_domain(jax.random.key(0), 37)
     sur = lambda t, x: pde.exact(t, x) + 0.05 * jnp.cos(jnp.sum(x))
-    runs = [scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(4), chunk_size=c) for c in (None, 37, 8, 5)]
+    runs = [scasml.calibrate(sur, pde, t, x, SMALL, key=jax.random.key(4), chunk_size=c) for c in (None, 37, 8, 5)]
     # a point's result does not depend on the other query points (same chunk size, fewer points)
-    subset = scasml.calibrate(sur, pde, t[:20], x[:20], MLP, key=jax.random.key(4))
+    subset = scasml.calibrate(sur, pde, t[:20], x[:20], SMALL, key=jax.random.key(4))
     np.testing.assert_array_equal(runs[0].u[:20], subset.u)
     np.testing.assert_array_equal(runs[0].stderr[:20], subset.stderr)
     # other chunk sizes draw the same random numbers: equal up to float32 rounding of vectorised exp
@@ -68,11 +69,11 @@ def test_same_key_bit_identical_and_chunk_independent():
         np.testing.assert_allclose(runs[0].u, other.u, rtol=1e-6, atol=0)
         np.testing.assert_allclose(runs[0].stderr, other.stderr, rtol=1e-5, atol=0)
     # splitting the points over two calls with index_offset reproduces the single call exactly
-    tail = scasml.calibrate(sur, pde, t[20:], x[20:], MLP, key=jax.random.key(4), index_offset=20)
+    tail = scasml.calibrate(sur, pde, t[20:], x[20:], SMALL, key=jax.random.key(4), index_offset=20)
     np.testing.assert_array_equal(runs[0].u[20:], tail.u)
-    again = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(4))
+    again = scasml.calibrate(sur, pde, t, x, SMALL, key=jax.random.key(4))
     np.testing.assert_array_equal(runs[0].u, again.u)
-    different = scasml.calibrate(sur, pde, t, x, MLP, key=jax.random.key(5))
+    different = scasml.calibrate(sur, pde, t, x, SMALL, key=jax.random.key(5))
     assert not np.array_equal(runs[0].u, different.u)
 
 
@@ -95,11 +96,11 @@ def test_terminal_time_returns_terminal_value_exactly():
     pde = equations.get("vb", dim=4)
     x = jnp.array([[0.1, 0.2, -0.3, 0.0], [0.4, 0.4, 0.4, 0.4]])
     sur = lambda t, x: pde.exact(t, x) + 0.1
-    out = scasml.calibrate(sur, pde, jnp.full(2, pde.horizon), x, MLP, key=jax.random.key(0))
+    out = scasml.calibrate(sur, pde, jnp.full(2, pde.horizon), x, SMALL, key=jax.random.key(0))
     np.testing.assert_allclose(out.u, jax.vmap(pde.terminal)(x), rtol=1e-6)
     np.testing.assert_allclose(out.defect, -0.1, rtol=1e-5)
     assert float(jnp.max(out.stderr)) == 0.0
-    exact_sur = scasml.calibrate(pde.exact, pde, pde.horizon, x[0], MLP, key=jax.random.key(0))
+    exact_sur = scasml.calibrate(pde.exact, pde, pde.horizon, x[0], SMALL, key=jax.random.key(0))
     assert float(exact_sur.u) == float(exact_sur.surrogate) and float(exact_sur.defect) == 0.0
 
 
