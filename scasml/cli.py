@@ -5,6 +5,7 @@
     scasml report runs/quickstart                 # re-render tables and figures, no recomputation
     scasml train configs/vb-20d.toml -o vb20.scasml [--continue]
     scasml calibrate vb20.scasml --points points.csv [--out predictions.npz]
+    scasml calibrate --surrogate python:my_model.py:surrogate --equation vb --dim 20 --points points.csv
     scasml list
 
 Exit status: 0 success, 2 invalid input (config, files, run directory), 130 interrupted.
@@ -115,8 +116,13 @@ def cmd_train(args) -> int:
     from .surrogates import load, read_header, save
 
     config = _config(args)
+    if config.surrogate_family == "python":
+        raise CommandError(f"surrogate.kind = {config.surrogate.kind!r} is a user function: there is nothing to train "
+                           "(use it directly with `scasml run` or `scasml calibrate --surrogate`)")
     pde = config.make_pde()
     out = Path(args.output or f"{config.name}.scasml")
+    if config.surrogate_family == "gp":
+        return _fit_gp(args, config, pde, out)
     surrogate, previous, done_before = None, None, 0
     if args.resume:
         if not out.is_file():
@@ -139,23 +145,74 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _fit_gp(args, config, pde, out: Path) -> int:
+    from .experiments._compute import fit_gp_surrogate
+    from .surrogates import save
+
+    if args.resume:
+        raise CommandError("--continue: a GP surrogate is fitted in one go, it cannot be trained further")
+    if out.exists() and not args.force:
+        raise CommandError(f"{out} exists; pass --force to overwrite it")
+    enable_compile_cache(args.compile_cache)
+    surrogate, fit, record = fit_gp_surrogate(config, pde)
+    save(out, surrogate, pde, training=record)
+    print(f"saved {out}: GP with {surrogate.n_centres} centres, residual RMS {record['final_residual_rms']:.3e}, "
+          f"terminal RMS {record['final_terminal_rms']:.3e} ({fit.seconds:.1f} s)")
+    return 0
+
+
+def _calibration_surrogate(args):
+    """(pde, surrogate) from the CHECKPOINT argument or from --surrogate/--equation/--dim."""
+    from . import equations
+    from .surrogates import load, read_header
+
+    if args.surrogate is None:
+        if args.checkpoint is None:
+            raise CommandError("give a CHECKPOINT, or --surrogate python:module:function with --equation and --dim")
+        if args.equation is not None or args.dim is not None:
+            raise CommandError("--equation and --dim go with --surrogate; a checkpoint names its own PDE")
+        header = read_header(args.checkpoint)
+        if not header.get("pde"):
+            raise CommandError(f"{args.checkpoint} records no PDE; save it with "
+                               "scasml.save_surrogate(path, model, pde)")
+        pde = equations.from_parameters(header["pde"])
+        return pde, load(args.checkpoint, pde)
+    from .experiments import ConfigError
+    from .experiments._schema import surrogate_family
+    from .experiments._user import load_user_surrogate, resolve_kind
+
+    if args.checkpoint is not None:
+        raise CommandError(f"give either a CHECKPOINT ({args.checkpoint}) or --surrogate, not both")
+    missing = [flag for flag, value in (("--equation", args.equation), ("--dim", args.dim)) if value is None]
+    if missing:
+        raise CommandError(f"--surrogate needs {' and '.join(missing)} (the PDE it approximates)")
+    try:
+        if surrogate_family(args.surrogate) != "python":
+            raise ValueError("expected python:module:function or python:path/to/file.py:function")
+    except ValueError as err:
+        raise CommandError(f"--surrogate {args.surrogate!r}: {err} (a checkpoint is given as CHECKPOINT)") from None
+    if args.equation.lower() not in equations.available():
+        raise CommandError(f"--equation {args.equation!r}: unknown; available: {', '.join(equations.available())}")
+    if args.dim < 1:
+        raise CommandError(f"--dim must be positive, got {args.dim}")
+    pde = equations.get(args.equation, dim=args.dim)
+    try:
+        return pde, load_user_surrogate(resolve_kind(args.surrogate), pde)
+    except ConfigError as err:
+        raise CommandError(str(err).replace("surrogate.kind:", "--surrogate:", 1)) from None
+
+
 def cmd_calibrate(args) -> int:
     import jax
     import numpy as np
 
-    from . import equations
     from ._calibrate import calibrate
     from .estimators import MultilevelPicard
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
     from .experiments._progress import ProgressBar
-    from .surrogates import load, read_header
 
-    header = read_header(args.checkpoint)
-    if not header.get("pde"):
-        raise CommandError(f"{args.checkpoint} records no PDE; save it with scasml.save_surrogate(path, model, pde)")
-    pde = equations.from_parameters(header["pde"])
-    surrogate = load(args.checkpoint, pde)
+    pde, surrogate = _calibration_surrogate(args)
     t, x = read_points(args.points, pde.dim, pde.horizon)
     t, x = t.astype(np.dtype(pde.dtype)), x.astype(np.dtype(pde.dtype))
     points = Path(args.points)
@@ -282,10 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("calibrate", help="SCaSML-corrected predictions at your own points",
-                       description="Load a checkpoint (its header names the PDE), read points (CSV with columns t, "
+                       description="Load a checkpoint (its header names the PDE) or a Python function (--surrogate "
+                       "with --equation and --dim), read points (CSV with columns t, "
                        "x0..x{d-1} or d+1 unnamed columns; .npy of shape (N, d+1); .npz with t and x) and write "
                        "surrogate, defect, corrected u, stderr and the 95% interval [lower, upper] as CSV or NPZ.")
-    p.add_argument("checkpoint", help="a .scasml checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a .scasml checkpoint (or use --surrogate)")
+    p.add_argument("--surrogate", metavar="python:MODULE:FUNCTION",
+                   help="instead of a checkpoint: a function u(t, x) or factory f(pde) returning one, as "
+                   "python:module:function or python:path/to/file.py:function (needs --equation and --dim)")
+    p.add_argument("--equation", metavar="NAME", help="with --surrogate: the equation (see `scasml list`)")
+    p.add_argument("--dim", type=int, metavar="D", help="with --surrogate: its dimension d")
     p.add_argument("--points", required=True, metavar="FILE", help="points file (.csv, .npy or .npz)")
     p.add_argument("--out", metavar="FILE", help="output .csv or .npz (default: <points>.calibrated.csv)")
     p.add_argument("--levels", type=int, default=2, help="multilevel Picard levels n (default 2)")

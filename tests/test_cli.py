@@ -192,3 +192,57 @@ def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
     assert "not a scasml run directory" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "busy")]) == 2
     assert "not a scasml run directory" in capsys.readouterr().err
+
+
+USER_SURROGATE = """
+import jax.numpy as jnp
+
+
+def surrogate(pde):
+    return lambda t, x: pde.exact(t, x) * (1 + 0.05 * jnp.sin(jnp.sum(x)))
+"""
+
+
+def test_calibrate_a_user_function(tmp_path, capsys):
+    module = tmp_path / "mine.py"
+    module.write_text(USER_SURROGATE)
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    out = tmp_path / "out.csv"
+    user = ["--surrogate", f"python:{module}:surrogate"]
+    args = ["--points", str(src), "--out", str(out), "--levels", "1", "--base", "8", "--quiet"]
+    assert main(["calibrate", *user, "--equation", "vb", "--dim", "3", *args]) == 0
+    rows = read_rows(out)
+    exact = np.array([float(r["exact"]) for r in rows])
+    x = np.array(POINTS)[:, 1:]
+    np.testing.assert_allclose([float(r["surrogate"]) for r in rows], exact * (1 + 0.05 * np.sin(x.sum(axis=1))),
+                               rtol=1e-5)
+    assert float(rows[-1]["u"]) == pytest.approx(float(rows[-1]["exact"]), abs=1e-6)  # t = T: g(x) exactly
+    capsys.readouterr()
+    for argv, message in [
+        ([*user, "--equation", "vb", *args], "--surrogate needs --dim"),
+        (args, "give a CHECKPOINT, or --surrogate"),
+        (["model.scasml", *user, "--equation", "vb", "--dim", "3", *args], "give either a CHECKPOINT"),
+        (["--surrogate", "gp", "--equation", "vb", "--dim", "3", *args], "--surrogate 'gp': expected python:"),
+        ([*user, "--equation", "nope", "--dim", "3", *args], "--equation 'nope': unknown"),
+        (["--surrogate", f"python:{module}:surogate", "--equation", "vb", "--dim", "3", *args],
+         "has no attribute 'surogate' (did you mean 'surrogate'?)"),
+    ]:
+        assert main(["calibrate", *argv, "--force"]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_train_fits_a_gp_and_refuses_a_user_function(tmp_path, capsys):
+    config = tmp_path / "gp.toml"
+    config.write_text(TRAIN_CONFIG.replace("width = 8\ndepth = 1", 'kind = "gp"').replace(
+        "steps = 10\nlog_every = 5\ncollocation = 16", "points = 24\niterations = 2"))
+    ckpt = tmp_path / "gp.scasml"
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
+    assert "GP with 32 centres" in capsys.readouterr().out
+    assert read_header(ckpt)["architecture"]["kind"] == "gp"
+    assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet"]) == 2
+    assert "cannot be trained further" in capsys.readouterr().err
+    user = tmp_path / "user.toml"
+    user.write_text('[equation]\nname = "vb"\ndim = 3\n[surrogate]\nkind = "python:math:hypot"\n'
+                    '[methods.s]\nkind = "surrogate"\n')
+    assert main(["train", str(user), "--quiet"]) == 2
+    assert "is a user function: there is nothing to train" in capsys.readouterr().err

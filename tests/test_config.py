@@ -80,6 +80,12 @@ BAD = [
     ("sweep.base", 10, r"^sweep\.base: expected an array, got an integer"),
     ("sweep.methods", ["nope"], r"^sweep\.methods\[0\]: no method named 'nope'"),
     ("sweep.points", 500, r"^sweep\.points: 500 exceeds evaluation\.points = 10"),
+    ("surrogate.kind", "magic", r"^surrogate\.kind: must be 'pinn', 'gp', 'python:module:function' or"),
+    ("surrogate.kind", 5, r"^surrogate\.kind: expected a string, got an integer"),
+    ("surrogate.kind", "python:mymodule", r"^surrogate\.kind: a user surrogate is written 'python:module:function'"),
+    ("surrogate.kind", "python:my-module:f", r"^surrogate\.kind: 'my-module' is neither a dotted module name nor"),
+    ("training.points", 100, r"^training\.points: not used with surrogate\.kind = 'pinn'; allowed: steps,"),
+    ("surrogate.kernel", "matern52", r"^surrogate\.kernel: not used with surrogate\.kind = 'pinn'"),
 ]
 
 
@@ -193,3 +199,105 @@ def test_config_names_resolve_to_files(monkeypatch):
     assert resolve_config_path("quickstart").resolve() == (CONFIGS / "quickstart.toml").resolve()
     with pytest.raises(ConfigError, match=r"^no-such-config: no such config file"):
         resolve_config_path("no-such-config")
+
+
+# ---- surrogate kinds: gp and python:module:function ---------------------------------------------------------
+
+GP = {**BASE, "surrogate": {"kind": "gp", "kernel": "gaussian"},
+      "training": {"points": 16, "terminal_points": 8, "iterations": 2}}
+USER = {key: value for key, value in BASE.items() if key != "training"}
+USER["surrogate"] = {"kind": "python:math:hypot"}
+
+BAD_KINDS = [
+    (USER, "surrogate.kind", "python:no_such_module_xyz:surrogate",
+     r"^surrogate\.kind: 'python:no_such_module_xyz:surrogate': no module named 'no_such_module_xyz'"),
+    (USER, "surrogate.kind", "python:/nonexistent/model.py:surrogate", r"^surrogate\.kind: .*no such file '/nonex"),
+    (USER, "surrogate.kind", "python:math:no_such_function", r"^surrogate\.kind: .*module 'math' has no attribute"),
+    (USER, "surrogate.kind", "python:math:pi", r"^surrogate\.kind: .*'pi' is a float, not a function"),
+    (GP, "surrogate.width", 8, r"^surrogate\.width: not used with surrogate\.kind = 'gp'; allowed: kind, kernel, "
+     r"lengthscale_factor, checkpoint"),
+    (GP, "training.steps", 10, r"^training\.steps: not used with surrogate\.kind = 'gp'; allowed: points, "),
+    (GP, "training.pionts", 10, r"^training\.pionts: unknown key \(did you mean 'points'\?\)"),
+    (GP, "surrogate.kernel", "rbf", r"^surrogate\.kernel: must be one of 'matern52', 'gaussian'; got 'rbf'"),
+    (GP, "surrogate.lengthscale_factor", -1.0, r"^surrogate\.lengthscale_factor: must be > 0"),
+    (GP, "training.points", 0, r"^training\.points: must be ≥ 1; got 0"),
+    (GP, "training.iterations", "many", r"^training\.iterations: expected an integer, got a string"),
+    (GP, "training.regularization", 0.0, r"^training\.regularization: must be > 0"),
+    (GP, "sweep.training_steps", [5], r"^sweep\.training_steps: the training-budget sweep retrains a PINN"),
+    (USER, "surrogate.width", 8, r"^surrogate\.width: not used with surrogate\.kind = 'python:math:hypot'; "
+     r"allowed: kind$"),
+    (USER, "training.steps", 10, r"^training\.steps: not used with surrogate\.kind = 'python:math:hypot': a user "
+     r"function is not trained"),
+    (USER, "surrogate.checkpoint", "model.scasml", r"^surrogate\.checkpoint: not used with surrogate\.kind"),
+]
+
+
+@pytest.mark.parametrize(("base", "path", "value", "message"), BAD_KINDS,
+                         ids=[f"{b['surrogate']['kind'][:6]}-{p}={v!r}"[:60] for b, p, v, _ in BAD_KINDS])
+def test_bad_surrogate_kind_keys(base, path, value, message):
+    raw = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)
+
+
+def test_gp_config_defaults_and_round_trip():
+    config = config_from_dict(copy.deepcopy(GP))
+    assert config.surrogate_family == "gp" and config.surrogate.kernel == "gaussian"
+    assert (config.training.points, config.training.terminal_points, config.training.iterations) == (16, 8, 2)
+    assert config.training.regularization is None and config.surrogate.lengthscale_factor == 1.0
+    resolved = config.to_dict()
+    assert set(resolved["surrogate"]) == {"kind", "kernel", "lengthscale_factor", "checkpoint"}
+    assert set(resolved["training"]) == {"points", "terminal_points", "terminal_weight", "iterations",
+                                         "regularization", "seed"}
+    again = config_from_dict(tomllib.loads(config.to_toml()))
+    assert again == config and again.fingerprint() == config.fingerprint()
+    pinn = config_from_dict(copy.deepcopy(BASE)).to_dict()  # PINN configs resolve exactly as before
+    assert "kernel" not in pinn["surrogate"] and "points" not in pinn["training"]
+
+
+def test_user_function_config_resolves_paths(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.py").write_text("def surrogate(pde):\n    return lambda t, x: t\n")
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "mine.toml"
+    path.write_text('[equation]\nname = "vb"\ndim = 2\n[surrogate]\nkind = "python:../models/mine.py:surrogate"\n'
+                    '[methods.s]\nkind = "surrogate"\n')
+    config = load_config(path)  # relative to the config file's folder
+    assert config.surrogate.kind == f"python:{tmp_path / 'models' / 'mine.py'}:surrogate"
+    assert "training" not in config.to_dict() and "[training]" not in config.to_toml()
+    again = config_from_dict(tomllib.loads(config.to_toml()))
+    assert again == config and again.fingerprint() == config.fingerprint()
+    monkeypatch.chdir(tmp_path)  # --set: relative to the current directory
+    assert load_config(path, ["surrogate.kind=python:models/mine.py:surrogate"]).surrogate == config.surrogate
+    with pytest.raises(ConfigError, match=r"^surrogate\.kind: .*file '.*mine\.py' has no attribute 'surogate' "
+                                          r"\(did you mean 'surrogate'\?\)"):
+        load_config(path, ["surrogate.kind=python:models/mine.py:surogate"])
+    (tmp_path / "models" / "broken.py").write_text("import no_such_module_xyz\n")
+    with pytest.raises(ConfigError, match=r"^surrogate\.kind: .*executing '.*broken\.py' failed: "
+                                          r"ModuleNotFoundError"):
+        load_config(path, ["surrogate.kind=python:models/broken.py:surrogate"])
+    monkeypatch.syspath_prepend(str(tmp_path / "models"))
+    assert load_config(path, ["surrogate.kind=python:mine:surrogate"]).surrogate.kind == "python:mine:surrogate"
+    # reading a finished run back (check_files=False) imports nothing
+    config_from_dict({**USER, "surrogate": {"kind": "python:no_such_module_xyz:f"}}, check_files=False)
+
+
+def test_checkpoint_must_match_the_surrogate_kind(tmp_path):
+    import jax
+
+    import scasml
+
+    pde = scasml.equations.get("vb", dim=4)
+    path = tmp_path / "pinn.scasml"
+    scasml.save_surrogate(path, scasml.PINN(4, pde.horizon, jax.random.key(0), width=4, depth=1), pde)
+    config_from_dict(mutate("surrogate.checkpoint", str(path)))
+    raw = copy.deepcopy(GP)
+    raw["surrogate"]["checkpoint"] = str(path)
+    with pytest.raises(ConfigError, match=r"^surrogate\.checkpoint: .* holds a 'pinn' surrogate, but surrogate\.kind"
+                                          r" = 'gp'"):
+        config_from_dict(raw)

@@ -18,6 +18,7 @@ import pytest
 
 import scasml
 from scasml.experiments import (
+    ConfigError,
     RunDirectory,
     RunDirectoryError,
     apply_overrides,
@@ -239,6 +240,88 @@ def test_incomplete_run_cannot_be_reported(tmp_path):
     run, _ = RunDirectory.prepare(tmp_path / "run", config)
     with pytest.raises(RunDirectoryError, match="no test points yet"):
         render_report(run)
+
+
+# ---- surrogate kinds: a user function (python:…) and a GP ----------------------------------------------
+
+USER_MODULE = """
+import jax.numpy as jnp
+
+
+def surrogate(pde):
+    return lambda t, x: pde.exact(t, x) * (1 + 0.05 * jnp.sin(jnp.sum(x)))
+
+
+def vector(t, x):
+    return x
+"""
+
+SMALL = {
+    "equation": {"name": "vb", "dim": 5},
+    "evaluation": {"points": 12, "chunks": 2},
+    "methods": {"surrogate": {"kind": "surrogate"}, "scasml": {"kind": "scasml", "levels": 2, "base": 4}},
+}
+
+
+def test_user_function_surrogate_runs_end_to_end_and_resumes(tmp_path):
+    module = tmp_path / "my_surrogate.py"
+    module.write_text(USER_MODULE)
+    kind = f"python:{module}:surrogate"
+    config = config_from_dict({**SMALL, "experiment": {"name": "user"}, "surrogate": {"kind": kind}})
+    report = run_experiment(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    assert not (run / "checkpoint.scasml").exists() and not (run / "stages" / "train.json").exists()
+    record = json.loads((run / "stages" / "surrogate.json").read_text())
+    assert record["function"] == "surrogate" and record["file"] == str(module)
+    assert len(record["source_sha256"]) == 64
+    assert f'kind = "{kind}"' in (run / "config.toml").read_text()
+    assert "user function `surrogate`" in (run / "report.md").read_text()
+    methods = report.metrics["methods"]
+    assert 0.005 < methods["surrogate"]["relative_l2"] < 0.05  # the 5 % perturbation of the exact solution
+    assert methods["scasml"]["relative_l2"] < 0.5 * methods["surrogate"]["relative_l2"]
+
+    markers = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json") if p.name != "report.json"}
+    again = run_experiment(load_config(run / "config.toml"), run, progress=False)  # resume: re-imports the file
+    assert {p: p.stat().st_mtime_ns for p in markers} == markers and again.metrics == report.metrics
+    assert "re-imported" in (run / "run.log").read_text()
+    module.write_text(USER_MODULE + "# edited\n")
+    run_experiment(config, run, progress=False)
+    assert "changed since this run started" in (run / "run.log").read_text()
+
+    bad = config_from_dict({**SMALL, "surrogate": {"kind": f"python:{module}:vector"}})
+    with pytest.raises(ConfigError, match=r"^surrogate\.kind: .*vector is not a usable surrogate: .*must return a "
+                                          r"scalar"):
+        run_experiment(bad, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()  # rejected before the run directory was created
+
+
+def test_user_function_signature_rule():
+    from scasml.experiments._user import is_factory
+
+    assert is_factory(lambda pde: None) and is_factory(lambda pde, scale=1.0: None)
+    assert not is_factory(lambda t, x: t) and not is_factory(lambda t, x, scale=1.0: t)
+    assert not is_factory(lambda *args: args[0]) and is_factory(lambda pde=None: pde)
+    assert not is_factory(scasml.PINN(2, 1.0, jax.random.key(0), width=2, depth=1))  # a module's __call__(t, x)
+
+
+def test_gp_surrogate_run(tmp_path):
+    raw = {**SMALL, "experiment": {"name": "gp"}, "equation": {"name": "vb", "dim": 3},
+           "surrogate": {"kind": "gp"}, "training": {"points": 48, "terminal_points": 16, "iterations": 2}}
+    raw["methods"] = {**SMALL["methods"], "scasml": {"kind": "scasml", "levels": 1, "base": 8}}
+    config = config_from_dict(raw)
+    report = run_experiment(config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    header = scasml.surrogates.read_header(run / "checkpoint.scasml")
+    assert header["architecture"]["kind"] == "gp" and header["architecture"]["centres"] == 64
+    assert header["training"]["points"] == 48 and header["training"]["iterations"] <= 2
+    assert json.loads((run / "stages" / "train.json").read_text())["final_residual_rms"] >= 0
+    assert "GP (kernel collocation), matern52 kernel" in (run / "report.md").read_text()
+    assert not (run / "training.csv").exists()
+    methods = report.metrics["methods"]
+    assert methods["scasml"]["relative_l2"] < methods["surrogate"]["relative_l2"] < 0.3
+    markers = {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json") if p.name != "report.json"}
+    run_experiment(load_config(run / "config.toml"), run, progress=False)  # resume: the checkpoint is reused
+    assert {p: p.stat().st_mtime_ns for p in markers} == markers
 
 
 # ---- kill -9 of a real `scasml run` (subprocesses sharing one compilation cache) -------------------------

@@ -3,7 +3,8 @@
 Randomness (all keys derive from the config's seeds, so the same config gives the same numbers):
 
 * surrogate: ``k = key(training.seed)``; initial weights from ``fold_in(k, 0)``, training from ``fold_in(k, 1)``
-  (continued training: ``fold_in(fold_in(k, 1), steps done before)``).
+  (continued training: ``fold_in(fold_in(k, 1), steps done before)``); a GP's collocation points from
+  ``fold_in(k, 1)``; a user function (surrogate.kind = 'python:…') is checked at points from ``key(0)``.
 * repetition r: ``k_r = fold_in(key(evaluation.seed), r)``; test points from ``fold_in(k_r, 0)``, the Monte
   Carlo reference from ``fold_in(k_r, 1)``, method m from ``fold_in(fold_in(k_r, 2), crc32(m))``.
 * chunks: a method's points are split into ``evaluation.chunks`` equal chunks (the last padded by repeating
@@ -25,8 +26,9 @@ import numpy as np
 
 from .._calibrate import calibrate, solve
 from .._derivatives import ExactTrace, HutchinsonTrace
-from ..surrogates import PINN, train
+from ..surrogates import PINN, fit_gp, train
 from ._config import ExperimentConfig, Method
+from ._schema import ConfigError
 
 Z95 = 1.959963984540054
 
@@ -77,6 +79,24 @@ def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | 
         "final_learning_rate": tr.final_learning_rate, "trace": tr.trace, "seed": tr.seed,
         "final_loss": float(log.loss[-1]), "experiment": config.name,
     }
+    return surrogate, log, record
+
+
+def fit_gp_surrogate(config: ExperimentConfig, pde):
+    """Fit the config's GP surrogate (kernel collocation); returns (surrogate, fit log, record)."""
+    tr, s = config.training, config.surrogate
+    _, key = training_keys(tr.seed)
+    try:
+        surrogate, log = fit_gp(pde, key, interior=tr.points, terminal=tr.terminal_points, kernel=s.kernel,
+                                lengthscale_factor=s.lengthscale_factor, iterations=tr.iterations,
+                                regularization=tr.regularization, terminal_weight=tr.terminal_weight)
+    except FloatingPointError as err:
+        raise ConfigError(f"training: the GP fit failed: {err}") from None
+    record = {**log.summary(), "points": tr.points, "terminal_points": tr.terminal_points,
+              "iterations_limit": tr.iterations, "lengthscale_factor": s.lengthscale_factor,
+              "regularization": log.regularization, "terminal_weight": tr.terminal_weight, "seed": tr.seed,
+              "final_loss": float(log.residual_rms[-1] ** 2 + tr.terminal_weight * log.terminal_rms[-1] ** 2),
+              "experiment": config.name}
     return surrogate, log, record
 
 

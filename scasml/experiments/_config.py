@@ -25,6 +25,8 @@ from ._schema import (
     IDENTIFIER,
     METHOD_KINDS,
     SECTIONS,
+    SURROGATE_KEYS,
+    TRAINING_KEYS,
     ConfigError,
     EquationSection,
     EvaluationSection,
@@ -36,6 +38,7 @@ from ._schema import (
     build_section,
     method_keys,
     section_to_dict,
+    surrogate_family,
     unknown_key_error,
 )
 
@@ -115,13 +118,22 @@ class ExperimentConfig:
         names = self.sweep.methods or tuple(m.name for m in self.methods if m.is_picard)
         return tuple(self.method(n) for n in names)
 
+    @property
+    def surrogate_family(self) -> str:
+        """'pinn', 'gp' or 'python' (a user function named by surrogate.kind = 'python:…')."""
+        return surrogate_family(self.surrogate.kind)
+
     def make_pde(self):
         return equations.get(self.equation.name, dim=self.equation.dim, **self.equation.parameters)
 
     def to_dict(self) -> dict:
         out = {}
+        family = self.surrogate_family
         for name in ("experiment", "equation", "surrogate", "training", "evaluation"):
-            out[name] = section_to_dict(getattr(self, name))
+            keys = {"surrogate": SURROGATE_KEYS[family], "training": TRAINING_KEYS[family]}.get(name)
+            if name == "training" and not keys:
+                continue  # a user function is not trained
+            out[name] = section_to_dict(getattr(self, name), keys)
         out["methods"] = {m.name: m.to_dict() for m in self.methods}
         out["sweep"] = section_to_dict(self.sweep)
         return out
@@ -167,8 +179,17 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return raw
 
 
+def _surrogate_kind(raw: dict):
+    table = raw.get("surrogate")
+    return table.get("kind") if isinstance(table, dict) else None
+
+
 def load_config(path, overrides=()) -> ExperimentConfig:
-    """Read, override and validate a TOML experiment config (``ConfigError`` on any problem)."""
+    """Read, override and validate a TOML experiment config (``ConfigError`` on any problem).
+
+    A relative file path in ``surrogate.kind = "python:path/to/file.py:function"`` is relative to the config file's
+    folder, or to the current directory when it comes from ``overrides``.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -177,11 +198,19 @@ def load_config(path, overrides=()) -> ExperimentConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     default_name = path.stem if IDENTIFIER.match(path.stem) else "experiment"
-    return config_from_dict(apply_overrides(raw, overrides), default_name=default_name)
+    patched = apply_overrides(raw, overrides)
+    base_dir = path.parent if _surrogate_kind(patched) == _surrogate_kind(raw) else None
+    return config_from_dict(patched, default_name=default_name, base_dir=base_dir)
 
 
-def config_from_dict(raw: dict, default_name: str = "experiment", check_files: bool = True) -> ExperimentConfig:
-    """Validate a raw (parsed TOML) configuration (``check_files``: also check surrogate.checkpoint)."""
+def config_from_dict(raw: dict, default_name: str = "experiment", check_files: bool = True,
+                     base_dir=None) -> ExperimentConfig:
+    """Validate a raw (parsed TOML) configuration.
+
+    ``check_files``: also check surrogate.checkpoint and import a ``python:`` surrogate's module (without calling
+    it). ``base_dir``: the folder that a relative ``.py`` path in ``surrogate.kind`` is relative to (default: the
+    current directory); the validated config holds the absolute path.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a table, got {type(raw).__name__}")
     for name in raw:
@@ -193,10 +222,25 @@ def config_from_dict(raw: dict, default_name: str = "experiment", check_files: b
     experiment_raw = raw.get("experiment", {})
     if isinstance(experiment_raw, dict):
         experiment_raw = {"name": default_name, **experiment_raw}
-    sections = {
-        name: build_section(cls, experiment_raw if name == "experiment" else raw.get(name, {}), name)
-        for name, cls in SECTIONS.items()
-    }
+    kind = _surrogate_kind(raw)
+    try:
+        family = surrogate_family("pinn" if kind is None else kind)
+    except (AttributeError, TypeError, ValueError):
+        family = None  # build_section reports the bad kind
+    sections = {}
+    for name, cls in SECTIONS.items():
+        table = experiment_raw if name == "experiment" else raw.get(name, {})
+        allowed = {"surrogate": SURROGATE_KEYS, "training": TRAINING_KEYS}.get(name, {}).get(family)
+        where = f"with surrogate.kind = {kind or 'pinn'!r}"
+        if name == "training" and family == "python" and isinstance(table, dict) and table:
+            raise ConfigError(f"training.{next(iter(table))}: not used {where}: a user function is not trained; "
+                              "remove the [training] section")
+        sections[name] = build_section(cls, table, name, allowed, where)
+    if family == "python":
+        from ._user import resolve_kind
+
+        resolved = resolve_kind(sections["surrogate"].kind, base_dir)
+        sections["surrogate"] = dataclasses.replace(sections["surrogate"], kind=resolved)
     methods = _build_methods(raw["methods"])
     config = ExperimentConfig(methods=methods, **sections)
     _cross_check(config, check_files)
@@ -272,6 +316,9 @@ def _check_sweep(config: ExperimentConfig) -> None:
             raise ConfigError(f"sweep.methods: {m.name!r} is not a multilevel Picard method and cannot be swept")
     if sweep.points > config.evaluation.points:
         raise ConfigError(f"sweep.points: {sweep.points} exceeds evaluation.points = {config.evaluation.points}")
+    if sweep.training_steps and config.surrogate_family != "pinn":
+        raise ConfigError(f"sweep.training_steps: the training-budget sweep retrains a PINN; not available with "
+                          f"surrogate.kind = {config.surrogate.kind!r}")
 
 
 def _check_checkpoint(config: ExperimentConfig, pde) -> None:
@@ -290,6 +337,12 @@ def _check_checkpoint(config: ExperimentConfig, pde) -> None:
             f"surrogate.checkpoint: {path!r} was trained for {saved.get('name')} in {saved.get('dim')} d, "
             f"not for {pde.name} in {pde.dim} d"
         )
+    saved_kind = (header.get("architecture") or {}).get("kind")
+    if saved_kind != config.surrogate.kind:
+        raise ConfigError(
+            f"surrogate.checkpoint: {path!r} holds a {saved_kind!r} surrogate, but surrogate.kind = "
+            f"{config.surrogate.kind!r}; set surrogate.kind = {saved_kind!r}"
+        )
 
 
 def _cross_check(config: ExperimentConfig, check_files: bool) -> None:
@@ -305,6 +358,10 @@ def _cross_check(config: ExperimentConfig, check_files: bool) -> None:
     _check_sweep(config)
     if check_files:
         _check_checkpoint(config, pde)
+        if config.surrogate_family == "python":
+            from ._user import resolve_object
+
+            resolve_object(config.surrogate.kind)  # module and function exist (calling it waits for the run)
 
 
 # ---- config files -----------------------------------------------------------------------------------------

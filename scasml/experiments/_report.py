@@ -183,13 +183,27 @@ def _sweep_section(metrics: dict, timings: dict) -> list[str]:
     return ["## Sweeps", "", "On the first test points of repetition 0.", "", markdown_table(header, rows), ""]
 
 
+def _surrogate_line(config: ExperimentConfig) -> str:
+    s, tr = config.surrogate, config.training
+    family = config.surrogate_family
+    if family == "python":
+        target, _, function = s.kind[len("python:"):].rpartition(":")
+        return f"user function `{function}` from `{target}` (`surrogate.kind`; not trained, no checkpoint)"
+    if family == "gp":
+        return (f"GP (kernel collocation), {s.kernel} kernel, lengthscale factor {s.lengthscale_factor:g}"
+                + (f", loaded from `{s.checkpoint}`" if s.checkpoint else
+                   f", fitted on {tr.points} + {tr.terminal_points} terminal collocation points "
+                   f"(≤ {tr.iterations} Gauss–Newton iterations)"))
+    return (f"PINN {s.depth}×{s.width} {s.activation}" + (", terminal transform" if s.terminal_transform else "")
+            + (f", loaded from `{s.checkpoint}`" if s.checkpoint else
+               f", {tr.steps} Adam steps (lr {tr.learning_rate:g} → {tr.final_learning_rate:g}, "
+               f"{tr.collocation} collocation points per step, {tr.trace} Laplacian)"))
+
+
 def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict, figures: dict[str, str]) -> str:
-    s, tr, ev = config.surrogate, config.training, config.evaluation
+    ev = config.evaluation
     header, rows = table_rows(config, metrics, timings)
-    surrogate = (f"PINN {s.depth}×{s.width} {s.activation}" + (", terminal transform" if s.terminal_transform else "")
-                 + (f", loaded from `{s.checkpoint}`" if s.checkpoint else
-                    f", {tr.steps} Adam steps (lr {tr.learning_rate:g} → {tr.final_learning_rate:g}, "
-                    f"{tr.collocation} collocation points per step, {tr.trace} Laplacian)"))
+    surrogate = _surrogate_line(config)
     lines = [
         f"# {config.name}: {config.equation.name.upper()} in {pde.dim} dimensions",
         "",

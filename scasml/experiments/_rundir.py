@@ -5,7 +5,8 @@ Layout (everything written atomically: temporary file + rename)::
     scasml-run.json         marks the folder as a run (config fingerprint, scasml version)
     config.toml, config.json  the resolved configuration (rerun with `scasml run DIR/config.toml`)
     run.log                 the log of every invocation
-    checkpoint.scasml       the trained surrogate; training.csv its loss curve
+    checkpoint.scasml       the trained PINN or fitted GP; training.csv the PINN's loss curve (a user function,
+                            surrogate.kind = 'python:…', has none: stages/surrogate.json records what was imported)
     stages/<id>.json        one marker per finished stage (with its wall-clock seconds)
     raw/<id>.npz            the arrays each stage produced
     results/                per-point results (CSV, NPZ) and sweep tables

@@ -20,6 +20,7 @@ from ._compute import (
     chunk_layout,
     chunk_slice,
     evaluate_method,
+    fit_gp_surrogate,
     method_key,
     test_points,
     timed,
@@ -60,21 +61,29 @@ def run_experiment(config: ExperimentConfig, out, *, force: bool = False, progre
     """Run (or resume) ``config`` in the folder ``out``; returns the ``Report`` (see ``render_report``)."""
     from ._report import cached_report, render_report
 
+    user = None
+    if config.surrogate_family == "python":  # import, build and check it before any file is written
+        from ._user import load_user_surrogate
+
+        user = timed(load_user_surrogate, config.surrogate.kind, config.make_pde())
     run, resumed = RunDirectory.prepare(out, config, force=force)
     with run.lock(), log_to_file(run.path / "run.log"):
         log.info("%s run %r in %s", "resuming" if resumed else "starting", config.name, run.path)
         start = time.perf_counter()
-        Pipeline(run, config, progress).execute()
+        Pipeline(run, config, progress, user).execute()
         report = cached_report(run, config) or render_report(run, config)
         log.info("finished in %.1f s: %s", time.perf_counter() - start, report.summary)
     return report
 
 
 class Pipeline:
-    """The stages of one run (each skipped when its marker already exists)."""
+    """The stages of one run (each skipped when its marker already exists).
 
-    def __init__(self, run: RunDirectory, config: ExperimentConfig, progress: bool):
-        self.run, self.config, self.progress = run, config, progress
+    ``user``: (surrogate, seconds) of a ``python:`` surrogate already loaded by ``load_user_surrogate``.
+    """
+
+    def __init__(self, run: RunDirectory, config: ExperimentConfig, progress: bool, user=None):
+        self.run, self.config, self.progress, self.user = run, config, progress, user
         self.pde = config.make_pde()
 
     def execute(self) -> None:
@@ -88,6 +97,8 @@ class Pipeline:
 
     # ---- surrogate ----------------------------------------------------------------------------------------
     def main_surrogate(self):
+        if self.config.surrogate_family == "python":
+            return self.user_surrogate()
         path = self.run.path / "checkpoint.scasml"
         if self.run.stage_info("train") is None or not path.is_file():
             source = self.config.surrogate.checkpoint
@@ -96,11 +107,44 @@ class Pipeline:
                 with open(source, "rb") as fh:
                     atomic_write_bytes(path, fh.read())
                 self.run.finish("train", {"seconds": 0.0, "source": source})
+            elif self.config.surrogate_family == "gp":
+                self.fit_gp(path)
             else:
                 self.train(self.config.training.steps, path, "train", "training.csv")
         else:
             log.info("surrogate: cached (%s)", path.name)
         return surrogates.load(path, self.pde)
+
+    def user_surrogate(self):
+        """A ``python:`` surrogate: never trained nor saved; stage 'surrogate' records what was imported."""
+        from ._user import describe, load_user_surrogate
+
+        kind = self.config.surrogate.kind
+        surrogate, seconds = self.user or timed(load_user_surrogate, kind, self.pde)
+        record = describe(kind)
+        previous = self.run.stage_info("surrogate")
+        if previous is None:
+            self.run.finish("surrogate", {"seconds": seconds, **record})
+            log.info("surrogate: user function %s (%s), checked in %.1f s", record["function"],
+                     record.get("file") or record.get("source_file") or record.get("module"), seconds)
+        elif previous.get("source_sha256") != record.get("source_sha256"):
+            log.warning("surrogate: %s changed since this run started; finished stages used the earlier version "
+                        "(pass --force to start over)", record.get("source_file", kind))
+        else:
+            log.info("surrogate: user function %s, re-imported", record["function"])
+        return surrogate
+
+    def fit_gp(self, path) -> None:
+        tr = self.config.training
+        log.info("fitting the GP surrogate: %d + %d collocation points, %s kernel, up to %d Gauss-Newton iterations",
+                 tr.points, tr.terminal_points, self.config.surrogate.kernel, tr.iterations)
+        (surrogate, _, record), seconds = timed(fit_gp_surrogate, self.config, self.pde)
+        surrogates.save(path, surrogate, self.pde, training=record)
+        self.run.finish("train", {"seconds": seconds, "final_loss": record["final_loss"],
+                                  "final_residual_rms": record["final_residual_rms"],
+                                  "final_terminal_rms": record["final_terminal_rms"]})
+        log.info("fitted in %.1f s: residual RMS %.3e, terminal RMS %.3e", seconds, record["final_residual_rms"],
+                 record["final_terminal_rms"])
 
     def train(self, steps: int, path, stage: str, curve_file: str | None) -> None:
         tr = self.config.training

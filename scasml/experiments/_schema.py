@@ -15,6 +15,9 @@ from typing import Any
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 ACTIVATIONS = ("tanh", "softplus", "sin", "gelu")
 TRACES = ("exact", "hutchinson")
+GP_KERNELS = ("matern52", "gaussian")
+DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+PYTHON_PREFIX = "python:"
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,47 @@ def identifier(v):
     return None if IDENTIFIER.match(v) else "must start with a letter and use only letters, digits, '_' and '-'"
 
 
+# ---- surrogate kinds ---------------------------------------------------------------------------------------
+
+SURROGATE_FAMILIES = ("pinn", "gp", "python")
+KIND_HELP = "'pinn', 'gp', 'python:module:function' or 'python:path/to/file.py:function'"
+
+
+def parse_python_kind(kind: str) -> tuple[str, str, bool]:
+    """``"python:TARGET:ATTRIBUTE"`` → (TARGET, ATTRIBUTE, TARGET is a .py file); ValueError if malformed.
+
+    TARGET is a dotted module name or a path ending in ``.py``; ATTRIBUTE a (dotted) name inside it.
+    """
+    if not kind.startswith(PYTHON_PREFIX):
+        raise ValueError(f"must be {KIND_HELP}")
+    target, sep, attribute = kind[len(PYTHON_PREFIX):].rpartition(":")
+    if not sep or not target or not attribute:
+        raise ValueError("a user surrogate is written 'python:module:function' or 'python:path/to/file.py:function' "
+                         "(module or file, then the function)")
+    if not DOTTED.match(attribute):
+        raise ValueError(f"{attribute!r} is not a Python name (the part after the last ':' names the function)")
+    is_file = target.endswith(".py")
+    if not is_file and not DOTTED.match(target):
+        raise ValueError(f"{target!r} is neither a dotted module name nor a path to a .py file")
+    return target, attribute, is_file
+
+
+def surrogate_family(kind: str) -> str:
+    """'pinn', 'gp' or 'python' (for 'python:…'); ValueError for anything else."""
+    if kind in ("pinn", "gp"):
+        return kind
+    parse_python_kind(kind)
+    return "python"
+
+
+def surrogate_kind(v):
+    try:
+        surrogate_family(v)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentSection:
     name: str = spec("experiment", check=identifier, doc="run name; the default run directory is runs/<name>")
@@ -65,19 +109,25 @@ class EquationSection:
 
 @dataclasses.dataclass(frozen=True)
 class SurrogateSection:
-    kind: str = spec("pinn", choices=("pinn",))
+    kind: str = spec("pinn", check=surrogate_kind,
+                     doc="'pinn' (train a PINN), 'gp' (fit a kernel-collocation GP) or 'python:module:function' / "
+                     "'python:path/to/file.py:function' (your u(t, x), or f(pde) returning one; not trained; a "
+                     "relative path is relative to the config file)")
     width: int = spec(50, check=at_least(1), doc="units per hidden layer")
     depth: int = spec(5, check=at_least(1), doc="hidden layers")
     activation: str = spec("tanh", choices=ACTIVATIONS)
     terminal_transform: bool = spec(False, doc="build g into the network so that û(T, ·) = g exactly")
-    checkpoint: str = spec("", doc="use this trained checkpoint instead of training (path)")
+    checkpoint: str = spec("", doc="use this saved surrogate of the same kind instead of training (path)")
+    kernel: str = spec("matern52", choices=GP_KERNELS, doc="GP kernel")
+    lengthscale_factor: float = spec(1.0, check=positive,
+                                     doc="GP lengthscale = factor × median distance of the collocation points")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSection:
     steps: int = spec(10_000, check=at_least(1))
     collocation: int = spec(2500, check=at_least(1), doc="interior collocation points per step")
-    terminal_points: int = spec(500, check=at_least(1), doc="terminal-condition points per step")
+    terminal_points: int = spec(500, check=at_least(1), doc="terminal-condition points per step (GP: in total)")
     terminal_weight: float = spec(1.0, check=positive, doc="weight of the terminal mismatch in the loss")
     learning_rate: float = spec(7e-4, check=positive, doc="Adam step size at the start")
     final_learning_rate: float = spec(1e-5, check=positive, doc="end of the cosine decay")
@@ -85,6 +135,23 @@ class TrainingSection:
     probes: int = spec(4, check=at_least(1), doc="Rademacher probes when trace = 'hutchinson'")
     seed: int = spec(0, check=at_least(0), doc="initial weights and collocation points")
     log_every: int = spec(100, check=at_least(1), doc="record the loss every log_every steps")
+    points: int = spec(1500, check=at_least(1), doc="GP interior collocation points (also its kernel centres)")
+    iterations: int = spec(6, check=at_least(1), doc="GP Gauss–Newton iterations")
+    regularization: float | None = spec(None, check=positive,
+                                        doc="GP ridge λ relative to the data term ('none': 1e-5 in float32)")
+
+
+SURROGATE_KEYS = {
+    "pinn": ("kind", "width", "depth", "activation", "terminal_transform", "checkpoint"),
+    "gp": ("kind", "kernel", "lengthscale_factor", "checkpoint"),
+    "python": ("kind",),
+}
+TRAINING_KEYS = {
+    "pinn": ("steps", "collocation", "terminal_points", "terminal_weight", "learning_rate", "final_learning_rate",
+             "trace", "probes", "seed", "log_every"),
+    "gp": ("points", "terminal_points", "terminal_weight", "iterations", "regularization", "seed"),
+    "python": (),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,17 +265,21 @@ def unknown_key_error(key: str, name: str, allowed) -> ConfigError:
     return ConfigError(f"{key}: unknown key{hint}; allowed: {', '.join(allowed)}")
 
 
-def build_section(cls, raw: Any, path: str, allowed: tuple[str, ...] | None = None):
-    """Validate the raw TOML table ``raw`` for section ``cls`` found at dotted ``path``."""
+def build_section(cls, raw: Any, path: str, allowed: tuple[str, ...] | None = None, where: str = "here"):
+    """Validate the raw TOML table ``raw`` for section ``cls`` found at dotted ``path``.
+
+    ``allowed``: the keys accepted in this context (default: every field); ``where`` describes the context in the
+    message for a field that exists but is not used there (e.g. "with surrogate.kind = 'gp'").
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a table, got {_describe(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    names = tuple(allowed or fields)
+    names = tuple(fields if allowed is None else allowed)
     for name in raw:
         if name not in names:
             if name in fields:
-                raise ConfigError(f"{path}.{name}: not used here; allowed: {', '.join(names)}")
+                raise ConfigError(f"{path}.{name}: not used {where}; allowed: {', '.join(names)}")
             raise unknown_key_error(f"{path}.{name}", name, names)
     values = {}
     for name, f in fields.items():
@@ -279,6 +350,10 @@ def config_reference() -> str:
             if cls is MethodSection and f.name != "kind":
                 users = [k for k, keys in METHOD_KEYS.items() if f.name in keys and k != "surrogate"]
                 notes.append("for " + " and ".join(users) + " estimators")
+            family_keys = {SurrogateSection: SURROGATE_KEYS, TrainingSection: TRAINING_KEYS}.get(cls)
+            if family_keys and f.name != "kind":
+                users = [k for k, keys in family_keys.items() if f.name in keys]
+                notes.append("for surrogate.kind = " + " and ".join(map(repr, users)))
             entry = f"{f.name} = {_default_text(f)}"
             lines.append(f"{entry:<34}# " + "; ".join(notes) if notes else entry)
         lines.append("")
