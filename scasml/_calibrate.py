@@ -2,10 +2,10 @@
 
 Both run one jitted program per call: query points are split into chunks (``lax.map`` over chunks, ``vmap``
 within a chunk); the level recursion of the estimators is unrolled at trace time. Point i always draws its
-randomness from ``fold_in(key, i)`` and the default chunk size does not depend on the number of points, so a
-point's result never depends on the other query points: same key and chunk size ⇒ bit-identical output.
-Different chunk sizes draw the same random numbers and agree to floating-point rounding (XLA's CPU backend
-rounds some vectorised functions, e.g. ``exp``, differently from their scalar loop remainders).
+randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed 8 points whatever the chunk
+size, so a point's result depends only on the key: the same on every call, for every N, chunk size, device count
+and split of the points over calls (``index_offset``). (On accelerators a chunk is one vmap; there different
+chunk sizes agree to floating-point rounding.)
 """
 
 from __future__ import annotations
@@ -140,13 +140,34 @@ def _calibrate_point(defect, estimator, key, i, t, x):
     return estimator.estimate(defect, jax.random.fold_in(key, i), t, x), defect.surrogate(t, x)
 
 
+def _lanes(chunk: int) -> int:
+    """Points evaluated by one vmap. Fixed on CPUs, so that every chunk size compiles the same per-lane
+    computation (XLA's CPU backend rounds some vectorised functions, e.g. exp, differently for other widths);
+    on accelerators the whole chunk is one vmap."""
+    return CPU_LANES if jax.default_backend() == "cpu" else chunk
+
+
+CPU_LANES = 8
+
+
 @eqx.filter_jit
-def _program(point_fn, pde, estimator, key, index, t, x, mesh):
-    """lax.map over chunks (axis 0), vmap within a chunk; with a mesh, chunks are sharded over its devices."""
+def _program(point_fn, pde, estimator, key, index, t, x, mesh, lanes):
+    """lax.map over chunks (axis 0) and over groups of ``lanes`` points within a chunk, vmap over a group;
+    with a mesh, chunks are sharded over its devices."""
+
+    def group(a):
+        return jax.vmap(lambda i, ti, xi: point_fn(pde, estimator, key, i, ti, xi))(*a)
+
+    def chunk(a):
+        size = a[0].shape[0]
+        if size == lanes:
+            return group(a)
+        grouped = jax.tree.map(lambda v: v.reshape((size // lanes, lanes) + v.shape[1:]), a)
+        out = jax.lax.map(group, grouped)
+        return jax.tree.map(lambda v: v.reshape((size,) + v.shape[2:]), out)
 
     def chunks(index, t, x):
-        return jax.lax.map(lambda a: jax.vmap(lambda i, ti, xi: point_fn(pde, estimator, key, i, ti, xi))(*a),
-                           (index, t, x))
+        return jax.lax.map(chunk, (index, t, x))
 
     if mesh is None:
         return chunks(index, t, x)
@@ -163,8 +184,10 @@ def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices
     key = _check_key(key)
     n = x.shape[0]
     chunk = chunk_size or default_chunk_size(pde, estimator, memory_budget, directions)
-    if not isinstance(chunk, int) or chunk < 1:
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    lanes = _lanes(chunk)
+    chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
     devices = list(jax.local_devices() if devices is None else devices)
     mesh = None
     if len(devices) > 1:
@@ -178,7 +201,7 @@ def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
         index, tc, xc = jax.device_put((index, tc, xc), sharding)
-    out = _program(point_fn, pde, estimator, key, index, tc, xc, mesh)
+    out = _program(point_fn, pde, estimator, key, index, tc, xc, mesh, lanes)
     if mesh is not None:
         out = jax.device_put(out, devices[0])  # gather the shards
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
