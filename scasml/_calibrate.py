@@ -132,14 +132,6 @@ def _chunk(arrays, n: int, chunk: int, n_chunks: int):
     return out
 
 
-def _solve_point(pde, estimator, key, i, t, x):
-    return estimator.estimate(pde, jax.random.fold_in(key, i), t, x)
-
-
-def _calibrate_point(defect, estimator, key, i, t, x):
-    return estimator.estimate(defect, jax.random.fold_in(key, i), t, x), defect.surrogate(t, x)
-
-
 def _lanes(chunk: int) -> int:
     """Points evaluated by one vmap. Fixed on CPUs, so that every chunk size compiles the same per-lane
     computation (XLA's CPU backend rounds some vectorised functions, e.g. exp, differently for other widths);
@@ -151,12 +143,12 @@ CPU_LANES = 8
 
 
 @eqx.filter_jit
-def _program(point_fn, pde, estimator, key, index, t, x, mesh, lanes):
+def _program(pde, estimator, key, index, t, x, mesh, lanes):
     """lax.map over chunks (axis 0) and over groups of ``lanes`` points within a chunk, vmap over a group;
     with a mesh, chunks are sharded over its devices."""
 
     def group(a):
-        return jax.vmap(lambda i, ti, xi: point_fn(pde, estimator, key, i, ti, xi))(*a)
+        return jax.vmap(lambda i, ti, xi: estimator.estimate(pde, jax.random.fold_in(key, i), ti, xi))(*a)
 
     def chunk(a):
         size = a[0].shape[0]
@@ -175,7 +167,7 @@ def _program(point_fn, pde, estimator, key, index, t, x, mesh, lanes):
     return jax.shard_map(chunks, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec)(index, t, x)
 
 
-def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0):
+def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0):
     if not isinstance(estimator, AbstractEstimator):
         raise TypeError(
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
@@ -201,7 +193,7 @@ def _run(point_fn, pde, estimator, key, t, x, chunk_size, memory_budget, devices
     if mesh is not None:
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
         index, tc, xc = jax.device_put((index, tc, xc), sharding)
-    out = _program(point_fn, pde, estimator, key, index, tc, xc, mesh, lanes)
+    out = _program(pde, estimator, key, index, tc, xc, mesh, lanes)
     if mesh is not None:
         out = jax.device_put(out, devices[0])  # gather the shards
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
@@ -256,7 +248,7 @@ def solve(
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     t, x, single = _as_points(pde, t, x)
-    est = _run(_solve_point, pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset)
+    est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset)
     finite = _flag_nonfinite(est, "solve")
     out = Estimate(est.u, est.z, est.u_stderr, est.z_stderr, finite, estimator.evaluations(pde))
     return _squeeze(out, single)
@@ -291,8 +283,8 @@ def calibrate(
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
-    u_first = np.asarray(_surrogate_values(surrogate, t, x))
-    bad = ~np.isfinite(u_first)
+    u_hat = _surrogate_values(surrogate, t, x)
+    bad = ~np.isfinite(np.asarray(u_hat))
     if bad.any():  # checked before the (expensive) Monte Carlo run
         first = int(np.argmax(bad))
         raise ValueError(
@@ -301,8 +293,8 @@ def calibrate(
         )
     defect = law_of_defect(pde, surrogate, trace)
     directions = getattr(trace, "probes", None)
-    est, u_hat = _run(_calibrate_point, defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
-                      index_offset)
+    est = _run(defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
+               index_offset)
     finite = _flag_nonfinite(est, "calibrate")
     ev = estimator.evaluations(defect)
     counts = {"surrogate_values": ev["terminal"] + 1, "surrogate_gradients": ev["increment"], "residuals": ev["source"]}
