@@ -100,7 +100,8 @@ def _as_points(pde: AbstractSemilinearPDE, t, x):
         )
     dtype = pde.dtype
     if np.issubdtype(x_arr.dtype, np.floating) and x_arr.dtype != dtype:
-        dtype = jnp.result_type(x_arr.dtype, dtype)
+        # float64 input computes in float64 only when JAX has x64 enabled (no truncation warning otherwise)
+        dtype = jax.dtypes.canonicalize_dtype(np.promote_types(x_arr.dtype, dtype))
     return jnp.asarray(t_arr, dtype), jnp.asarray(x_arr, dtype), single
 
 

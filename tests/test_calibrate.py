@@ -174,3 +174,18 @@ def test_nonfinite_estimate_is_flagged_not_silent():
                            key=jax.random.key(0))
     assert not bool(jnp.any(est.finite))
     assert any("not finite at 2 point(s)" in str(w.message) for w in caught)
+
+
+def test_numpy_float64_points_without_x64_give_no_warning():
+    pde = equations.get("heat", dim=3)
+    t, x = np.full(4, 0.2), np.zeros((4, 3))  # NumPy's default float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = scasml.solve(pde, t, x, scasml.FeynmanKac(paths=50), key=jax.random.key(0))
+    assert est.u.dtype == jnp.float32
+
+
+def test_numpy_float64_points_with_x64_compute_in_float64(x64):
+    pde = equations.get("heat", dim=3)
+    est = scasml.solve(pde, np.full(4, 0.2), np.zeros((4, 3)), scasml.FeynmanKac(paths=50), key=jax.random.key(0))
+    assert est.u.dtype == jnp.float64
