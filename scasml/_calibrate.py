@@ -25,7 +25,18 @@ from ._pde import AbstractSemilinearPDE
 from .estimators import AbstractEstimator
 from .surrogates import check_surrogate
 
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
+DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
+
+
+def default_memory_budget(device=None) -> float:
+    """Bytes one device may spend on a chunk: 2 GiB on CPUs; on accelerators a quarter of the memory the
+    device reports (so that the surrogate, XLA's temporaries and other processes keep room)."""
+    device = jax.local_devices()[0] if device is None else device
+    if device.platform == "cpu":
+        return DEFAULT_MEMORY_BUDGET
+    stats = device.memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    return DEFAULT_MEMORY_BUDGET if not limit else 0.25 * float(limit)
 
 
 class Estimate(eqx.Module):
@@ -176,12 +187,13 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     estimator.check(pde)
     key = _check_key(key)
     n = x.shape[0]
-    chunk = chunk_size or default_chunk_size(pde, estimator, memory_budget, directions)
+    devices = list(jax.local_devices() if devices is None else devices)
+    budget = default_memory_budget(devices[0]) if memory_budget is None else memory_budget
+    chunk = chunk_size or default_chunk_size(pde, estimator, budget, directions)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
-    devices = list(jax.local_devices() if devices is None else devices)
     mesh = None
     if len(devices) > 1:
         mesh = jax.make_mesh((len(devices),), ("points",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
@@ -236,7 +248,7 @@ def solve(
     *,
     key: PRNGKeyArray,
     chunk_size: int | None = None,
-    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    memory_budget: float | None = None,
     devices=None,
     index_offset: int = 0,
 ) -> Estimate:
@@ -270,7 +282,7 @@ def calibrate(
     key: PRNGKeyArray,
     trace: AbstractTraceEstimator = ExactTrace(),
     chunk_size: int | None = None,
-    memory_budget: float = DEFAULT_MEMORY_BUDGET,
+    memory_budget: float | None = None,
     devices=None,
     index_offset: int = 0,
 ) -> CalibratedPrediction:

@@ -126,3 +126,35 @@ def test_newer_format_version_is_refused(saved):
     saved.write_bytes(data[:start] + struct.pack("<Q", len(header)) + header + data[start + 8 + length:])
     with pytest.raises(CheckpointError, match="format version 9, newer than this scasml understands"):
         scasml.load_surrogate(saved, VB)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_path_sampling_follows_the_diffusion(terminal):
+    """X_s = x + μ(s − t) + σ√(s − t)ξ with (t, x) uniform on [0, T] × [0, ½]^d and s uniform on [t, T]
+    (s = T for terminal points): per-coordinate mean and variance against their exact values, within 4 SE."""
+    from scasml.surrogates._training import sample_along_paths
+
+    pde = scasml.equations.get("lcd", dim=4)  # μ = −1/d, σ = √2, box [0, ½]^d, T = ½
+    n, T, mu, sigma2 = 200_000, pde.horizon, -1.0 / pde.dim, 2.0
+    s, xs = sample_along_paths(pde, jax.random.key(0), n, terminal=terminal)
+    assert np.all(np.asarray(s) <= T) and (np.all(np.asarray(s) == T) if terminal else np.all(np.asarray(s) >= 0))
+    gap_mean, gap_square = (T / 2, T**2 / 3) if terminal else (T / 4, T**2 / 9)  # moments of s − t
+    mean = 0.25 + mu * gap_mean
+    var = 0.5**2 / 12 + mu**2 * (gap_square - gap_mean**2) + sigma2 * gap_mean
+    xs = np.asarray(xs, np.float64)
+    dev = xs - xs.mean(axis=0)
+    np.testing.assert_array_less(np.abs(xs.mean(axis=0) - mean), 4 * xs.std(axis=0) / np.sqrt(n))
+    np.testing.assert_array_less(np.abs((dev**2).mean(axis=0) - var), 4 * (dev**2).std(axis=0) / np.sqrt(n))
+
+
+def test_training_on_paths_is_deterministic_and_rejects_unknown_sampling():
+    def run():
+        return scasml.train(scasml.PINN(5, VB.horizon, jax.random.key(0), width=8, depth=1), VB, jax.random.key(1),
+                            steps=20, collocation=32, terminal_points=16, log_every=10, progress=False,
+                            sampling="paths")[0]
+
+    for a, b in zip(_arrays(run()), _arrays(run()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="sampling"):
+        scasml.train(scasml.PINN(5, VB.horizon, jax.random.key(0)), VB, jax.random.key(1), steps=1,
+                     sampling="grid", progress=False)

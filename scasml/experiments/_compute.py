@@ -71,12 +71,12 @@ def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | 
         surrogate, pde, key, steps=steps, collocation=tr.collocation, terminal_points=tr.terminal_points,
         terminal_weight=tr.terminal_weight, learning_rate=tr.learning_rate,
         final_learning_rate=min(tr.final_learning_rate, tr.learning_rate), trace=make_trace(tr.trace, tr.probes),
-        log_every=min(tr.log_every, steps), progress=progress,
+        log_every=min(tr.log_every, steps), progress=progress, sampling=tr.sampling,
     )
     record = {
         "steps": steps, "total_steps": done_before + steps, "collocation": tr.collocation,
         "terminal_points": tr.terminal_points, "learning_rate": tr.learning_rate,
-        "final_learning_rate": tr.final_learning_rate, "trace": tr.trace, "seed": tr.seed,
+        "final_learning_rate": tr.final_learning_rate, "trace": tr.trace, "sampling": tr.sampling, "seed": tr.seed,
         "final_loss": float(log.loss[-1]), "experiment": config.name,
     }
     return surrogate, log, record

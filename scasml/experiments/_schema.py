@@ -133,6 +133,8 @@ class TrainingSection:
     final_learning_rate: float = spec(1e-5, check=positive, doc="end of the cosine decay")
     trace: str = spec("exact", choices=TRACES, doc="Laplacian in the residual")
     probes: int = spec(4, check=at_least(1), doc="Rademacher probes when trace = 'hutchinson'")
+    sampling: str = spec("domain", choices=("domain", "paths"),
+                         doc="collocation points: all in the domain, or half where the diffusion from it goes")
     seed: int = spec(0, check=at_least(0), doc="initial weights and collocation points")
     log_every: int = spec(100, check=at_least(1), doc="record the loss every log_every steps")
     points: int = spec(1500, check=at_least(1), doc="GP interior collocation points (also its kernel centres)")
@@ -148,7 +150,7 @@ SURROGATE_KEYS = {
 }
 TRAINING_KEYS = {
     "pinn": ("steps", "collocation", "terminal_points", "terminal_weight", "learning_rate", "final_learning_rate",
-             "trace", "probes", "seed", "log_every"),
+             "trace", "probes", "sampling", "seed", "log_every"),
     "gp": ("points", "terminal_points", "terminal_weight", "iterations", "regularization", "seed"),
     "python": (),
 }

@@ -36,14 +36,45 @@ class TrainingLog:
         }
 
 
-def physics_loss(surrogate, pde, key, collocation: int, terminal_points: int, terminal_weight: float, trace):
+SAMPLINGS = ("domain", "paths")
+
+
+def sample_along_paths(pde, key, n: int, terminal: bool = False):
+    """n points (s, X_s) reached by the equation's diffusion X started at (t, x) drawn from its domain:
+    s uniform on [t, T] (s = T if ``terminal``), X_s = x + μ(s − t) + σ√(s − t)ξ. These are the points where
+    the Monte Carlo estimators evaluate a surrogate and its residual. Returns (s (n,), X_s (n, d))."""
+    dkey, skey, wkey = jax.random.split(key, 3)
+    t, x = pde.sample_domain(dkey, n)
+    horizon = jnp.asarray(pde.horizon, t.dtype)
+    s = jnp.full_like(t, horizon) if terminal else t + (horizon - t) * jax.random.uniform(skey, t.shape, t.dtype)
+    noise = jax.random.normal(wkey, x.shape, x.dtype)
+    dt = (s - t)[:, None]
+    xs = x + pde.drift[None, :] * dt + jnp.sqrt(dt) * jax.vmap(pde.diffuse)(noise)
+    return s, xs
+
+
+def training_points(pde, dkey, tkey, collocation: int, terminal_points: int, sampling: str = "domain"):
+    """Collocation points (t (n,), x (n, d)) from ``dkey`` and terminal points (m, d) from ``tkey``.
+    ``sampling = "domain"``: all from the equation's domain; ``"paths"``: the second half of each set from
+    ``sample_along_paths`` instead."""
+    t, x = pde.sample_domain(dkey, collocation)
+    xt = pde.sample_terminal(tkey, terminal_points)
+    if sampling == "paths":
+        k, j = collocation // 2, terminal_points // 2
+        tp, xp = sample_along_paths(pde, jax.random.fold_in(dkey, 1), k)
+        t, x = t.at[collocation - k:].set(tp), x.at[collocation - k:].set(xp)
+        xt = xt.at[terminal_points - j:].set(sample_along_paths(pde, jax.random.fold_in(tkey, 1), j, True)[1])
+    return t, x, xt
+
+
+def physics_loss(surrogate, pde, key, collocation: int, terminal_points: int, terminal_weight: float, trace,
+                 sampling: str = "domain"):
     """(total, residual part, terminal part) on freshly drawn collocation and terminal points."""
     dkey, tkey, hkey = jax.random.split(key, 3)
-    t, x = pde.sample_domain(dkey, collocation)
+    t, x, xt = training_points(pde, dkey, tkey, collocation, terminal_points, sampling)
     hkeys = jax.random.split(hkey, collocation)
     eps = jax.vmap(lambda ti, xi, ki: residual(pde, surrogate, ti, xi, trace, ki))(t, x, hkeys)
     res_loss = jnp.mean(eps**2)
-    xt = pde.sample_terminal(tkey, terminal_points)
     mismatch = jax.vmap(lambda xi: surrogate(jnp.asarray(pde.horizon, xi.dtype), xi) - pde.terminal(xi))(xt)
     term_loss = jnp.mean(mismatch**2)
     return res_loss + terminal_weight * term_loss, (res_loss, term_loss)
@@ -57,6 +88,7 @@ class _Hyper:
     terminal_weight: float
     learning_rate: float
     final_learning_rate: float
+    sampling: str = "domain"
 
 
 def _optimiser(hyper: _Hyper):
@@ -71,7 +103,8 @@ def _train_block(params, static, opt_state, key, start, pde, trace, hyper: _Hype
 
     def loss_fn(p, k):
         surrogate = eqx.combine(p, static)
-        return physics_loss(surrogate, pde, k, hyper.collocation, hyper.terminal_points, hyper.terminal_weight, trace)
+        return physics_loss(surrogate, pde, k, hyper.collocation, hyper.terminal_points, hyper.terminal_weight, trace,
+                            hyper.sampling)
 
     def step(carry, i):
         p, state = carry
@@ -97,8 +130,13 @@ def train(
     trace: AbstractTraceEstimator = ExactTrace(),
     log_every: int = 100,
     progress: bool = True,
+    sampling: str = "domain",
 ) -> tuple[AbstractSurrogate, TrainingLog]:
     """Train by minimising mean ε² on collocation points (resampled every step) + terminal mismatch².
+
+    ``sampling``: ``"domain"`` draws all points from the equation's domain; ``"paths"`` draws half of them
+    where the diffusion started in the domain goes (``sample_along_paths``): SCaSML evaluates the surrogate's
+    residual there, and a parabolic solution inside the domain depends on the data outside it.
 
     Adam with a cosine decay from ``learning_rate`` to ``final_learning_rate``. Deterministic given ``key``
     (step k uses ``fold_in(key, k)``). Returns the trained surrogate and its loss curve.
@@ -107,8 +145,10 @@ def train(
         raise ValueError("steps, collocation, terminal_points and log_every must be positive")
     if not 0 < final_learning_rate <= learning_rate:
         raise ValueError(f"need 0 < final_learning_rate ≤ learning_rate, got {final_learning_rate}, {learning_rate}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     hyper = _Hyper(steps, collocation, terminal_points, float(terminal_weight), float(learning_rate),
-                   float(final_learning_rate))
+                   float(final_learning_rate), sampling)
     params, static = eqx.partition(surrogate, eqx.is_inexact_array)
     opt_state = _optimiser(hyper).init(params)
     rows, start_time, done = [], time.perf_counter(), 0
