@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +124,11 @@ def summarise(folder: Path) -> dict:
                     "p_value": c["paired_over_repetitions"].get("p_value"),
                     "fraction_of_points_improved": c["fraction_of_points_improved"],
                 }
+        entry["sweeps"] = [{k: sw.get(k) for k in ("sweep", "value", "method", "relative_l2", "evaluations_per_point")}
+                           for sw in metrics["sweeps"]]
+        if (path / "config.toml").is_file():
+            config = tomllib.loads((path / "config.toml").read_text())
+            entry["training"] = {k: config["training"].get(k) for k in ("steps", "collocation", "sampling", "seed")}
         rows[row] = entry
     return rows
 
@@ -146,7 +152,7 @@ def _seconds(method):
 
 
 def markdown(rows: dict) -> str:
-    head = ("| row | reps | surrogate | plain MLP (no clip) | SCaSML (no clip) | gain | p | SCaSML (clip 0.1) | gain "
+    head = ("| row | reps | surrogate | plain MLP (no clip) | SCaSML (no clip) | gain | p | SCaSML (paper clip) | gain "
             "| p | SCaSML s warm / cold | paper: surrogate / SCaSML / gain |\n|" + "---|" * 12)
     lines = [head]
     for row, e in rows.items():
