@@ -6,12 +6,18 @@ randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed
 size, so a point's result depends only on the key: the same on every call, for every N, chunk size, device count
 and split of the points over calls (``index_offset``). (On accelerators a chunk is one vmap; there different
 chunk sizes agree to floating-point rounding.)
+
+Across processes (``jax.distributed.initialize``, e.g. one per host), every process makes the same call (same
+t, x, key, index_offset, estimator and equation/surrogate); process p computes the p-th contiguous share of the
+points on its local devices with the matching index offset, and every process returns the full result, the same
+as a one-process run.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+import zlib
 
 import equinox as eqx
 import jax
@@ -186,21 +192,30 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
         )
     estimator.check(pde)
     key = _check_key(key)
-    n = x.shape[0]
     devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must name at least one device")
     budget = default_memory_budget(devices[0]) if memory_budget is None else memory_budget
     chunk = chunk_size or default_chunk_size(pde, estimator, budget, directions)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"index_offset must be a non-negative integer, got {offset!r}")
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
+    if jax.process_count() == 1:
+        return _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset)
+    return _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset)
+
+
+def _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset):
+    """All n points on this process's ``devices``; point i uses ``fold_in(key, offset + i)``."""
+    n = x.shape[0]
     mesh = None
     if len(devices) > 1:
         mesh = jax.make_mesh((len(devices),), ("points",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     n_chunks = math.ceil(n / chunk)
     n_chunks = math.ceil(n_chunks / len(devices)) * len(devices)  # every device gets the same number of chunks
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValueError(f"index_offset must be a non-negative integer, got {offset!r}")
     index = jnp.arange(offset, offset + n, dtype=jnp.uint32)
     index, tc, xc = _chunk([index, t, x], n, chunk, n_chunks)
     if mesh is not None:
@@ -210,6 +225,42 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     if mesh is not None:
         out = jax.device_put(out, devices[0])  # gather the shards
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
+
+
+def _fingerprint(key, t, x, offset) -> np.ndarray:
+    """CRC32s of the inputs that decide a multi-process result (so that mismatched calls fail loudly)."""
+    key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    parts = [np.asarray(key_data), np.asarray(t), np.asarray(x), np.asarray([x.shape[0], offset], np.int64)]
+    return np.asarray([zlib.crc32(np.ascontiguousarray(a).tobytes()) for a in parts], np.uint32)
+
+
+def _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset):
+    """Several processes (``jax.distributed.initialize``): process p computes the p-th contiguous share of the
+    points on its own devices, with the index offset a single process would use for them, so per-point keys,
+    and hence results, are those of a one-process run; the shares are then gathered onto every process.
+    Every process must make the same call (same t, x, key, index_offset; checked by a fingerprint)."""
+    from jax.experimental import multihost_utils
+
+    me, count = jax.process_index(), jax.process_count()
+    foreign = [d for d in devices if d.process_index != me]
+    if foreign:
+        raise ValueError(
+            f"in a multi-process run each process computes its share on its own devices; devices includes "
+            f"{len(foreign)} device(s) of other processes (pass devices=None or a subset of jax.local_devices())"
+        )
+    prints = multihost_utils.process_allgather(_fingerprint(key, t, x, offset))
+    if not (prints == prints[:1]).all():
+        raise ValueError(
+            "multi-process run: the processes passed different query points, keys or index_offset; every process "
+            "must make the same call (same t, x, key and index_offset) and receives the full result"
+        )
+    n = x.shape[0]
+    share = math.ceil(n / count)
+    lo = me * share
+    idx = np.minimum(np.arange(lo, lo + share), n - 1)  # shares past the end repeat the last point (dropped below)
+    out = _run_local(pde, estimator, key, t[idx], x[idx], chunk, lanes, devices, offset + lo)
+    gathered = multihost_utils.process_allgather(out, tiled=True)  # (count · share, ...) on every process
+    return jax.tree.map(lambda a: jnp.asarray(a[:n]), gathered)
 
 
 def _check_key(key):
@@ -257,6 +308,8 @@ def solve(
     Chunks of ``chunk_size`` points (default: from a memory model, independent of N) are sharded over ``devices``
     (default: all local devices); results do not depend on the number of devices. Point i uses the key
     ``fold_in(key, index_offset + i)``: splitting points over calls with matching offsets reproduces one call.
+    In a multi-process run (``jax.distributed.initialize``) every process must make this same call (same
+    arguments); the points are split over the processes and every process gets the full result.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
@@ -290,7 +343,7 @@ def calibrate(
 
     The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
     solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
-    ``devices`` and ``index_offset`` as in ``solve``.
+    ``devices``, ``index_offset`` and multi-process runs as in ``solve``.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
