@@ -96,6 +96,14 @@ class AbstractSemilinearPDE(eqx.Module):
         return False
 
     @property
+    def gradient_quadratic(self) -> float | None:
+        """a, when f(t, x, u, z) = a‖z‖² + terms affine in z (e.g. −½ for HJB control problems); else None.
+
+        A noisy gradient estimate ẑ gives E[a‖ẑ‖²] = a‖E ẑ‖² + a·tr Var(ẑ): ``MultilevelPicard`` removes that
+        bias (``debias=True``) with the estimate's own variance."""
+        return None
+
+    @property
     def name(self) -> str:
         return type(self).__name__
 

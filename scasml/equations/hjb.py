@@ -24,6 +24,10 @@ class AbstractHJB(AbstractBenchmarkPDE):
     def nonlinearity(self, t, x, u, z):
         return -0.5 * (z @ z)
 
+    @property
+    def gradient_quadratic(self):
+        return -0.5
+
     def reference(
         self,
         t: Float[Array, " n"],
