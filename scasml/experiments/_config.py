@@ -67,7 +67,7 @@ class Method:
         if self.kind == "surrogate":
             return None
         if o.estimator == "picard":
-            return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip)
+            return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias)
         return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule)
 
     def replace(self, **changes) -> Method:

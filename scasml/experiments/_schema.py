@@ -180,6 +180,7 @@ class MethodSection:
     base: int = spec(10, check=at_least(2), doc="M")
     variant: str = spec("full_history", choices=("full_history", "quadrature"))
     clip: float | None = spec(None, check=positive, doc="clip (u, z) to [-clip, clip] at every level; 'none': off")
+    debias: bool = spec(True, doc="remove the variance bias of generators quadratic in z (HJB/LQG; unclipped only)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
@@ -187,7 +188,7 @@ class MethodSection:
 
 METHOD_KEYS = {
     "surrogate": ("kind",),
-    "picard": ("kind", "estimator", "levels", "base", "variant", "clip"),
+    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias"),
     "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule"),
 }
 
