@@ -163,7 +163,8 @@ class SemilinearPDE(AbstractSemilinearPDE):
                                    nonlinearity=lambda t, x, u, z: -0.5 * z @ z,
                                    terminal=lambda x: jnp.log(0.5 * (1 + x @ x)))
     ``drift`` may be a scalar (broadcast to μ·1) or a ``(d,)`` vector; ``diffusion`` a scalar, ``(d,)`` or ``(d, d)``.
-    Set ``linear=True`` when f ignores (u, z), so that ``FeynmanKac`` may be used.
+    Set ``linear=True`` when f ignores (u, z), so that ``FeynmanKac`` may be used; set ``gradient_quadratic=a``
+    when f = a‖z‖² + terms affine in z (as in the example, a = −0.5), so that ``MultilevelPicard`` can debias f.
     """
 
     dim: int = eqx.field(static=True)
@@ -175,6 +176,7 @@ class SemilinearPDE(AbstractSemilinearPDE):
     terminal_fn: Callable = eqx.field(static=True)
     exact_fn: Callable | None = eqx.field(static=True)
     linear: bool = eqx.field(static=True)
+    quadratic: float | None = eqx.field(static=True)
     label: str = eqx.field(static=True)
 
     def __init__(
@@ -189,6 +191,7 @@ class SemilinearPDE(AbstractSemilinearPDE):
         exact: Callable | None = None,
         domain: AbstractDomain | None = None,
         linear: bool = False,
+        gradient_quadratic: float | None = None,
         name: str = "custom",
     ):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
@@ -210,6 +213,12 @@ class SemilinearPDE(AbstractSemilinearPDE):
         self.exact_fn = exact
         self.domain = Box(-1.0, 1.0) if domain is None else domain
         self.linear = bool(linear)
+        if gradient_quadratic is not None and not (
+            isinstance(gradient_quadratic, (int, float)) and not isinstance(gradient_quadratic, bool)
+            and math.isfinite(gradient_quadratic)
+        ):
+            raise ValueError(f"gradient_quadratic must be None or a finite number, got {gradient_quadratic!r}")
+        self.quadratic = None if gradient_quadratic is None else float(gradient_quadratic)
         self.label = name
 
     def nonlinearity(self, t, x, u, z):
@@ -230,6 +239,10 @@ class SemilinearPDE(AbstractSemilinearPDE):
     @property
     def is_linear(self) -> bool:
         return self.linear
+
+    @property
+    def gradient_quadratic(self) -> float | None:
+        return self.quadratic
 
     @property
     def name(self) -> str:

@@ -85,3 +85,15 @@ def test_domains_sample_inside():
     assert float(y.min()) >= 0 and float(y.max()) <= 0.5
     with pytest.raises(ValueError, match="low < high"):
         scasml.Box(1.0, 0.0)
+
+
+def test_gradient_quadratic_is_declared_and_validated():
+    make = lambda a: scasml.SemilinearPDE(dim=3, horizon=1.0, nonlinearity=lambda t, x, u, z: -0.5 * z @ z,
+                                          terminal=lambda x: x @ x, gradient_quadratic=a)
+    assert make(-0.5).gradient_quadratic == -0.5 and make(None).gradient_quadratic is None
+    assert scasml.law_of_defect(make(-0.5), lambda t, x: x @ x).gradient_quadratic == -0.5
+    assert scasml.equations.get("lqg", dim=4).gradient_quadratic == -0.5
+    assert scasml.equations.get("vb", dim=4).gradient_quadratic is None
+    for bad in ("a", float("nan"), True):
+        with pytest.raises(ValueError, match="gradient_quadratic"):
+            make(bad)
