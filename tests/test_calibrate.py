@@ -189,3 +189,18 @@ def test_numpy_float64_points_with_x64_compute_in_float64(x64):
     pde = equations.get("heat", dim=3)
     est = scasml.solve(pde, np.full(4, 0.2), np.zeros((4, 3)), scasml.FeynmanKac(paths=50), key=jax.random.key(0))
     assert est.u.dtype == jnp.float64
+
+
+def test_estimators_are_traced_with_full_float32_matmuls():
+    """Accelerators may run float32 products in TF32 by default; the residual would then be off by ~1e-3."""
+    seen = []
+    pde = equations.get("vb", dim=3)
+
+    def surrogate(t, x):
+        seen.append(jax.config.jax_default_matmul_precision)
+        return pde.exact(t, x)
+
+    t, x = pde.sample_domain(jax.random.key(0), 8)
+    scasml.calibrate(scasml.FunctionSurrogate(surrogate), pde, t, x, SMALL, key=jax.random.key(1))
+    first = seen.index("highest")  # the calls before it are check_surrogate's probes (nothing computed)
+    assert first <= 3 and all(p == "highest" for p in seen[first:]), seen
