@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+
 from . import equations
 from .surrogates import load, read_header
 
@@ -36,9 +39,6 @@ def recorded_error(surrogate, pde, test_points: int = 1200, test_seed: int = 1, 
     against the exact solution or, without one, the Monte Carlo reference (``samples`` per point, key
     ``test_seed + 1``). This is the number a shipped checkpoint records (header ``training.relative_l2``);
     on the machine that recorded it, it is reproduced bit for bit. Returns (error, reference description)."""
-    import jax
-    import jax.numpy as jnp
-
     t, x = pde.sample_domain(jax.random.key(test_seed), test_points)
     if pde.has_exact:
         exact, kind = jax.vmap(pde.exact)(t, x), "exact"

@@ -110,21 +110,22 @@ class MultilevelPicard(AbstractEstimator):
 
         return guard_terminal_time(pde, t, x, top)
 
-    def _value(self, pde, n: int, key, t, x):
-        """(u, z, Σ_j se(z_j)²) of V_n at (t, x); None for V_0 = 0."""
+    def _value(self, pde, n: int, key, t, x) -> PointEstimate | None:
+        """V_n at (t, x), clipped when ``clip`` is set; None for V_0 = 0."""
         if n == 0:
             return None
         est = self._iterate(pde, n, key, t, x)
         u, z = clip_pair(est.u, est.z, self.clip)
-        return u, z, jnp.sum(est.z_stderr**2)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
-    def _increment(self, pde, s, point, new, old):
-        """f(V_new) − f(V_old), minus a·(Σse²_new − Σse²_old) when debiasing a quadratic-in-z generator."""
-        inc = pde.nonlinearity_increment(s, point, new[:2], None if old is None else old[:2])
+    def _increment(self, pde, s, point, new: PointEstimate, old: PointEstimate | None):
+        """f(V_new) − f(V_old); when debiasing a generator a‖z‖² + (affine in z), minus a·(Σse²_new − Σse²_old)."""
+        inc = pde.nonlinearity_increment(s, point, (new.u, new.z), None if old is None else (old.u, old.z))
         a = pde.gradient_quadratic if (self.debias and self.clip is None) else None
         if a is None:
             return inc
-        return inc - a * (new[2] - (0.0 if old is None else old[2]))
+        old_variance = 0.0 if old is None else jnp.sum(old.z_stderr**2)
+        return inc - a * (jnp.sum(new.z_stderr**2) - old_variance)
 
     def _iterate(self, pde, n: int, key, t, x) -> PointEstimate:
         delta = pde.horizon - t
