@@ -56,23 +56,27 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
     return PointEstimate(u, z, jnp.sqrt(var_u), jnp.sqrt(var_z))
 
 
-def terminal_component(pde, key, t, x, delta, g_x, paths: int) -> Component:
-    """(ğ(X_T) − ğ(x))·(1, ΔW_T/Δ) over ``paths`` paths (ğ(x) is a control variate for both u and z)."""
-    normals = jax.random.normal(key, (paths, pde.dim), x.dtype)
+def terminal_component(pde, normals, x, delta, g_x) -> Component:
+    """(ğ(X_T) − ğ(x))·(1, ΔW_T/Δ) over paths X_T = x + μΔ + σ√Δ·N, one per row N of ``normals`` (paths, d)
+    (ğ(x) is a control variate for both u and z)."""
     ends = (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
     diff = jax.vmap(pde.terminal)(ends) - g_x
     return Component(diff[None], (diff[:, None] * normals / jnp.sqrt(delta))[None])
 
 
-def sample_times(pde, key, t, x, delta, m: int):
-    """m draws (s, X_s, N, U) with s = t + ΔU², X_s = x + μ(s − t) + σ√Δ·U·N."""
+def draw_times(key, m: int, dim: int, dtype):
+    """(N, U): m standard normal rows of shape (m, dim) and m uniforms, for ``sample_times``."""
     ukey, nkey = jax.random.split(key)
-    uniform = jax.random.uniform(ukey, (m,), x.dtype)
-    normals = jax.random.normal(nkey, (m, pde.dim), x.dtype)
+    return jax.random.normal(nkey, (m, dim), dtype), jax.random.uniform(ukey, (m,), dtype)
+
+
+def sample_times(pde, normals, uniform, t, x, delta):
+    """Draws (s, X_s) with s = t + ΔU², X_s = x + μ(s − t) + σ√Δ·U·N, one per row N of ``normals`` (m, d) and
+    entry U of ``uniform`` (m,)."""
     elapsed = delta * uniform**2
     shift = jax.vmap(pde.diffuse)(jnp.sqrt(delta) * uniform[:, None] * normals)
     points = x[None] + pde.drift[None] * elapsed[:, None] + shift
-    return t + elapsed, points, normals, uniform
+    return t + elapsed, points
 
 
 def random_time_component(values, normals, uniform, delta) -> Component:

@@ -10,6 +10,7 @@ from ._base import (
     AbstractEstimator,
     Component,
     combine,
+    draw_times,
     gauss_legendre,
     guard_terminal_time,
     random_time_component,
@@ -60,9 +61,10 @@ class FeynmanKac(AbstractEstimator):
         g_x = pde.terminal(x)
         if self.time_rule == "random":
             tkey, skey, fkey = jax.random.split(key, 3)
-            term = terminal_component(pde, tkey, t, x, delta, g_x, self.paths)
+            term = terminal_component(pde, jax.random.normal(tkey, (self.paths, pde.dim), x.dtype), x, delta, g_x)
             m = self.paths * self.time_samples
-            s, points, normals, uniform = sample_times(pde, skey, t, x, delta, m)
+            normals, uniform = draw_times(skey, m, pde.dim, x.dtype)
+            s, points = sample_times(pde, normals, uniform, t, x, delta)
             values = jax.vmap(pde.source)(jax.random.split(fkey, m), s, points)
             time = random_time_component(values, normals, uniform, delta)
             u = term.u + jnp.mean(time.u.reshape(self.paths, self.time_samples), axis=1)[None]

@@ -102,19 +102,40 @@ class MultilevelPicard(AbstractEstimator):
         return {"terminal": terminal, "source": source, "increment": increment}
 
     # ---- the estimator ----------------------------------------------------------------------------------
+    def noise_size(self, pde, n: int) -> tuple[int, int, int]:
+        """(standard normal rows of length d, uniforms, source keys) that V_n consumes, its whole recursion
+        included: the terminal paths, each level's samples and, per level-l ≥ 1 sample, the noise of the
+        independent V_l and V_{l−1} evaluated there."""
+        if n == 0:
+            return 0, 0, 0
+        total = [self.terminal_paths(n), 0, 0]
+        for level in self._levels(pde, n):
+            blocks, m = self.level_samples(n, level)
+            count = blocks * m
+            own = (count, count if self.variant == "full_history" else 0, 0 if level else count)
+            children = self._children_size(pde, level) if level else (0, 0, 0)
+            total = [t + o + count * c for t, o, c in zip(total, own, children, strict=True)]
+        return tuple(total)
+
+    def _children_size(self, pde, level: int) -> tuple[int, int, int]:
+        """Noise of the (V_l, V_{l−1}) pair evaluated at one level-l sample."""
+        new, old = self.noise_size(pde, level), self.noise_size(pde, level - 1)
+        return tuple(a + b for a, b in zip(new, old, strict=True))
+
     def estimate(self, pde, key, t, x) -> PointEstimate:
         def top(t, x):
-            est = self._iterate(pde, self.levels, key, t, x)
+            est = self._iterate(pde, self.levels, _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype),
+                                t, x)
             u, z = clip_pair(est.u, est.z, self.clip)
             return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
         return guard_terminal_time(pde, t, x, top)
 
-    def _value(self, pde, n: int, key, t, x) -> PointEstimate | None:
+    def _value(self, pde, n: int, noise: _Noise, t, x) -> PointEstimate | None:
         """V_n at (t, x), clipped when ``clip`` is set; None for V_0 = 0."""
         if n == 0:
             return None
-        est = self._iterate(pde, n, key, t, x)
+        est = self._iterate(pde, n, noise, t, x)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
@@ -127,43 +148,106 @@ class MultilevelPicard(AbstractEstimator):
         old_variance = 0.0 if old is None else jnp.sum(old.z_stderr**2)
         return inc - a * (jnp.sum(new.z_stderr**2) - old_variance)
 
-    def _iterate(self, pde, n: int, key, t, x) -> PointEstimate:
+    def _iterate(self, pde, n: int, noise: _Noise, t, x) -> PointEstimate:
+        """V_n(t, x), consuming ``noise`` (of ``noise_size(pde, n)``) in a fixed order: terminal paths, then per
+        level its samples and, for l ≥ 1, its samples' (V_l, V_{l−1}) noise."""
         delta = pde.horizon - t
         g_x = pde.terminal(x)
-        components = [terminal_component(pde, jax.random.fold_in(key, 0), t, x, delta, g_x, self.terminal_paths(n))]
+        paths = self.terminal_paths(n)
+        stream = _NoiseStream(noise)
+        components = [terminal_component(pde, stream.normals(paths), x, delta, g_x)]
         for level in self._levels(pde, n):
-            lkey = jax.random.fold_in(key, level + 1)
+            blocks, m = self.level_samples(n, level)
+            normals = stream.normals(blocks * m).reshape(blocks, m, pde.dim)
+            uniform = stream.uniforms(m) if self.variant == "full_history" else None
+            if level == 0:
+                children = stream.keys(blocks * m).reshape(blocks, m)
 
-            def integrand(k, s, point, level=level):
-                if level == 0:
-                    return pde.source(k, s, point)
-                new_key, old_key = jax.random.split(k)
-                new = self._value(pde, level, new_key, s, point)
-                old = self._value(pde, level - 1, old_key, s, point)
-                return self._increment(pde, s, point, new, old)
+                def integrand(child_key, s, point):
+                    return pde.source(child_key, s, point)
+            else:
+                new_size = self.noise_size(pde, level)
+                children = stream.children(blocks * m, self._children_size(pde, level))
+                children = jax.tree.map(lambda a, shape=(blocks, m): a.reshape(shape + a.shape[1:]), children)
+
+                def integrand(child, s, point, level=level, new_size=new_size):
+                    new_noise, old_noise = child.split(new_size)
+                    new = self._value(pde, level, new_noise, s, point)
+                    old = self._value(pde, level - 1, old_noise, s, point)
+                    return self._increment(pde, s, point, new, old)
 
             if self.variant == "full_history":
-                _, m = self.level_samples(n, level)
-                skey, fkey = jax.random.split(lkey)
-                s, points, normals, uniform = sample_times(pde, skey, t, x, delta, m)
-                values = jax.vmap(integrand)(jax.random.split(fkey, m), s, points)
-                components.append(random_time_component(values, normals, uniform, delta))
+                s, points = sample_times(pde, normals[0], uniform, t, x, delta)
+                values = jax.vmap(integrand)(jax.tree.map(lambda a: a[0], children), s, points)
+                components.append(random_time_component(values, normals[0], uniform, delta))
             else:
-                components.append(self._quadrature_component(pde, lkey, t, x, delta, n, level, integrand))
+                components.append(self._quadrature_component(pde, t, x, delta, normals, children, integrand))
+        stream.check_consumed()
         return combine(g_x, jnp.zeros_like(x), components)
 
-    def _quadrature_component(self, pde, key, t, x, delta, n, level, integrand) -> Component:
-        blocks, m = self.level_samples(n, level)
+    def _quadrature_component(self, pde, t, x, delta, normals, children, integrand) -> Component:
+        """Gauss–Legendre nodes in time, ``normals`` (nodes, m, d) paths per node; ``children`` (nodes, m, ...)."""
+        blocks = normals.shape[0]
         nodes, weights = gauss_legendre(blocks)
         elapsed = delta * jnp.asarray(nodes, x.dtype)  # (q,)
         weights = delta * jnp.asarray(weights, x.dtype)
-        nkey, fkey = jax.random.split(key)
-        normals = jax.random.normal(nkey, (blocks, m, pde.dim), x.dtype)
         shift = jax.vmap(jax.vmap(pde.diffuse))(jnp.sqrt(elapsed)[:, None, None] * normals)
         points = x[None, None] + pde.drift[None, None] * elapsed[:, None, None] + shift
-        s = jnp.broadcast_to((t + elapsed)[:, None], (blocks, m))
-        keys = jax.random.split(fkey, (blocks, m))
-        values = jax.vmap(jax.vmap(integrand))(keys, s, points)  # (q, m)
+        s = jnp.broadcast_to((t + elapsed)[:, None], normals.shape[:2])
+        values = jax.vmap(jax.vmap(integrand))(children, s, points)  # (q, m)
         u = weights[:, None] * values
         z = (weights / jnp.sqrt(elapsed))[:, None, None] * values[..., None] * normals
         return Component(u, z)
+
+
+class _Noise(eqx.Module):
+    """Random numbers for one V_n evaluation (layout: ``MultilevelPicard._iterate``). Drawn once per query point
+    in three draws, whatever n and M: few PRNG call sites keep XLA's compilation short (every site compiles to
+    its own large kernel), and rank-2 draws keep those kernels small."""
+
+    normals: jax.Array  # (rows, d)
+    uniforms: jax.Array  # (k,)
+    keys: jax.Array  # (s,) PRNG keys, one per source evaluation (used by random sources, e.g. Hutchinson)
+
+    def split(self, size: tuple[int, int, int]) -> tuple[_Noise, _Noise]:
+        rows, uniforms, keys = size
+        first = _Noise(self.normals[:rows], self.uniforms[:uniforms], self.keys[:keys])
+        return first, _Noise(self.normals[rows:], self.uniforms[uniforms:], self.keys[keys:])
+
+
+def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype) -> _Noise:
+    rows, uniforms, keys = size
+    nkey, ukey, skey = jax.random.split(key, 3)
+    normals = jax.random.normal(nkey, (rows * dim,), dtype).reshape(rows, dim)
+    return _Noise(normals, jax.random.uniform(ukey, (uniforms,), dtype), jax.random.split(skey, keys))
+
+
+class _NoiseStream:
+    """Hands out consecutive slices of a ``_Noise`` (static offsets, at trace time)."""
+
+    def __init__(self, noise: _Noise):
+        self.noise, self.offsets = noise, [0, 0, 0]
+
+    def _take(self, field: int, count: int):
+        start = self.offsets[field]
+        self.offsets[field] += count
+        return (self.noise.normals, self.noise.uniforms, self.noise.keys)[field][start : start + count]
+
+    def normals(self, count):
+        return self._take(0, count)
+
+    def uniforms(self, count):
+        return self._take(1, count)
+
+    def keys(self, count):
+        return self._take(2, count)
+
+    def children(self, count: int, size: tuple[int, int, int]) -> _Noise:
+        """``count`` consecutive child noises of ``size`` each, stacked on a leading axis."""
+        rows, uniforms, keys = (self._take(field, count * size[field]) for field in range(3))
+        return _Noise(rows.reshape(count, size[0], -1), uniforms.reshape(count, size[1]), keys.reshape(count, size[2]))
+
+    def check_consumed(self):
+        sizes = (self.noise.normals.shape[0], self.noise.uniforms.shape[0], self.noise.keys.shape[0])
+        if tuple(self.offsets) != sizes:
+            raise AssertionError(f"noise layout mismatch: consumed {self.offsets}, drawn {sizes}")
