@@ -2,6 +2,7 @@
 
     python experiments/table1.py run --out runs/table1 --workers 8 --set evaluation.repetitions=5
     python experiments/table1.py summary runs/table1 --json experiments/table1.json --markdown table1.md
+    python experiments/table1.py run --out runs/again --surrogates runs/table1 ...   # re-evaluate, no training
 
 `run` starts one `scasml run configs/<row>.toml` per row (default: all 16 Table-1 rows), at most ``--workers``
 at a time, each with its own log in ``OUT/<row>.log``; rows still running at ``--deadline`` seconds are stopped
@@ -59,8 +60,14 @@ def run(args) -> int:
     while pending or running:
         while pending and len(running) < args.workers:
             row = pending.pop(0)
+            trained = []
+            if args.surrogates:  # re-evaluate the surrogate a previous run trained for this row
+                checkpoint = Path(args.surrogates) / row / "checkpoint.scasml"
+                if not checkpoint.is_file():
+                    raise SystemExit(f"--surrogates: no {checkpoint}")
+                trained = ["--set", f"surrogate.checkpoint={checkpoint.resolve()}"]
             cmd = [sys.executable, "-m", "scasml.cli", "run", str(ROOT / "configs" / f"{row}.toml"),
-                   "--out", str(out / row), "-q", *overrides]
+                   "--out", str(out / row), "-q", *overrides, *trained]
             log = open(out / f"{row}.log", "a")
             running[row] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                              start_new_session=True), log, time.monotonic())
@@ -196,6 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--deadline", type=float, default=0.0, help="stop unfinished rows after this many seconds")
     p.add_argument("--set", action="append", default=[], help="passed to every `scasml run`")
+    p.add_argument("--surrogates", default=None,
+                   help="a previous run folder: use its trained surrogates (ROW/checkpoint.scasml), no training")
     p.set_defaults(func=run)
     s = sub.add_parser("summary", help="tabulate finished rows")
     s.add_argument("folder")
