@@ -36,11 +36,12 @@ def main():
     for dtype in (jnp.float32, jnp.float64):
         pde = scasml.equations.get(args.equation, dim=args.dim, dtype=dtype)
         surrogate = surrogates.load(args.checkpoint, scasml.equations.get(args.equation, dim=args.dim))
-        surrogate = jax.tree.map(lambda a: a.astype(dtype) if eqx_float(a) else a, surrogate)
+        surrogate = jax.tree.map(lambda a, dtype=dtype: a.astype(dtype) if eqx_float(a) else a, surrogate)
         t, x = pde.sample_domain(jax.random.key(1), args.points)
         exact = jax.vmap(pde.exact)(t, x)
         for k in range(args.keys):
-            out = scasml.calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, args.base), key=jax.random.key(7 + k))
+            estimator = scasml.MultilevelPicard(2, args.base)
+            out = scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(7 + k))
             u, se = np.asarray(out.u), np.asarray(out.stderr)
             e = np.asarray(exact)
             rel = float(np.linalg.norm(u - e) / np.linalg.norm(e))
