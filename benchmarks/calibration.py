@@ -6,6 +6,7 @@ evaluations it cannot avoid.
 
     python benchmarks/calibration.py                       # VB 20 d, LQG 100 d, DR 160 d; n = 2, M = 10; 1,200 points
     python benchmarks/calibration.py --rows vb:20 --trace hutchinson --json out.json
+    python benchmarks/calibration.py --rows vb:20 --cpu-devices 2    # one JAX device per core (chunks in parallel)
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ def main():
     parser.add_argument("--trace", choices=["exact", "hutchinson"], default="exact")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cpu-devices", type=int, default=1,
+                        help="JAX CPU devices (scasml.use_every_cpu_core); the bare evaluations use one of them")
     args = parser.parse_args()
+    scasml.use_every_cpu_core(args.cpu_devices)
     results = []
     for row in args.rows:
         name, dim = row.split(":")
@@ -102,7 +106,7 @@ def main():
               f"overhead ×{r['overhead_ratio']:.2f}  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",
               flush=True)
     meta = {"machine": platform.processor() or platform.machine(), "backend": jax.default_backend(),
-            "devices": len(jax.devices()), "jax": jax.__version__}
+            "devices": len(jax.devices()), "cpu_devices": args.cpu_devices, "jax": jax.__version__}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"meta": meta, "results": results}, fh, indent=2)

@@ -28,6 +28,7 @@ from ._calibrate import calibrate as calibrate
 from ._calibrate import solve as solve
 from ._defect import DefectPDE as DefectPDE
 from ._defect import law_of_defect as law_of_defect
+from ._devices import use_every_cpu_core as use_every_cpu_core
 from ._pretrained import available_pretrained as available_pretrained
 from ._pretrained import pretrained as pretrained
 from .estimators import AbstractEstimator as AbstractEstimator

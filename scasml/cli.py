@@ -393,5 +393,13 @@ def main(argv: list[str] | None = None) -> int:
         teardown_logging()
 
 
+def console() -> int:
+    """The ``scasml`` command: one JAX device per CPU core (``SCASML_CPU_DEVICES=1`` keeps one), then ``main``."""
+    from ._devices import use_every_cpu_core
+
+    use_every_cpu_core()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console())

@@ -48,4 +48,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    scasml.use_every_cpu_core()  # one JAX device per core: query chunks run in parallel
     main()
