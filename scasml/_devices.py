@@ -25,12 +25,15 @@ def use_every_cpu_core(count: int | None = None) -> int:
     core: on a 2-core CPU this calibrates VB in 20 d about 25 % faster than one device using both cores through
     intra-op threads (experiments/RESULTS.md). Results are those of one device for u and its standard error;
     z may differ in the last float32 digit. Returns the device count in effect. Call it right after
-    ``import scasml``, before any JAX operation; a count already given in ``XLA_FLAGS`` is kept.
+    ``import scasml``, before any JAX operation; a count already given in ``XLA_FLAGS`` or
+    ``JAX_NUM_CPU_DEVICES`` is kept.
     """
     if count is None:
         chosen = re.search(_FLAG + r"=(\d+)", os.environ.get("XLA_FLAGS", ""))
         if chosen:
             return int(chosen.group(1))
+        if os.environ.get("JAX_NUM_CPU_DEVICES"):
+            return int(os.environ["JAX_NUM_CPU_DEVICES"])
         env = os.environ.get("SCASML_CPU_DEVICES")
         count = int(env) if env else available_cores()
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:

@@ -7,7 +7,8 @@ import textwrap
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SCASML_CPU_DEVICES")}
+    chosen = ("XLA_FLAGS", "SCASML_CPU_DEVICES", "JAX_NUM_CPU_DEVICES")
+    environ = {k: v for k, v in os.environ.items() if k not in chosen}
     environ.update(env)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=environ, timeout=120)
@@ -52,3 +53,6 @@ def test_use_every_cpu_core_defaults_and_errors():
     flagged = _run("import jax, scasml; assert scasml.use_every_cpu_core() == 2; print(len(jax.devices()))",
                    XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert flagged.returncode == 0 and flagged.stdout.strip() == "2", flagged.stderr[-2000:]
+    by_jax = _run("import jax, scasml; assert scasml.use_every_cpu_core() == 3; print(len(jax.devices()))",
+                  JAX_NUM_CPU_DEVICES="3")
+    assert by_jax.returncode == 0 and by_jax.stdout.strip() == "3", by_jax.stderr[-2000:]
