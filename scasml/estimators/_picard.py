@@ -124,8 +124,8 @@ class MultilevelPicard(AbstractEstimator):
 
     def estimate(self, pde, key, t, x) -> PointEstimate:
         def top(t, x):
-            est = self._iterate(pde, self.levels, _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype),
-                                t, x)
+            noise = _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype)
+            est = self._iterate(pde, self.levels, noise, t, x)
             u, z = clip_pair(est.u, est.z, self.clip)
             return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
