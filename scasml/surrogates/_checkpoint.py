@@ -148,8 +148,9 @@ def load(path, pde=None) -> AbstractSurrogate:
     if kind not in _BUILDERS:
         raise CheckpointError(f"{path!r}: unknown surrogate kind {kind!r}; known: {sorted(_BUILDERS)}")
     dtype = header["dtype"] if isinstance(header["dtype"], str) else None
-    skeleton = _BUILDERS[kind](arch, pde, dtype)
-    arrays, static = eqx.partition(skeleton, eqx.is_array)
+    # shapes only: building the skeleton abstractly skips its random initialisation (seconds of small compiles)
+    skeleton = eqx.filter_eval_shape(lambda: _BUILDERS[kind](arch, pde, dtype))
+    arrays, static = eqx.partition(skeleton, lambda leaf: isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)))
     leaves, treedef = jax.tree.flatten(arrays)
     specs = header["leaves"]
     if len(specs) != len(leaves):
