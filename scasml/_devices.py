@@ -35,7 +35,12 @@ def use_every_cpu_core(count: int | None = None) -> int:
         if os.environ.get("JAX_NUM_CPU_DEVICES"):
             return int(os.environ["JAX_NUM_CPU_DEVICES"])
         env = os.environ.get("SCASML_CPU_DEVICES")
-        count = int(env) if env else available_cores()
+        if not env:
+            count = available_cores()
+        elif env.isdigit():
+            count = int(env)
+        else:
+            raise ValueError(f"SCASML_CPU_DEVICES must be a positive integer, got {env!r}")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"the CPU device count must be a positive integer, got {count!r}")
     try:

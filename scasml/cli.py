@@ -397,7 +397,11 @@ def console() -> int:
     """The ``scasml`` command: one JAX device per CPU core (``SCASML_CPU_DEVICES=1`` keeps one), then ``main``."""
     from ._devices import use_every_cpu_core
 
-    use_every_cpu_core()
+    try:
+        use_every_cpu_core()
+    except ValueError as err:
+        print(f"scasml: error: {err}", file=sys.stderr)
+        return 2
     return main()
 
 

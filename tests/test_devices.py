@@ -56,3 +56,6 @@ def test_use_every_cpu_core_defaults_and_errors():
     by_jax = _run("import jax, scasml; assert scasml.use_every_cpu_core() == 3; print(len(jax.devices()))",
                   JAX_NUM_CPU_DEVICES="3")
     assert by_jax.returncode == 0 and by_jax.stdout.strip() == "3", by_jax.stderr[-2000:]
+    bad = subprocess.run([sys.executable, "-m", "scasml.cli", "list"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SCASML_CPU_DEVICES": "many"})
+    assert bad.returncode == 2 and "SCASML_CPU_DEVICES must be a positive integer" in bad.stderr, bad.stderr[-2000:]
