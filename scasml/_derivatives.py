@@ -65,6 +65,12 @@ class AbstractTraceEstimator(eqx.Module):
 class ExactTrace(AbstractTraceEstimator):
     """Σ_j v_jᵀ ∇²u v_j over all d directions (d directional second derivatives)."""
 
+    def __call__(self, fn, t, x, diffusion, key=None):
+        fast = getattr(fn, "diffusion_hessian_trace", None)  # e.g. the PINN's: no (d, d) matrix of directions
+        if fast is not None:
+            return fast(t, x, diffusion)
+        return super().__call__(fn, t, x, diffusion, key)
+
     def probe_directions(self, diffusion, dim, key=None):
         from ._pde import diffusion_directions
 
