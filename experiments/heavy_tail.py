@@ -28,6 +28,7 @@ def main():
     p.add_argument("--method", default="scasml_noclip")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--estimates", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=11)
     args = p.parse_args()
     run = Path(args.run)
     config = json.loads((run / "config.json").read_text())
@@ -42,7 +43,7 @@ def main():
     n = args.estimates
     t = jnp.full((n,), points["t"][i])
     x = jnp.broadcast_to(jnp.asarray(points["x"][i]), (n, pde.dim))
-    out = scasml.calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10), key=jax.random.key(11))
+    out = scasml.calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10), key=jax.random.key(args.seed))
     d, se = np.asarray(out.defect), np.asarray(out.stderr)
     print(f"reference − surrogate (the true defect up to the reference's error): "
           f"{float(points['exact'][i] - np.asarray(out.surrogate)[0]):.4f}")

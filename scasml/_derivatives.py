@@ -93,6 +93,14 @@ class HutchinsonTrace(AbstractTraceEstimator):
         if not (isinstance(self.probes, int) and self.probes >= 1):
             raise ValueError(f"HutchinsonTrace needs probes ≥ 1, got {self.probes!r}")
 
+    def __call__(self, fn, t, x, diffusion, key=None):
+        fast = getattr(fn, "hutchinson_trace", None)  # e.g. the PINN's: probes in a width-dim space when d > width
+        if fast is not None:
+            if key is None:
+                raise ValueError("HutchinsonTrace needs a PRNG key")
+            return fast(t, x, diffusion, key, self.probes)
+        return super().__call__(fn, t, x, diffusion, key)
+
     def probe_directions(self, diffusion, dim, key=None):
         if key is None:
             raise ValueError("HutchinsonTrace needs a PRNG key")

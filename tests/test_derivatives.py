@@ -105,3 +105,18 @@ def test_pinn_compressed_sweep_has_the_right_parameter_gradient():
                     strict=True):
         assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_pinn_hutchinson_with_more_dimensions_than_units_is_unbiased():
+    """d > width: the PINN draws its Rademacher probes in the width-dim space of the first layer's Gram factor."""
+    d, width = 20, 8
+    pinn = scasml.PINN(d, 0.5, jax.random.key(0), width=width, depth=3)
+    x, t = 0.5 * jax.random.normal(jax.random.key(1), (d,)), jnp.asarray(0.1)
+    sigma = jax.random.uniform(jax.random.key(3), (d,), minval=0.5, maxval=1.5)
+    exact = float(scasml.ExactTrace()(scasml.FunctionSurrogate(lambda t, x: pinn(t, x)), t, x, sigma))
+    keys = jax.random.split(jax.random.key(4), 4000)
+    samples = np.asarray(jax.jit(jax.vmap(lambda k: scasml.HutchinsonTrace(2)(pinn, t, x, sigma, k)))(keys),
+                         np.float64)
+    mean, se = samples.mean(), samples.std(ddof=1) / np.sqrt(samples.size)
+    assert samples.std() > 1e-3 * abs(exact)  # random, not exact by accident
+    assert abs(mean - exact) <= 4 * se, (mean, exact, se)

@@ -84,10 +84,31 @@ class PINN(AbstractSurrogate):
         """
         from .._pde import diffusion_directions
 
-        w0 = self.mlp.layers[0].weight[:, : self.dim]  # (width, d)
-        projected = diffusion.T @ w0.T if diffusion.ndim == 2 else jnp.reshape(diffusion, (-1, 1)) * w0.T
-        network = self._sweep(t, x, projected)
+        network = self._sweep(t, x, self._projected_diffusion(diffusion))
         return self._with_terminal(t, x, network, lambda: diffusion_directions(diffusion, self.dim))
+
+    def hutchinson_trace(self, t, x, diffusion, key, probes: int):
+        """Unbiased estimate of Tr(σσᵀ∇²_x û(t, x)) from ``probes`` Rademacher probes (``HutchinsonTrace``).
+
+        For d ≤ width (or a built-in terminal condition) the probes are σr, r ∈ {±1}^d, as for any surrogate.
+        For d > width they are drawn in the width-dimensional space of the Gram factor R of the first layer's
+        images of σ (RᵀR = W₀σσᵀW₀ᵀ): probes Rᵀρ, ρ ∈ {±1}^width, have the same second moment as W₀σr, so the
+        estimate stays unbiased, and no probe costs a d-dimensional first-layer product (≈ 3 forward passes in
+        all, instead of ≈ 8 at d = 1,000). (With Gaussian probes the two would be equal in distribution.)
+        """
+        from .._derivatives import HutchinsonTrace, rademacher_from_bits
+
+        if self.dim <= self.width or self.terminal is not None:
+            rows, weight = HutchinsonTrace(probes).probe_directions(diffusion, self.dim, key)
+            return weight * self.hessian_quadratic_sum(t, x, rows)
+        factor = jnp.linalg.qr(self._projected_diffusion(diffusion), mode="r")  # (width, width)
+        signs = rademacher_from_bits(key, (probes, factor.shape[0]), factor.dtype)
+        return self._sweep(t, x, signs @ factor) / probes
+
+    def _projected_diffusion(self, diffusion):
+        """The first layer's images W₀σe_j of the rows σe_j, as a (d, width) array (σᵀW₀ᵀ)."""
+        w0 = self.mlp.layers[0].weight[:, : self.dim]  # (width, d)
+        return diffusion.T @ w0.T if diffusion.ndim == 2 else jnp.reshape(diffusion, (-1, 1)) * w0.T
 
     def _sweep(self, t, x, projected):
         """Σ_j v_jᵀ∇²(MLP)v_j given the first layer's images W₀v_j (rows of ``projected``, shape (k, width)).
