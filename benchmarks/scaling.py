@@ -12,8 +12,9 @@ Sweeps (each size is a new shape, hence a new XLA program: every row is compiled
   M       VB d = 20, N = --points-for-m, MultilevelPicard(n, M) for M in --bases. Theory: evaluations per point
           grow like M^n; the table prints the counts (surrogate values, value-and-gradients, residuals per point)
           and the exponents of time and of evaluations in M, and of time in evaluations.
-  d       LCD with an untrained PINN(d) surrogate, N = --points-for-d, MultilevelPicard(n, M); exact trace for
-          d < --hutchinson-from (default 1,000), HutchinsonTrace(4) from there on. Cold and warm seconds.
+  d       LCD with an untrained PINN(d) surrogate, N = --points-for-d, MultilevelPicard(n, M); exact trace (the
+          PINN's sweep costs ≈ min(d, width) directions), or HutchinsonTrace(4) from d ≥ --hutchinson-from if
+          given. Cold and warm seconds.
 Exponents: least-squares slope of log(time) against log(size). The header names the JAX backend and device.
 """
 
@@ -126,14 +127,15 @@ def sweep_bases(args):
 def sweep_dims(args):
     n_points = args.points_for_d
     estimator = scasml.MultilevelPicard(args.levels, args.base)
+    switch = "" if args.hutchinson_from is None else f", HutchinsonTrace(4) from d = {args.hutchinson_from}"
     print(f"\n[d] LCD, untrained PINN(d) surrogate, MultilevelPicard({args.levels}, {args.base}), N = {n_points}; "
-          f"exact trace for d < {args.hutchinson_from}, HutchinsonTrace(4) from there")
+          f"exact trace{switch}")
     print(f"{'d':>7} {'trace':>12} {'cold s':>9} {'warm s':>9} {'runs':>4} {'ms/point':>9}", flush=True)
     rows = []
     for d in args.dims:
         pde = scasml.equations.get("lcd", dim=d)
         surrogate = scasml.PINN(d, pde.horizon, jax.random.key(0))
-        hutchinson = d >= args.hutchinson_from
+        hutchinson = args.hutchinson_from is not None and d >= args.hutchinson_from
         trace = scasml.HutchinsonTrace(4) if hutchinson else scasml.ExactTrace()
         r = time_calibration(surrogate, pde, n_points, estimator, trace, args.repeats, args.fast)
         r["dim"], r["trace"] = d, "hutchinson-4" if hutchinson else "exact"
@@ -185,7 +187,8 @@ def main():
     parser.add_argument("--levels", type=int, default=2, help="n of MultilevelPicard(n, M)")
     parser.add_argument("--base", type=int, default=None, help="M of the points and d sweeps (default 10)")
     parser.add_argument("--large-from", type=int, default=1000, help="second points exponent over N ≥ this")
-    parser.add_argument("--hutchinson-from", type=int, default=1000, help="d sweep: Hutchinson trace from this d")
+    parser.add_argument("--hutchinson-from", type=int, default=None,
+                        help="d sweep: Hutchinson trace from this d (default: exact at every d)")
     parser.add_argument("--repeats", type=int, default=3, help="warm runs when one run is under --fast seconds")
     parser.add_argument("--fast", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help=f"smoke run with tiny sizes: {QUICK}")
@@ -195,7 +198,7 @@ def main():
         args.points, args.bases, args.dims = QUICK["points"], QUICK["bases"], QUICK["dims"]
         args.points_for_m, args.points_for_d = QUICK["points_for_m"], QUICK["points_for_d"]
         args.large_from = min(args.large_from, sorted(args.points)[-2])
-        args.hutchinson_from = min(args.hutchinson_from, max(args.dims))  # exercises both trace methods
+        args.hutchinson_from = min(args.hutchinson_from or max(args.dims), max(args.dims))  # both trace methods
         if args.base is None:
             args.base = QUICK["base"]
     if args.base is None:
