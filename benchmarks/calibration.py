@@ -7,6 +7,7 @@ evaluations it cannot avoid.
     python benchmarks/calibration.py                       # VB 20 d, LQG 100 d, DR 160 d; n = 2, M = 10; 1,200 points
     python benchmarks/calibration.py --rows vb:20 --trace hutchinson --json out.json
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2    # one JAX device per core (chunks in parallel)
+    python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --variant quadrature
 """
 
 from __future__ import annotations
@@ -61,10 +62,10 @@ def bare_evaluation_seconds(surrogate, pde, counts, n_points, trace, chunk=4096)
     return total
 
 
-def run_row(name, dim, points, levels, base, trace_name, chunk_size):
+def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="full_history"):
     surrogate, pde = _surrogate(name, dim)
     trace = scasml.HutchinsonTrace(4) if trace_name == "hutchinson" else scasml.ExactTrace()
-    estimator = scasml.MultilevelPicard(levels, base)
+    estimator = scasml.MultilevelPicard(levels, base, variant=variant)
     t, x = pde.sample_domain(jax.random.key(0), points)
 
     def calibrate():
@@ -76,7 +77,8 @@ def run_row(name, dim, points, levels, base, trace_name, chunk_size):
     counts = scasml.calibrate(surrogate, pde, t[:1], x[:1], estimator, key=jax.random.key(3), trace=trace).evaluations
     bare = bare_evaluation_seconds(surrogate, pde, counts, points, trace)
     return {
-        "row": f"{name}:{dim}", "points": points, "levels": levels, "base": base, "trace": trace_name,
+        "row": f"{name}:{dim}", "points": points, "levels": levels, "base": base, "variant": variant,
+        "trace": trace_name,
         "cold_s": round(cold, 3), "warm_s": round(warm, 3), "points_per_s": round(points / warm, 1),
         "bare_evaluations_s": round(bare, 3), "overhead_ratio": round(warm / bare, 2), "evaluations": counts,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -90,6 +92,8 @@ def main():
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--base", type=int, default=10)
     parser.add_argument("--trace", choices=["exact", "hutchinson"], default="exact")
+    parser.add_argument("--variant", choices=["full_history", "quadrature"], default="full_history",
+                        help="MultilevelPicard variant")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--json", default=None)
     parser.add_argument("--cpu-devices", type=int, default=1,
@@ -99,7 +103,8 @@ def main():
     results = []
     for row in args.rows:
         name, dim = row.split(":")
-        results.append(run_row(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size))
+        results.append(run_row(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size,
+                               args.variant))
         r = results[-1]
         print(f"{r['row']:>8} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  warm {r['warm_s']:7.2f} s  "
               f"{r['points_per_s']:8.1f} pts/s  bare evals {r['bare_evaluations_s']:7.2f} s  "
