@@ -119,7 +119,8 @@ def _as_points(pde: AbstractSemilinearPDE, t, x):
     if np.issubdtype(x_arr.dtype, np.floating) and x_arr.dtype != dtype:
         # float64 input computes in float64 only when JAX has x64 enabled (no truncation warning otherwise)
         dtype = jax.dtypes.canonicalize_dtype(np.promote_types(x_arr.dtype, dtype))
-    return jnp.asarray(t_arr, dtype), jnp.asarray(x_arr, dtype), single
+    # host arrays: padding and chunking then cost no small XLA compilations (about 1 s on a first call)
+    return np.asarray(t_arr, np.dtype(dtype)), np.asarray(x_arr, np.dtype(dtype)), single
 
 
 def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float, directions: int | None = None) -> int:
@@ -141,11 +142,12 @@ def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float, 
 
 
 def _chunk(arrays, n: int, chunk: int, n_chunks: int):
+    """(n_chunks, chunk, ...) host arrays, padded by repeating the last point."""
     pad = n_chunks * chunk - n
     out = []
     for arr in arrays:
-        filler = jnp.repeat(arr[-1:], pad, axis=0) if pad else arr[:0]
-        padded = jnp.concatenate([arr, filler])
+        filler = np.repeat(arr[-1:], pad, axis=0) if pad else arr[:0]
+        padded = np.concatenate([arr, filler])
         out.append(padded.reshape((n_chunks, chunk) + arr.shape[1:]))
     return out
 
@@ -224,14 +226,14 @@ def _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset):
         mesh = jax.make_mesh((len(devices),), ("points",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     n_chunks = math.ceil(n / chunk)
     n_chunks = math.ceil(n_chunks / len(devices)) * len(devices)  # every device gets the same number of chunks
-    index = jnp.arange(offset, offset + n, dtype=jnp.uint32)
-    index, tc, xc = _chunk([index, t, x], n, chunk, n_chunks)
+    index = np.arange(offset, offset + n, dtype=np.uint32)
+    index, tc, xc = _chunk([index, np.asarray(t), np.asarray(x)], n, chunk, n_chunks)
     if mesh is not None:
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
-        index, tc, xc = jax.device_put((index, tc, xc), sharding)
-    out = _program(pde, estimator, key, index, tc, xc, mesh, lanes)
-    if mesh is not None:
-        out = jax.device_put(out, devices[0])  # gather the shards
+        target = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
+    else:
+        target = devices[0]
+    index, tc, xc = jax.device_put((index, tc, xc), target)
+    out = jax.device_get(_program(pde, estimator, key, index, tc, xc, mesh, lanes))  # host arrays (shards gathered)
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
@@ -268,7 +270,7 @@ def _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset):
     idx = np.minimum(np.arange(lo, lo + share), n - 1)  # shares past the end repeat the last point (dropped below)
     out = _run_local(pde, estimator, key, t[idx], x[idx], chunk, lanes, devices, offset + lo)
     gathered = multihost_utils.process_allgather(out, tiled=True)  # (count · share, ...) on every process
-    return jax.tree.map(lambda a: jnp.asarray(a[:n]), gathered)
+    return jax.tree.map(lambda a: np.asarray(a[:n]), gathered)
 
 
 def _check_key(key):
@@ -281,8 +283,8 @@ def _check_key(key):
 
 
 def _flag_nonfinite(est, label: str):
-    finite = jnp.isfinite(est.u) & jnp.all(jnp.isfinite(est.z), axis=-1)
-    bad = int(jnp.sum(~finite))
+    finite = np.isfinite(est.u) & np.all(np.isfinite(est.z), axis=-1)
+    bad = int(np.sum(~finite))
     if bad:
         warnings.warn(
             f"{label}: the Monte Carlo estimate is not finite at {bad} point(s); they are flagged in `.finite`. "
@@ -293,10 +295,9 @@ def _flag_nonfinite(est, label: str):
     return finite
 
 
-def _squeeze(obj, single: bool):
-    if not single:
-        return obj
-    return jax.tree.map(lambda a: a[0], obj)
+def _as_output(obj, single: bool):
+    """Host results → JAX arrays (one point: its entries), with no small XLA compilations."""
+    return jax.tree.map(lambda a: jnp.asarray(a[0] if single else a), obj)
 
 
 def solve(
@@ -325,7 +326,7 @@ def solve(
     est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset)
     finite = _flag_nonfinite(est, "solve")
     out = Estimate(est.u, est.z, est.u_stderr, est.z_stderr, finite, estimator.evaluations(pde))
-    return _squeeze(out, single)
+    return _as_output(out, single)
 
 
 @eqx.filter_jit
@@ -358,8 +359,8 @@ def calibrate(
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
     with full_float32_matmuls():
-        u_hat = _surrogate_values(surrogate, t, x)
-    bad = ~np.isfinite(np.asarray(u_hat))
+        u_hat = np.asarray(_surrogate_values(surrogate, t, x))
+    bad = ~np.isfinite(u_hat)
     if bad.any():  # checked before the (expensive) Monte Carlo run
         first = int(np.argmax(bad))
         raise ValueError(
@@ -376,4 +377,4 @@ def calibrate(
     u = u_hat + est.u
     half = 1.959963984540054 * est.u_stderr
     out = CalibratedPrediction(u, u_hat, est.u, est.u_stderr, est.z, u - half, u + half, finite, counts)
-    return _squeeze(out, single)
+    return _as_output(out, single)
