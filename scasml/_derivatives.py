@@ -63,7 +63,8 @@ class AbstractTraceEstimator(eqx.Module):
 
 
 class ExactTrace(AbstractTraceEstimator):
-    """Σ_j v_jᵀ ∇²u v_j over all d directions (d directional second derivatives)."""
+    """Σ_j v_jᵀ ∇²u v_j over all d directions (d directional second derivatives), or the surrogate's own exact
+    ``diffusion_hessian_trace`` when it has one (the PINN's sweep: ≈ min(d, width) directions)."""
 
     def __call__(self, fn, t, x, diffusion, key=None):
         fast = getattr(fn, "diffusion_hessian_trace", None)  # e.g. the PINN's: no (d, d) matrix of directions
