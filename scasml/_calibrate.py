@@ -227,7 +227,7 @@ def _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset):
     n_chunks = math.ceil(n / chunk)
     n_chunks = math.ceil(n_chunks / len(devices)) * len(devices)  # every device gets the same number of chunks
     index = np.arange(offset, offset + n, dtype=np.uint32)
-    index, tc, xc = _chunk([index, np.asarray(t), np.asarray(x)], n, chunk, n_chunks)
+    index, tc, xc = _chunk([index, t, x], n, chunk, n_chunks)  # t, x: host arrays from _as_points
     if mesh is not None:
         target = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
     else:
