@@ -81,10 +81,14 @@ class DefectPDE(AbstractSemilinearPDE):
     def source(self, key, t, x):
         return residual_parts(self.base, self.surrogate, t, x, self.trace, key).residual
 
-    def nonlinearity_increment(self, t, x, new, old):
+    def increment_inputs(self, t, x):
+        """(û, σᵀ∇û) at (t, x); nothing for a linear base equation (its increments vanish)."""
+        return None if self.base.is_linear else self._value_and_z(t, x)
+
+    def nonlinearity_increment(self, t, x, new, old, inputs=None):
         if self.base.is_linear:
             return jnp.zeros((), x.dtype)
-        value, z_hat = self._value_and_z(t, x)
+        value, z_hat = self._value_and_z(t, x) if inputs is None else inputs
         if old is None:
             old = (jnp.zeros((), x.dtype), jnp.zeros_like(x))
         f = self.base.nonlinearity

@@ -148,8 +148,15 @@ class AbstractSemilinearPDE(eqx.Module):
         del key
         return self.nonlinearity(t, x, jnp.zeros((), x.dtype), jnp.zeros_like(x))
 
-    def nonlinearity_increment(self, t: Scalar, x: Vector, new: tuple, old: tuple | None) -> Scalar:
-        """f(t, x, *new) − f(t, x, *old), with old = None meaning (0, 0)."""
+    def increment_inputs(self, t: Scalar, x: Vector):
+        """What ``nonlinearity_increment`` needs at (t, x) that costs an evaluation (here nothing; for the law of
+        defect û and σᵀ∇û). The estimators evaluate these for all their samples in one batch."""
+        del t, x
+        return None
+
+    def nonlinearity_increment(self, t: Scalar, x: Vector, new: tuple, old: tuple | None, inputs=None) -> Scalar:
+        """f(t, x, *new) − f(t, x, *old), with old = None meaning (0, 0); ``inputs``: ``increment_inputs(t, x)``."""
+        del inputs
         if old is None:
             old = (jnp.zeros((), x.dtype), jnp.zeros_like(x))
         return self.nonlinearity(t, x, *new) - self.nonlinearity(t, x, *old)

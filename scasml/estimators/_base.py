@@ -92,6 +92,72 @@ def gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
     return (x + 1) / 2, w / 2
 
 
+class TerminalRequest(eqx.Module):
+    """Terminal values g(x) wanted at points x (..., d)."""
+
+    x: Float[Array, "... d"]
+
+    @staticmethod
+    def evaluate(pde, request):
+        return pde.terminal(request.x)
+
+
+class SourceRequest(eqx.Module):
+    """Sources f(s, x, 0, 0) wanted at (s (...), x (..., d)), one PRNG key (...) each (for random sources)."""
+
+    key: Array
+    t: Float[Array, ...]
+    x: Float[Array, "... d"]
+
+    @staticmethod
+    def evaluate(pde, request):
+        return pde.source(request.key, request.t, request.x)
+
+
+class IncrementRequest(eqx.Module):
+    """``pde.increment_inputs`` wanted at (s (...), x (..., d)) (the defect PDE: û and σᵀ∇û)."""
+
+    t: Float[Array, ...]
+    x: Float[Array, "... d"]
+
+    @staticmethod
+    def evaluate(pde, request):
+        return pde.increment_inputs(request.t, request.x)
+
+
+_REQUESTS = (TerminalRequest, SourceRequest, IncrementRequest)
+
+
+def _is_request(node) -> bool:
+    return isinstance(node, _REQUESTS)
+
+
+def evaluate_requests(pde, tree):
+    """Replace every request in ``tree`` by its values (batch shape = the request's), evaluating all requests
+    of one kind in a single vmapped call: one copy of each equation/surrogate evaluation in the compiled
+    program, however many places of an estimator ask for it."""
+    leaves, treedef = jax.tree.flatten(tree, is_leaf=_is_request)
+    out = list(leaves)
+    for kind in _REQUESTS:
+        where = [i for i, leaf in enumerate(leaves) if type(leaf) is kind]
+        if not where:
+            continue
+        shapes = [leaves[i].x.shape[:-1] for i in where]
+        flat = [
+            jax.tree.map(lambda a, rank=len(shape): a.reshape((-1,) + a.shape[rank:]), leaves[i])
+            for i, shape in zip(where, shapes, strict=True)
+        ]
+        batch = jax.tree.map(lambda *parts: jnp.concatenate(parts), *flat)
+        values = jax.vmap(kind.evaluate, in_axes=(None, 0))(pde, batch)
+        start = 0
+        for i, shape in zip(where, shapes, strict=True):
+            size = math.prod(shape)
+            out[i] = jax.tree.map(lambda v, a=start, b=start + size, shape=shape: v[a:b].reshape(shape + v.shape[1:]),
+                                  values)
+            start += size
+    return jax.tree.unflatten(treedef, out)
+
+
 def clip_pair(u, z, clip):
     if clip is None:
         return u, z

@@ -9,15 +9,18 @@ import jax.numpy as jnp
 from ._base import (
     AbstractEstimator,
     Component,
+    IncrementRequest,
     PointEstimate,
+    SourceRequest,
+    TerminalRequest,
     clip_pair,
     combine,
+    evaluate_requests,
     gauss_legendre,
     guard_terminal_time,
     inverse_gamma,
     random_time_component,
     sample_times,
-    terminal_component,
 )
 
 _VARIANTS = ("full_history", "quadrature")
@@ -125,76 +128,112 @@ class MultilevelPicard(AbstractEstimator):
     def estimate(self, pde, key, t, x) -> PointEstimate:
         def top(t, x):
             noise = _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype)
-            est = self._iterate(pde, self.levels, noise, t, x)
+            plan = self._plan(pde, self.levels, noise, t, x)
+            est = self._combine(pde, self.levels, evaluate_requests(pde, plan), t, x)
             u, z = clip_pair(est.u, est.z, self.clip)
             return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
         return guard_terminal_time(pde, t, x, top)
 
-    def _value(self, pde, n: int, noise: _Noise, t, x) -> PointEstimate | None:
-        """V_n at (t, x), clipped when ``clip`` is set; None for V_0 = 0."""
+    # The estimate is computed in three passes, so that every equation (surrogate) evaluation of the whole
+    # recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled program):
+    #   _plan: all sample points, from the noise alone (they do not depend on any evaluation);
+    #   evaluate_requests: the terminal values, sources and increment inputs at all of them;
+    #   _combine: the Picard sums.
+
+    def _plan(self, pde, n: int, noise: _Noise, t, x) -> dict:
+        """Sample points of V_n(t, x) and, for l ≥ 1, of its samples' (V_l, V_{l−1}), as evaluation requests.
+        Consumes ``noise`` (of ``noise_size(pde, n)``) in a fixed order: terminal paths, then per level its
+        samples and, for l ≥ 1, its samples' (V_l, V_{l−1}) noise."""
+        delta = pde.horizon - t
+        stream = _NoiseStream(noise)
+        normals = stream.normals(self.terminal_paths(n))
+        ends = (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
+        plan = {"g_x": TerminalRequest(x), "ends": TerminalRequest(ends), "normals": normals, "levels": []}
+        for level in self._levels(pde, n):
+            blocks, m = self.level_samples(n, level)
+            normals = stream.normals(blocks * m).reshape(blocks, m, pde.dim)
+            if self.variant == "full_history":
+                uniform = stream.uniforms(m)
+                s, points = sample_times(pde, normals[0], uniform, t, x, delta)
+                s, points = s[None], points[None]
+            else:
+                uniform = None
+                s, points = self._quadrature_points(pde, t, x, delta, normals)
+            entry = {"normals": normals, "uniform": uniform, "s": s, "points": points}
+            if level == 0:
+                entry["source"] = SourceRequest(stream.keys(blocks * m).reshape(blocks, m), s, points)
+            else:
+                new_size = self.noise_size(pde, level)
+                children = stream.children(blocks * m, self._children_size(pde, level))
+                children = jax.tree.map(lambda a, shape=(blocks, m): a.reshape(shape + a.shape[1:]), children)
+
+                def child(noise, s, point, level=level, new_size=new_size):
+                    new_noise, old_noise = noise.split(new_size)
+                    old = self._plan(pde, level - 1, old_noise, s, point) if level > 1 else None
+                    return self._plan(pde, level, new_noise, s, point), old
+
+                entry["children"] = jax.vmap(jax.vmap(child))(children, s, points)
+                entry["inputs"] = IncrementRequest(s, points)
+            plan["levels"].append(entry)
+        stream.check_consumed()
+        return plan
+
+    def _quadrature_points(self, pde, t, x, delta, normals):
+        """Gauss–Legendre nodes in time, ``normals`` (nodes, m, d) paths per node → s (nodes, m), X (nodes, m, d)."""
+        nodes, _ = gauss_legendre(normals.shape[0])
+        elapsed = delta * jnp.asarray(nodes, x.dtype)  # (q,)
+        shift = jax.vmap(jax.vmap(pde.diffuse))(jnp.sqrt(elapsed)[:, None, None] * normals)
+        points = x[None, None] + pde.drift[None, None] * elapsed[:, None, None] + shift
+        return jnp.broadcast_to((t + elapsed)[:, None], normals.shape[:2]), points
+
+    def _combine(self, pde, n: int, plan: dict, t, x) -> PointEstimate:
+        """V_n(t, x) from an evaluated ``_plan`` (requests replaced by their values)."""
+        delta = pde.horizon - t
+        g_x = plan["g_x"]
+        diff = plan["ends"] - g_x
+        components = [Component(diff[None], (diff[:, None] * plan["normals"] / jnp.sqrt(delta))[None])]
+        for level, entry in zip(self._levels(pde, n), plan["levels"], strict=True):
+            if level == 0:
+                values = entry["source"]
+            else:
+                new_plan, old_plan = entry["children"]
+
+                def increment(new_plan, old_plan, inputs, s, point, level=level):
+                    new = self._value(pde, level, new_plan, s, point)
+                    old = self._value(pde, level - 1, old_plan, s, point)
+                    return self._increment(pde, s, point, new, old, inputs)
+
+                values = jax.vmap(jax.vmap(increment))(new_plan, old_plan, entry["inputs"], entry["s"], entry["points"])
+            if self.variant == "full_history":
+                components.append(random_time_component(values[0], entry["normals"][0], entry["uniform"], delta))
+            else:
+                components.append(self._quadrature_component(x, delta, entry["normals"], values))
+        return combine(g_x, jnp.zeros_like(x), components)
+
+    def _value(self, pde, n: int, plan: dict | None, t, x) -> PointEstimate | None:
+        """V_n at (t, x) from its evaluated plan, clipped when ``clip`` is set; None for V_0 = 0."""
         if n == 0:
             return None
-        est = self._iterate(pde, n, noise, t, x)
+        est = self._combine(pde, n, plan, t, x)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
-    def _increment(self, pde, s, point, new: PointEstimate, old: PointEstimate | None):
+    def _increment(self, pde, s, point, new: PointEstimate, old: PointEstimate | None, inputs):
         """f(V_new) − f(V_old); when debiasing a generator a‖z‖² + (affine in z), minus a·(Σse²_new − Σse²_old)."""
-        inc = pde.nonlinearity_increment(s, point, (new.u, new.z), None if old is None else (old.u, old.z))
+        old_pair = None if old is None else (old.u, old.z)
+        inc = pde.nonlinearity_increment(s, point, (new.u, new.z), old_pair, inputs)
         a = pde.gradient_quadratic if (self.debias and self.clip is None) else None
         if a is None:
             return inc
         old_variance = 0.0 if old is None else jnp.sum(old.z_stderr**2)
         return inc - a * (jnp.sum(new.z_stderr**2) - old_variance)
 
-    def _iterate(self, pde, n: int, noise: _Noise, t, x) -> PointEstimate:
-        """V_n(t, x), consuming ``noise`` (of ``noise_size(pde, n)``) in a fixed order: terminal paths, then per
-        level its samples and, for l ≥ 1, its samples' (V_l, V_{l−1}) noise."""
-        delta = pde.horizon - t
-        g_x = pde.terminal(x)
-        paths = self.terminal_paths(n)
-        stream = _NoiseStream(noise)
-        components = [terminal_component(pde, stream.normals(paths), x, delta, g_x)]
-        for level in self._levels(pde, n):
-            blocks, m = self.level_samples(n, level)
-            normals = stream.normals(blocks * m).reshape(blocks, m, pde.dim)
-            uniform = stream.uniforms(m) if self.variant == "full_history" else None
-            if level == 0:
-                children = stream.keys(blocks * m).reshape(blocks, m)
-
-                def integrand(child_key, s, point):
-                    return pde.source(child_key, s, point)
-            else:
-                new_size = self.noise_size(pde, level)
-                children = stream.children(blocks * m, self._children_size(pde, level))
-                children = jax.tree.map(lambda a, shape=(blocks, m): a.reshape(shape + a.shape[1:]), children)
-
-                def integrand(child, s, point, level=level, new_size=new_size):
-                    new_noise, old_noise = child.split(new_size)
-                    new = self._value(pde, level, new_noise, s, point)
-                    old = self._value(pde, level - 1, old_noise, s, point)
-                    return self._increment(pde, s, point, new, old)
-
-            if self.variant == "full_history":
-                s, points = sample_times(pde, normals[0], uniform, t, x, delta)
-                values = jax.vmap(integrand)(jax.tree.map(lambda a: a[0], children), s, points)
-                components.append(random_time_component(values, normals[0], uniform, delta))
-            else:
-                components.append(self._quadrature_component(pde, t, x, delta, normals, children, integrand))
-        stream.check_consumed()
-        return combine(g_x, jnp.zeros_like(x), components)
-
-    def _quadrature_component(self, pde, t, x, delta, normals, children, integrand) -> Component:
-        """Gauss–Legendre nodes in time, ``normals`` (nodes, m, d) paths per node; ``children`` (nodes, m, ...)."""
-        blocks = normals.shape[0]
-        nodes, weights = gauss_legendre(blocks)
+    def _quadrature_component(self, x, delta, normals, values) -> Component:
+        """Gauss–Legendre nodes in time: ``normals`` (nodes, m, d) paths per node, ``values`` (nodes, m)."""
+        nodes, weights = gauss_legendre(normals.shape[0])
         elapsed = delta * jnp.asarray(nodes, x.dtype)  # (q,)
         weights = delta * jnp.asarray(weights, x.dtype)
-        shift = jax.vmap(jax.vmap(pde.diffuse))(jnp.sqrt(elapsed)[:, None, None] * normals)
-        points = x[None, None] + pde.drift[None, None] * elapsed[:, None, None] + shift
-        s = jnp.broadcast_to((t + elapsed)[:, None], normals.shape[:2])
-        values = jax.vmap(jax.vmap(integrand))(children, s, points)  # (q, m)
         u = weights[:, None] * values
         z = (weights / jnp.sqrt(elapsed))[:, None, None] * values[..., None] * normals
         return Component(u, z)
