@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import (
     AbstractEstimator,
@@ -240,12 +243,12 @@ class MultilevelPicard(AbstractEstimator):
 
 
 class _Noise(eqx.Module):
-    """Random numbers for one V_n evaluation (layout: ``MultilevelPicard._iterate``). Drawn once per query point
-    in three draws, whatever n and M: few PRNG call sites keep XLA's compilation short (every site compiles to
-    its own large kernel), and rank-2 draws keep those kernels small."""
+    """Random numbers for one V_n evaluation (layout: ``MultilevelPicard._plan``). Drawn once per query point,
+    in one draw of random bits whatever n and M: every PRNG call site compiles to its own large kernel, so one
+    site keeps XLA's compilation short."""
 
     normals: jax.Array  # (rows, d)
-    uniforms: jax.Array  # (k,)
+    uniforms: jax.Array  # (k,), in (0, 1)
     keys: jax.Array  # (s,) PRNG keys, one per source evaluation (used by random sources, e.g. Hutchinson)
 
     def split(self, size: tuple[int, int, int]) -> tuple[_Noise, _Noise]:
@@ -255,10 +258,38 @@ class _Noise(eqx.Module):
 
 
 def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype) -> _Noise:
+    """``size`` = (normal rows of length ``dim``, uniforms, keys), all from disjoint words of one bits draw."""
     rows, uniforms, keys = size
-    nkey, ukey, skey = jax.random.split(key, 3)
-    normals = jax.random.normal(nkey, (rows * dim,), dtype).reshape(rows, dim)
-    return _Noise(normals, jax.random.uniform(ukey, (uniforms,), dtype), jax.random.split(skey, keys))
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    key_words = math.prod(jax.random.key_data(key).shape) if typed else 2
+    floats = rows * dim + uniforms
+    per_float = jnp.dtype(dtype).itemsize // 4
+    words = jax.random.bits(key, (floats * per_float + keys * key_words,), jnp.uint32)
+    unit = open_unit_interval(words[: floats * per_float], dtype)
+    normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit[: rows * dim] - 1)
+    key_data = words[floats * per_float :].reshape((keys, key_words))
+    if typed:
+        key_data = key_data.reshape((keys,) + jax.random.key_data(key).shape)
+        source_keys = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key))
+    else:
+        source_keys = key_data
+    return _Noise(normals.reshape(rows, dim), unit[rows * dim :], source_keys)
+
+
+def open_unit_interval(words, dtype):
+    """Uniform floats in (0, 1) on the midpoints of a grid of 2^-mantissa: symmetric about ½, never 0 or 1
+    (so that √2·erfinv(2U − 1) is finite). ``words``: uint32, one per float32 or two per float64."""
+    if jnp.dtype(dtype) == jnp.float32:  # [1, 2) from 23 random mantissa bits, then shifted by 1 − 2^-24
+        mantissa, step = (words >> 9) | np.uint32(0x3F800000), 2.0**-24
+        floats = jax.lax.bitcast_convert_type(mantissa, jnp.float32)
+    elif jnp.dtype(dtype) == jnp.float64:  # 52 mantissa bits from two words
+        pairs = words.reshape(-1, 2).astype(jnp.uint64)
+        bits = (pairs[:, 0] << np.uint64(32)) | pairs[:, 1]
+        mantissa, step = (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000), 2.0**-53
+        floats = jax.lax.bitcast_convert_type(mantissa, jnp.float64)
+    else:
+        raise TypeError(f"the estimators draw float32 or float64 noise, not {jnp.dtype(dtype)}")
+    return floats - jnp.asarray(1 - step, floats.dtype)  # exact: (2k + 1)·step
 
 
 class _NoiseStream:
