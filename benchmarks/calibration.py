@@ -8,6 +8,10 @@ evaluations it cannot avoid.
     python benchmarks/calibration.py --rows vb:20 --trace hutchinson --json out.json
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2    # one JAX device per core (chunks in parallel)
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --variant quadrature
+    python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --cold-runs 7   # cold: median of 7 new processes
+
+"cold" is the first call in a new process (tracing, XLA compilation and the first execution); on a noisy machine
+use --cold-runs to repeat it in fresh processes and report the median and range.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import argparse
 import json
 import platform
 import resource
+import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -62,7 +69,7 @@ def bare_evaluation_seconds(surrogate, pde, counts, n_points, trace, chunk=4096)
     return total
 
 
-def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="full_history"):
+def _setup(name, dim, points, levels, base, trace_name, chunk_size, variant):
     surrogate, pde = _surrogate(name, dim)
     trace = scasml.HutchinsonTrace(4) if trace_name == "hutchinson" else scasml.ExactTrace()
     estimator = scasml.MultilevelPicard(levels, base, variant=variant)
@@ -72,6 +79,23 @@ def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="fu
         return scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(3), trace=trace,
                                 chunk_size=chunk_size).u
 
+    return surrogate, pde, trace, estimator, t, x, calibrate
+
+
+def cold_in_new_processes(runs: int) -> list[float]:
+    """First-call seconds of this row in ``runs`` new processes (this script with --cold-only)."""
+    argv = [a for a in sys.argv[1:] if a != "--cold-only"]
+    times = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, __file__, *argv, "--cold-only"], capture_output=True, text=True,
+                             check=True)
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return times
+
+
+def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="full_history"):
+    surrogate, pde, trace, estimator, t, x, calibrate = _setup(name, dim, points, levels, base, trace_name,
+                                                               chunk_size, variant)
     cold = _timed(calibrate)
     warm = _timed(calibrate, repeats=3)
     counts = scasml.calibrate(surrogate, pde, t[:1], x[:1], estimator, key=jax.random.key(3), trace=trace).evaluations
@@ -85,6 +109,20 @@ def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="fu
     }
 
 
+def _with_rows(argv: list[str], row: str) -> list[str]:
+    """``argv`` with its --rows list replaced by the single ``row``."""
+    out, skipping = [], False
+    for arg in argv:
+        if arg == "--rows":
+            skipping = True
+            continue
+        if skipping and not arg.startswith("--"):
+            continue
+        skipping = False
+        out.append(arg)
+    return [*out, "--rows", row]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="+", default=["vb:20", "lqg:100", "dr:160"])
@@ -96,16 +134,36 @@ def main():
                         help="MultilevelPicard variant")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--cold-runs", type=int, default=1,
+                        help="measure cold in this many new processes (one row at a time) and report the median")
+    parser.add_argument("--cold-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cpu-devices", type=int, default=1,
                         help="JAX CPU devices (scasml.use_every_cpu_core); the bare evaluations use one of them")
     args = parser.parse_args()
     scasml.use_every_cpu_core(args.cpu_devices)
+    if args.cold_only:  # one row, first call only (used by --cold-runs)
+        name, dim = args.rows[0].split(":")
+        *_, calibrate = _setup(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size,
+                               args.variant)
+        print(_timed(calibrate))
+        return
     results = []
     for row in args.rows:
         name, dim = row.split(":")
         results.append(run_row(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size,
                                args.variant))
         r = results[-1]
+        if args.cold_runs > 1:
+            saved = sys.argv
+            sys.argv = [saved[0], *_with_rows(saved[1:], row)]
+            try:
+                colds = [r["cold_s"], *cold_in_new_processes(args.cold_runs - 1)]
+            finally:
+                sys.argv = saved
+            r["cold_runs_s"] = [round(c, 3) for c in colds]
+            r["cold_s"] = round(statistics.median(colds), 3)
+            print(f"{r['row']:>8}: cold in {len(colds)} new processes: median {r['cold_s']:.2f} s, "
+                  f"range {min(colds):.2f}-{max(colds):.2f} s", flush=True)
         print(f"{r['row']:>8} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  warm {r['warm_s']:7.2f} s  "
               f"{r['points_per_s']:8.1f} pts/s  bare evals {r['bare_evaluations_s']:7.2f} s  "
               f"overhead ×{r['overhead_ratio']:.2f}  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",

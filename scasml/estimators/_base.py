@@ -27,14 +27,15 @@ class Component(eqx.Module):
     u: Float[Array, "blocks m"]
     z: Float[Array, "blocks m d"]
 
-    def mean(self):
-        return jnp.sum(jnp.mean(self.u, axis=1)), jnp.sum(jnp.mean(self.z, axis=1), axis=0)
-
-    def variance_of_mean(self):
-        m = self.u.shape[1]
+    def mean_and_variance(self):
+        """(Σ_blocks mean, Σ_blocks var/m) of the stacked summands (u, z): two arrays of shape (d + 1,)."""
+        stacked = jnp.concatenate([self.u[..., None], self.z], axis=-1)  # (blocks, m, d + 1)
+        m = stacked.shape[1]
+        mean = jnp.mean(stacked, axis=1)
         if m < 2:
-            return jnp.zeros((), self.u.dtype), jnp.zeros(self.z.shape[-1], self.z.dtype)
-        return jnp.sum(jnp.var(self.u, axis=1, ddof=1)) / m, jnp.sum(jnp.var(self.z, axis=1, ddof=1), axis=0) / m
+            return jnp.sum(mean, axis=0), jnp.zeros_like(mean[0])
+        variance = jnp.sum((stacked - mean[:, None]) ** 2, axis=1) / (m * (m - 1))
+        return jnp.sum(mean, axis=0), jnp.sum(variance, axis=0)
 
 
 class PointEstimate(eqx.Module):
@@ -47,13 +48,11 @@ class PointEstimate(eqx.Module):
 
 
 def combine(constant_u, constant_z, components: list[Component]) -> PointEstimate:
-    u, z = constant_u, constant_z
-    var_u, var_z = jnp.zeros_like(constant_u), jnp.zeros_like(constant_z)
-    for comp in components:
-        cu, cz = comp.mean()
-        vu, vz = comp.variance_of_mean()
-        u, z, var_u, var_z = u + cu, z + cz, var_u + vu, var_z + vz
-    return PointEstimate(u, z, jnp.sqrt(var_u), jnp.sqrt(var_z))
+    """Constant + the components' means, with the standard error from their sample variances."""
+    parts = [comp.mean_and_variance() for comp in components]
+    total = jnp.concatenate([constant_u[None], constant_z]) + sum(mean for mean, _ in parts)
+    stderr = jnp.sqrt(sum(variance for _, variance in parts))
+    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:])
 
 
 def terminal_component(pde, normals, x, delta, g_x) -> Component:
