@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from ._derivatives import AbstractTraceEstimator, ExactTrace, residual_parts
+from ._derivatives import AbstractTraceEstimator, ExactTrace, residual, residual_parts
 from ._domain import AbstractDomain
 from ._pde import AbstractSemilinearPDE
 from .surrogates import AbstractSurrogate
@@ -79,7 +79,7 @@ class DefectPDE(AbstractSemilinearPDE):
         return f(t, x, parts.value + u, z_hat + z) - f(t, x, parts.value, z_hat) + parts.residual
 
     def source(self, key, t, x):
-        return residual_parts(self.base, self.surrogate, t, x, self.trace, key).residual
+        return residual(self.base, self.surrogate, t, x, self.trace, key)
 
     def increment_inputs(self, t, x):
         """(û, σᵀ∇û) at (t, x); nothing for a linear base equation (its increments vanish)."""

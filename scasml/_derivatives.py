@@ -159,5 +159,15 @@ def residual_parts(pde, fn: Callable, t, x, trace=ExactTrace(), key=None) -> Res
 
 
 def residual(pde, fn: Callable, t, x, trace: AbstractTraceEstimator = ExactTrace(), key=None) -> Scalar:
-    """The PDE residual ε(t, x) of a function u(t, x) (zero for the exact solution)."""
+    """The PDE residual ε(t, x) of a function u(t, x) (zero for the exact solution).
+
+    With the exact trace, a surrogate that offers ``residual_terms(t, x, μ, σ)`` (PINNs with d ≤ width: one
+    forward sweep, no backward pass) supplies (u, ∂_t u + μ·∇u, σᵀ∇u, Tr(σσᵀ∇²u)); otherwise autodiff.
+    """
+    terms = getattr(fn, "residual_terms", None)
+    if terms is not None and isinstance(trace, ExactTrace):
+        found = terms(t, x, pde.drift, jnp.asarray(pde.diffusion, x.dtype))
+        if found is not None:
+            value, transport, z, second = found
+            return transport + 0.5 * second + pde.nonlinearity(t, x, value, z)
     return residual_parts(pde, fn, t, x, trace, key).residual

@@ -120,3 +120,26 @@ def test_pinn_hutchinson_with_more_dimensions_than_units_is_unbiased():
     mean, se = samples.mean(), samples.std(ddof=1) / np.sqrt(samples.size)
     assert samples.std() > 1e-3 * abs(exact)  # random, not exact by accident
     assert abs(mean - exact) <= 4 * se, (mean, exact, se)
+
+
+def test_pinn_single_sweep_residual_matches_autodiff(x64):
+    """``scasml.residual`` of a PINN with d ≤ width comes from one forward sweep (value, transport term ∂_t û + μ·∇û,
+    σᵀ∇û, trace): it equals the autodiff residual for scalar, diagonal and full σ and a gradient-dependent f."""
+    d = 7
+    x = 0.4 * jax.random.normal(jax.random.key(20), (d,))
+    t = jnp.asarray(0.3)
+    pinn = scasml.PINN(d, 1.0, jax.random.key(21), width=12, depth=3)
+    drift = jnp.linspace(-0.5, 0.8, d)
+    sigmas = (0.7, jnp.linspace(0.5, 1.5, d), 0.3 * jax.random.normal(jax.random.key(22), (d, d)) + jnp.eye(d))
+    for sigma in sigmas:
+        pde = scasml.SemilinearPDE(dim=d, horizon=1.0, drift=drift, diffusion=sigma,
+                                   nonlinearity=lambda t, x, u, z: jnp.sin(u) - 0.5 * z @ z + z[0] * x[1],
+                                   terminal=lambda x: jnp.sum(x))
+        value, transport, z, second = pinn.residual_terms(t, x, pde.drift, pde.diffusion)
+        autodiff = scasml._derivatives.residual_parts(pde, pinn, t, x)
+        np.testing.assert_allclose(z, pde.sigma_transpose(autodiff.gradient), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(scasml.residual(pde, pinn, t, x), autodiff.residual, rtol=1e-12, atol=1e-14)
+        dt = jax.grad(pinn, argnums=0)(t, x)
+        np.testing.assert_allclose(transport, dt + drift @ autodiff.gradient, rtol=1e-12, atol=1e-14)
+    wide = scasml.PINN(d, 1.0, jax.random.key(23), width=5, depth=3)  # d > width: autodiff (None here)
+    assert wide.residual_terms(t, x, drift, jnp.asarray(0.7)) is None

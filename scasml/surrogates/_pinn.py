@@ -73,7 +73,7 @@ class PINN(AbstractSurrogate):
         """
         first = self.mlp.layers[0].weight
         padded = jnp.concatenate([directions, jnp.zeros((directions.shape[0], 1), directions.dtype)], axis=1)
-        network = self._sweep(t, x, padded @ first.T)
+        network = self._sweep(t, x, padded @ first.T)[3]
         return self._with_terminal(t, x, network, lambda: directions)
 
     def diffusion_hessian_trace(self, t, x, diffusion):
@@ -84,7 +84,7 @@ class PINN(AbstractSurrogate):
         """
         from .._pde import diffusion_directions
 
-        network = self._sweep(t, x, self._projected_diffusion(diffusion))
+        network = self._sweep(t, x, self._projected_diffusion(diffusion))[3]
         return self._with_terminal(t, x, network, lambda: diffusion_directions(diffusion, self.dim))
 
     def hutchinson_trace(self, t, x, diffusion, key, probes: int):
@@ -103,20 +103,35 @@ class PINN(AbstractSurrogate):
             return weight * self.hessian_quadratic_sum(t, x, rows)
         factor = jnp.linalg.qr(self._projected_diffusion(diffusion), mode="r")  # (width, width)
         signs = rademacher_from_bits(key, (probes, factor.shape[0]), factor.dtype)
-        return self._sweep(t, x, signs @ factor) / probes
+        return self._sweep(t, x, signs @ factor)[3] / probes
 
     def _projected_diffusion(self, diffusion):
         """The first layer's images W₀σe_j of the rows σe_j, as a (d, width) array (σᵀW₀ᵀ)."""
         w0 = self.mlp.layers[0].weight[:, : self.dim]  # (width, d)
         return diffusion.T @ w0.T if diffusion.ndim == 2 else jnp.reshape(diffusion, (-1, 1)) * w0.T
 
-    def _sweep(self, t, x, projected):
-        """Σ_j v_jᵀ∇²(MLP)v_j given the first layer's images W₀v_j (rows of ``projected``, shape (k, width)).
+    def residual_terms(self, t, x, drift, diffusion):
+        """(û, ∂_t û + μ·∇û, σᵀ∇û, Tr(σσᵀ∇²û)) at one point from a single forward sweep (no backward pass), for
+        d ≤ width and no built-in terminal condition; None otherwise (then ``scasml.residual`` uses autodiff).
 
-        Only the Gram matrix Σ_j (W₀v_j)(W₀v_j)ᵀ matters downstream (every later quantity is a sum over j of
-        squares of linear maps of the rows), so when k > width the k rows are replaced by the `width` rows of
+        The sweep's first derivatives along the rows σe_j are the entries of σᵀ∇û, and one more first-order
+        direction (μ, 1) in (x, t) gives the transport term ∂_t û + μ·∇û.
+        """
+        if self.terminal is not None or self.dim > self.width:
+            return None
+        transport = self.mlp.layers[0].weight @ jnp.concatenate([drift, jnp.ones((1,), x.dtype)])
+        return self._sweep(t, x, self._projected_diffusion(diffusion), transport)
+
+    def _sweep(self, t, x, projected, transport=None):
+        """Forward-Laplacian sweep given the first layer's images W₀v_j of k directions (rows of ``projected``,
+        shape (k, width)) and optionally of one first-order direction (``transport``, shape (width,)).
+
+        Returns (MLP value, derivative along ``transport`` or None, derivatives along the k rows, Σ_j v_jᵀ∇²v_j).
+        Only the Gram matrix Σ_j (W₀v_j)(W₀v_j)ᵀ matters for the last (every later quantity of it is a sum over j
+        of squares of linear maps of the rows), so when k > width the k rows are replaced by the `width` rows of
         R from a QR factorisation (RᵀR = the Gram): the sweep then costs ≈ width forward passes instead of k —
-        d-independent after the first layer (a 10,000-d exact Laplacian at the price of ~50 directions).
+        d-independent after the first layer (a 10,000-d exact Laplacian at the price of ~50 directions); the
+        per-row derivatives are then those of R's rows.
         """
         act = _ACTIVATIONS[self.activation]
         if projected.shape[0] > self.width:
@@ -126,18 +141,22 @@ class PINN(AbstractSurrogate):
         h = h + (layers[0].bias if layers[0].bias is not None else 0.0)
         d1, d2 = _first_two_derivatives(act, h)
         h, lap, jac = act(h), d2 * jnp.sum(projected**2, axis=0), d1[None, :] * projected
+        flow = None if transport is None else d1 * transport
         last = len(layers) - 1
         for i, layer in enumerate(layers[1:], start=1):
             weight = layer.weight
             h = weight @ h + (layer.bias if layer.bias is not None else 0.0)
             jac = jac @ weight.T
             lap = weight @ lap
+            flow = None if flow is None else weight @ flow
             if i < last:
                 d1, d2 = _first_two_derivatives(act, h)
                 h = act(h)
                 lap = d1 * lap + d2 * jnp.sum(jac**2, axis=0)
                 jac = d1[None, :] * jac
-        return jnp.reshape(lap, ())
+                flow = None if flow is None else d1 * flow
+        flow = None if flow is None else jnp.reshape(flow, ())
+        return jnp.reshape(h, ()), flow, jnp.reshape(jac, (-1,)), jnp.reshape(lap, ())
 
     def _with_terminal(self, t, x, network, directions):
         """Adds Σ_j v_jᵀ∇²g v_j when the terminal condition is built in (û = g + (T − t)/T · MLP)."""
