@@ -252,3 +252,22 @@ def test_noise_is_standard_normal_and_uniform(dtype):
         assert abs(u.mean() - 0.5) < 4 * np.sqrt(1 / 12 / u.size)
         extremes = open_unit_interval(jnp.asarray([0, 0xFFFFFFFF] * 2, jnp.uint32), jnp.dtype(dtype))
         assert 0 < float(extremes.min()) and float(extremes.max()) < 1 and np.all(np.isfinite(np.asarray(z)))
+
+
+def test_sample_times_that_round_to_the_horizon_stay_finite(monkeypatch):
+    """s = t + ΔU² rounds to T in float32 for U a few ulps below 1 (t = 0.38115108, T = 0.5, U = 1 − 2⁻²⁴): the
+    inner estimates there must use T − s = Δ(1 − U)(1 + U) > 0, not the rounded T − s = 0 (a 0/0 in z)."""
+    from scasml.estimators import _picard
+
+    draw = _picard._draw_noise
+
+    def largest_uniforms(key, size, dim, dtype):
+        noise = draw(key, size, dim, dtype)
+        return _picard._Noise(noise.normals, jnp.full_like(noise.uniforms, 1 - 2.0**-24), noise.keys)
+
+    monkeypatch.setattr(_picard, "_draw_noise", largest_uniforms)
+    pde = scasml.equations.get("vb", dim=5)
+    t = jnp.asarray(0.38115108, jnp.float32)
+    assert float(t + (pde.horizon - t) * (1 - 2.0**-24) ** 2) == pde.horizon  # the rounding really happens
+    est = scasml.MultilevelPicard(2, 4).estimate(pde, jax.random.key(0), t, 0.1 * jnp.ones(5))
+    assert all(np.all(np.isfinite(np.asarray(a))) for a in (est.u, est.z, est.u_stderr, est.z_stderr))

@@ -131,8 +131,9 @@ class MultilevelPicard(AbstractEstimator):
     def estimate(self, pde, key, t, x) -> PointEstimate:
         def top(t, x):
             noise = _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype)
-            plan = self._plan(pde, self.levels, noise, t, x)
-            est = self._combine(pde, self.levels, evaluate_requests(pde, plan), t, x)
+            delta = pde.horizon - t
+            plan = self._plan(pde, self.levels, noise, t, x, delta)
+            est = self._combine(pde, self.levels, evaluate_requests(pde, plan), x, delta)
             u, z = clip_pair(est.u, est.z, self.clip)
             return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
@@ -144,11 +145,12 @@ class MultilevelPicard(AbstractEstimator):
     #   evaluate_requests: the terminal values, sources and increment inputs at all of them;
     #   _combine: the Picard sums.
 
-    def _plan(self, pde, n: int, noise: _Noise, t, x) -> dict:
+    def _plan(self, pde, n: int, noise: _Noise, t, x, delta) -> dict:
         """Sample points of V_n(t, x) and, for l ≥ 1, of its samples' (V_l, V_{l−1}), as evaluation requests.
         Consumes ``noise`` (of ``noise_size(pde, n)``) in a fixed order: terminal paths, then per level its
-        samples and, for l ≥ 1, its samples' (V_l, V_{l−1}) noise."""
-        delta = pde.horizon - t
+        samples and, for l ≥ 1, its samples' (V_l, V_{l−1}) noise. ``delta`` = T − t, passed down rather than
+        recomputed from s: T − s would round to 0 in float32 for samples a few ulps before T (and then divide
+        by zero), while Δ(1 − U)(1 + U) stays positive for every U < 1."""
         stream = _NoiseStream(noise)
         normals = stream.normals(self.terminal_paths(n))
         ends = (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
@@ -159,11 +161,11 @@ class MultilevelPicard(AbstractEstimator):
             if self.variant == "full_history":
                 uniform = stream.uniforms(m)
                 s, points = sample_times(pde, normals[0], uniform, t, x, delta)
-                s, points = s[None], points[None]
+                s, points, remaining = s[None], points[None], (delta * (1 - uniform) * (1 + uniform))[None]
             else:
                 uniform = None
-                s, points = self._quadrature_points(pde, t, x, delta, normals)
-            entry = {"normals": normals, "uniform": uniform, "s": s, "points": points}
+                s, points, remaining = self._quadrature_points(pde, t, x, delta, normals)
+            entry = {"normals": normals, "uniform": uniform, "s": s, "points": points, "remaining": remaining}
             if level == 0:
                 entry["source"] = SourceRequest(stream.keys(blocks * m).reshape(blocks, m), s, points)
             else:
@@ -171,28 +173,31 @@ class MultilevelPicard(AbstractEstimator):
                 children = stream.children(blocks * m, self._children_size(pde, level))
                 children = jax.tree.map(lambda a, shape=(blocks, m): a.reshape(shape + a.shape[1:]), children)
 
-                def child(noise, s, point, level=level, new_size=new_size):
+                def child(noise, s, point, remaining, level=level, new_size=new_size):
                     new_noise, old_noise = noise.split(new_size)
-                    old = self._plan(pde, level - 1, old_noise, s, point) if level > 1 else None
-                    return self._plan(pde, level, new_noise, s, point), old
+                    old = self._plan(pde, level - 1, old_noise, s, point, remaining) if level > 1 else None
+                    return self._plan(pde, level, new_noise, s, point, remaining), old
 
-                entry["children"] = jax.vmap(jax.vmap(child))(children, s, points)
+                entry["children"] = jax.vmap(jax.vmap(child))(children, s, points, remaining)
                 entry["inputs"] = IncrementRequest(s, points)
             plan["levels"].append(entry)
         stream.check_consumed()
         return plan
 
     def _quadrature_points(self, pde, t, x, delta, normals):
-        """Gauss–Legendre nodes in time, ``normals`` (nodes, m, d) paths per node → s (nodes, m), X (nodes, m, d)."""
+        """Gauss–Legendre nodes in time, ``normals`` (nodes, m, d) paths per node → s, T − s (nodes, m) and
+        X (nodes, m, d)."""
         nodes, _ = gauss_legendre(normals.shape[0])
         elapsed = delta * jnp.asarray(nodes, x.dtype)  # (q,)
         shift = jax.vmap(jax.vmap(pde.diffuse))(jnp.sqrt(elapsed)[:, None, None] * normals)
         points = x[None, None] + pde.drift[None, None] * elapsed[:, None, None] + shift
-        return jnp.broadcast_to((t + elapsed)[:, None], normals.shape[:2]), points
+        remaining = delta * jnp.asarray(1 - nodes, x.dtype)
+        shape = normals.shape[:2]
+        return (jnp.broadcast_to((t + elapsed)[:, None], shape), points,
+                jnp.broadcast_to(remaining[:, None], shape))
 
-    def _combine(self, pde, n: int, plan: dict, t, x) -> PointEstimate:
-        """V_n(t, x) from an evaluated ``_plan`` (requests replaced by their values)."""
-        delta = pde.horizon - t
+    def _combine(self, pde, n: int, plan: dict, x, delta) -> PointEstimate:
+        """V_n(t, x) from an evaluated ``_plan`` (requests replaced by their values); ``delta`` = T − t."""
         g_x = plan["g_x"]
         diff = plan["ends"] - g_x
         components = [Component(diff[None], (diff[:, None] * plan["normals"] / jnp.sqrt(delta))[None])]
@@ -202,23 +207,24 @@ class MultilevelPicard(AbstractEstimator):
             else:
                 new_plan, old_plan = entry["children"]
 
-                def increment(new_plan, old_plan, inputs, s, point, level=level):
-                    new = self._value(pde, level, new_plan, s, point)
-                    old = self._value(pde, level - 1, old_plan, s, point)
+                def increment(new_plan, old_plan, inputs, s, point, remaining, level=level):
+                    new = self._value(pde, level, new_plan, point, remaining)
+                    old = self._value(pde, level - 1, old_plan, point, remaining)
                     return self._increment(pde, s, point, new, old, inputs)
 
-                values = jax.vmap(jax.vmap(increment))(new_plan, old_plan, entry["inputs"], entry["s"], entry["points"])
+                values = jax.vmap(jax.vmap(increment))(new_plan, old_plan, entry["inputs"], entry["s"],
+                                                       entry["points"], entry["remaining"])
             if self.variant == "full_history":
                 components.append(random_time_component(values[0], entry["normals"][0], entry["uniform"], delta))
             else:
                 components.append(self._quadrature_component(x, delta, entry["normals"], values))
         return combine(g_x, jnp.zeros_like(x), components)
 
-    def _value(self, pde, n: int, plan: dict | None, t, x) -> PointEstimate | None:
-        """V_n at (t, x) from its evaluated plan, clipped when ``clip`` is set; None for V_0 = 0."""
+    def _value(self, pde, n: int, plan: dict | None, x, delta) -> PointEstimate | None:
+        """V_n at (t, x) from its evaluated plan (``delta`` = T − t), clipped when ``clip`` is set; None for V_0 = 0."""
         if n == 0:
             return None
-        est = self._combine(pde, n, plan, t, x)
+        est = self._combine(pde, n, plan, x, delta)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
