@@ -55,12 +55,22 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
     return PointEstimate(total[0], total[1:], stderr[0], stderr[1:])
 
 
-def terminal_component(pde, normals, x, delta, g_x) -> Component:
-    """(ğ(X_T) − ğ(x))·(1, ΔW_T/Δ) over paths X_T = x + μΔ + σ√Δ·N, one per row N of ``normals`` (paths, d)
+def terminal_points(pde, normals, x, delta):
+    """Path ends X_T = x + μΔ + σ√Δ·N, one per row N of ``normals`` (paths, d)."""
+    return (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
+
+
+def terminal_summands(g_ends, g_x, normals, delta) -> Component:
+    """(ğ(X_T) − ğ(x))·(1, ΔW_T/Δ) from the terminal values ``g_ends`` (paths,) at ``terminal_points``
     (ğ(x) is a control variate for both u and z)."""
-    ends = (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
-    diff = jax.vmap(pde.terminal)(ends) - g_x
+    diff = g_ends - g_x
     return Component(diff[None], (diff[:, None] * normals / jnp.sqrt(delta))[None])
+
+
+def terminal_component(pde, normals, x, delta, g_x) -> Component:
+    """``terminal_summands`` with ğ evaluated at the ``terminal_points`` of ``normals``."""
+    g_ends = jax.vmap(pde.terminal)(terminal_points(pde, normals, x, delta))
+    return terminal_summands(g_ends, g_x, normals, delta)
 
 
 def draw_times(key, m: int, dim: int, dtype):

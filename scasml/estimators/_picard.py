@@ -24,6 +24,8 @@ from ._base import (
     inverse_gamma,
     random_time_component,
     sample_times,
+    terminal_points,
+    terminal_summands,
 )
 
 _VARIANTS = ("full_history", "quadrature")
@@ -153,8 +155,8 @@ class MultilevelPicard(AbstractEstimator):
         by zero), while Δ(1 − U)(1 + U) stays positive for every U < 1."""
         stream = _NoiseStream(noise)
         normals = stream.normals(self.terminal_paths(n))
-        ends = (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
-        plan = {"g_x": TerminalRequest(x), "ends": TerminalRequest(ends), "normals": normals, "levels": []}
+        ends = TerminalRequest(terminal_points(pde, normals, x, delta))
+        plan = {"g_x": TerminalRequest(x), "ends": ends, "normals": normals, "levels": []}
         for level in self._levels(pde, n):
             blocks, m = self.level_samples(n, level)
             normals = stream.normals(blocks * m).reshape(blocks, m, pde.dim)
@@ -199,8 +201,7 @@ class MultilevelPicard(AbstractEstimator):
     def _combine(self, pde, n: int, plan: dict, x, delta) -> PointEstimate:
         """V_n(t, x) from an evaluated ``_plan`` (requests replaced by their values); ``delta`` = T − t."""
         g_x = plan["g_x"]
-        diff = plan["ends"] - g_x
-        components = [Component(diff[None], (diff[:, None] * plan["normals"] / jnp.sqrt(delta))[None])]
+        components = [terminal_summands(plan["ends"], g_x, plan["normals"], delta)]
         for level, entry in zip(self._levels(pde, n), plan["levels"], strict=True):
             if level == 0:
                 values = entry["source"]
@@ -267,18 +268,14 @@ def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype) -> _Noise:
     """``size`` = (normal rows of length ``dim``, uniforms, keys), all from disjoint words of one bits draw."""
     rows, uniforms, keys = size
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    key_words = math.prod(jax.random.key_data(key).shape) if typed else 2
+    key_shape = jax.random.key_data(key).shape if typed else (2,)  # raw keys: two uint32 words
     floats = rows * dim + uniforms
     per_float = jnp.dtype(dtype).itemsize // 4
-    words = jax.random.bits(key, (floats * per_float + keys * key_words,), jnp.uint32)
+    words = jax.random.bits(key, (floats * per_float + keys * math.prod(key_shape),), jnp.uint32)
     unit = open_unit_interval(words[: floats * per_float], dtype)
     normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit[: rows * dim] - 1)
-    key_data = words[floats * per_float :].reshape((keys, key_words))
-    if typed:
-        key_data = key_data.reshape((keys,) + jax.random.key_data(key).shape)
-        source_keys = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key))
-    else:
-        source_keys = key_data
+    key_data = words[floats * per_float :].reshape((keys,) + key_shape)
+    source_keys = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key)) if typed else key_data
     return _Noise(normals.reshape(rows, dim), unit[rows * dim :], source_keys)
 
 
