@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -18,6 +19,15 @@ def _first_two_derivatives(act, a):
     """φ'(a), φ''(a) of an elementwise activation."""
     ones = jnp.ones_like(a)
     return jax.jvp(lambda b: jax.jvp(act, (b,), (ones,))[1], (a,), (ones,))
+
+
+class SweepTerms(NamedTuple):
+    """What one forward sweep of a PINN's MLP yields at a point (see ``PINN._sweep``)."""
+
+    value: jax.Array  # the MLP's output
+    transport: jax.Array | None  # its derivative along the optional first-order direction
+    first: jax.Array  # (k,) its derivatives along the k sweep directions
+    second: jax.Array  # Σ_j v_jᵀ∇²v_j over the k directions
 
 
 class PINN(AbstractSurrogate):
@@ -73,7 +83,7 @@ class PINN(AbstractSurrogate):
         """
         first = self.mlp.layers[0].weight
         padded = jnp.concatenate([directions, jnp.zeros((directions.shape[0], 1), directions.dtype)], axis=1)
-        network = self._sweep(t, x, padded @ first.T)[3]
+        network = self._sweep(t, x, padded @ first.T).second
         return self._with_terminal(t, x, network, lambda: directions)
 
     def diffusion_hessian_trace(self, t, x, diffusion):
@@ -84,7 +94,7 @@ class PINN(AbstractSurrogate):
         """
         from .._pde import diffusion_directions
 
-        network = self._sweep(t, x, self._projected_diffusion(diffusion))[3]
+        network = self._sweep(t, x, self._projected_diffusion(diffusion)).second
         return self._with_terminal(t, x, network, lambda: diffusion_directions(diffusion, self.dim))
 
     def hutchinson_trace(self, t, x, diffusion, key, probes: int):
@@ -103,14 +113,14 @@ class PINN(AbstractSurrogate):
             return weight * self.hessian_quadratic_sum(t, x, rows)
         factor = jnp.linalg.qr(self._projected_diffusion(diffusion), mode="r")  # (width, width)
         signs = rademacher_from_bits(key, (probes, factor.shape[0]), factor.dtype)
-        return self._sweep(t, x, signs @ factor)[3] / probes
+        return self._sweep(t, x, signs @ factor).second / probes
 
     def _projected_diffusion(self, diffusion):
         """The first layer's images W₀σe_j of the rows σe_j, as a (d, width) array (σᵀW₀ᵀ)."""
         w0 = self.mlp.layers[0].weight[:, : self.dim]  # (width, d)
         return diffusion.T @ w0.T if diffusion.ndim == 2 else jnp.reshape(diffusion, (-1, 1)) * w0.T
 
-    def residual_terms(self, t, x, drift, diffusion):
+    def residual_terms(self, t, x, drift, diffusion) -> SweepTerms | None:
         """(û, ∂_t û + μ·∇û, σᵀ∇û, Tr(σσᵀ∇²û)) at one point from a single forward sweep (no backward pass), for
         d ≤ width and no built-in terminal condition; None otherwise (then ``scasml.residual`` uses autodiff).
 
@@ -122,12 +132,11 @@ class PINN(AbstractSurrogate):
         transport = self.mlp.layers[0].weight @ jnp.concatenate([drift, jnp.ones((1,), x.dtype)])
         return self._sweep(t, x, self._projected_diffusion(diffusion), transport)
 
-    def _sweep(self, t, x, projected, transport=None):
+    def _sweep(self, t, x, projected, transport=None) -> SweepTerms:
         """Forward-Laplacian sweep given the first layer's images W₀v_j of k directions (rows of ``projected``,
         shape (k, width)) and optionally of one first-order direction (``transport``, shape (width,)).
 
-        Returns (MLP value, derivative along ``transport`` or None, derivatives along the k rows, Σ_j v_jᵀ∇²v_j).
-        Only the Gram matrix Σ_j (W₀v_j)(W₀v_j)ᵀ matters for the last (every later quantity of it is a sum over j
+        Only the Gram matrix Σ_j (W₀v_j)(W₀v_j)ᵀ matters for ``second`` (every later quantity of it is a sum over j
         of squares of linear maps of the rows), so when k > width the k rows are replaced by the `width` rows of
         R from a QR factorisation (RᵀR = the Gram): the sweep then costs ≈ width forward passes instead of k —
         d-independent after the first layer (a 10,000-d exact Laplacian at the price of ~50 directions); the
@@ -156,7 +165,7 @@ class PINN(AbstractSurrogate):
                 jac = d1[None, :] * jac
                 flow = None if flow is None else d1 * flow
         flow = None if flow is None else jnp.reshape(flow, ())
-        return jnp.reshape(h, ()), flow, jnp.reshape(jac, (-1,)), jnp.reshape(lap, ())
+        return SweepTerms(jnp.reshape(h, ()), flow, jnp.reshape(jac, (-1,)), jnp.reshape(lap, ()))
 
     def _with_terminal(self, t, x, network, directions):
         """Adds Σ_j v_jᵀ∇²g v_j when the terminal condition is built in (û = g + (T − t)/T · MLP)."""
