@@ -10,6 +10,11 @@ evaluations it cannot avoid.
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --variant quadrature
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --cold-runs 7   # cold: median of 7 new processes
 
+"GEMM floor" (PINN surrogates): the multiply-adds of the surrogate's linear layers that the evaluations need
+(a residual's forward-Laplacian sweep carries k + 3 rows through each layer: k directions, value, Laplacian and
+transport) divided by this machine's measured throughput for the sweep's largest product, (rows, width) @
+(width, width) on all devices; warm ÷ floor says how close calibration runs to the matrix-multiply limit.
+
 "cold" is the first call in a new process (tracing, XLA compilation and the first execution); on a noisy machine
 use --cold-runs to repeat it in fresh processes and report the median and range.
 """
@@ -69,6 +74,37 @@ def bare_evaluation_seconds(surrogate, pde, counts, n_points, trace, chunk=4096)
     return total
 
 
+def linear_layer_flops(surrogate, pde, counts, n_points, directions) -> float | None:
+    """Flops of the surrogate's linear layers in all evaluations (PINN surrogates; None for others)."""
+    if not isinstance(surrogate, scasml.PINN):
+        return None
+    d, w, hidden = pde.dim, surrogate.width, surrogate.depth - 1  # hidden: width × width layers
+    forward = (d + 1) * w + hidden * w * w + w
+    k = min(directions, w) if surrogate.dim <= w else w  # sweep rows (QR-reduced to width when k > width)
+    sweep = (d + 1) * w + (k + 3) * (hidden * w * w + w)
+    per_point = (counts["surrogate_values"] * forward + counts["surrogate_gradients"] * 3 * forward
+                 + counts["residuals"] * sweep)
+    return 2.0 * per_point * n_points
+
+
+def gemm_flops_per_second(rows: int, width: int) -> float:
+    """Measured flop rate of a (rows, width) @ (width, width) product chain on all local devices."""
+    devices = jax.local_devices()
+    mesh = jax.make_mesh((len(devices),), ("d",), devices=devices)
+    a = jax.device_put(jax.numpy.full((len(devices), rows, width), 0.01, jax.numpy.float32),
+                       jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d")))
+    w = jax.numpy.full((width, width), 0.01, jax.numpy.float32)
+    steps = 20
+
+    @jax.jit
+    def chain(a, w):
+        return jax.lax.fori_loop(0, steps, lambda _, c: (c @ w) * 0.5, a)
+
+    jax.block_until_ready(chain(a, w))
+    seconds = _timed(lambda: chain(a, w), repeats=3)
+    return 2.0 * len(devices) * rows * width * width * steps / seconds
+
+
 def _setup(name, dim, points, levels, base, trace_name, chunk_size, variant):
     surrogate, pde = _surrogate(name, dim)
     trace = scasml.HutchinsonTrace(4) if trace_name == "hutchinson" else scasml.ExactTrace()
@@ -100,11 +136,20 @@ def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="fu
     warm = _timed(calibrate, repeats=3)
     counts = scasml.calibrate(surrogate, pde, t[:1], x[:1], estimator, key=jax.random.key(3), trace=trace).evaluations
     bare = bare_evaluation_seconds(surrogate, pde, counts, points, trace)
+    directions = getattr(trace, "probes", pde.dim)
+    flops = linear_layer_flops(surrogate, pde, counts, points, directions)
+    floor = None
+    if flops is not None:
+        rows = 8 * counts["residuals"] * min(directions, surrogate.width)  # the sweep's product: 8 lanes
+        floor = flops / gemm_flops_per_second(rows, surrogate.width)
     return {
         "row": f"{name}:{dim}", "points": points, "levels": levels, "base": base, "variant": variant,
         "trace": trace_name,
         "cold_s": round(cold, 3), "warm_s": round(warm, 3), "points_per_s": round(points / warm, 1),
         "bare_evaluations_s": round(bare, 3), "overhead_ratio": round(warm / bare, 2), "evaluations": counts,
+        "linear_layer_gflop": None if flops is None else round(flops / 1e9, 1),
+        "gemm_floor_s": None if floor is None else round(floor, 3),
+        "warm_over_gemm_floor": None if floor is None else round(warm / floor, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -166,7 +211,8 @@ def main():
                   f"range {min(colds):.2f}-{max(colds):.2f} s", flush=True)
         print(f"{r['row']:>8} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  warm {r['warm_s']:7.2f} s  "
               f"{r['points_per_s']:8.1f} pts/s  bare evals {r['bare_evaluations_s']:7.2f} s  "
-              f"overhead ×{r['overhead_ratio']:.2f}  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",
+              f"overhead ×{r['overhead_ratio']:.2f}  GEMM floor {r['gemm_floor_s']} s "
+              f"(warm ÷ floor {r['warm_over_gemm_floor']})  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",
               flush=True)
     meta = {"machine": platform.processor() or platform.machine(), "backend": jax.default_backend(),
             "devices": len(jax.devices()), "cpu_devices": args.cpu_devices, "jax": jax.__version__}
