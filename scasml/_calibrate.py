@@ -197,18 +197,35 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
+    if memory_budget is not None and not (_is_real(memory_budget) and 0 < memory_budget < math.inf):
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     budget = default_memory_budget(devices[0]) if memory_budget is None else memory_budget
-    chunk = chunk_size or default_chunk_size(pde, estimator, budget, directions)
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+    if chunk_size is not None and not (_is_integer(chunk_size) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+    chunk = int(chunk_size) if chunk_size is not None else default_chunk_size(pde, estimator, budget, directions)
+    if not (_is_integer(offset) and offset >= 0):
         raise ValueError(f"index_offset must be a non-negative integer, got {offset!r}")
+    offset = int(offset)
+    if offset + x.shape[0] > 2**32:
+        raise ValueError(
+            f"index_offset + number of points must be at most 2**32 (point i uses fold_in(key, index_offset + i) "
+            f"with a uint32 index); got {offset} + {x.shape[0]}"
+        )
+    chunk = min(chunk, x.shape[0])  # never pad beyond the points there are (results do not depend on the chunk)
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
     with full_float32_matmuls():
         if jax.process_count() == 1:
             return _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset)
         return _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def full_float32_matmuls():
@@ -277,9 +294,12 @@ def _check_key(key):
     if key is None:
         raise ValueError("a PRNG key is required (e.g. key=jax.random.key(0)); scasml never draws hidden randomness")
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,))):
-        raise TypeError(f"key must be a jax.random key, got dtype {key.dtype} and shape {key.shape}")
-    return key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if key.dtype == jnp.uint32 and key.shape == (2,):  # a legacy jax.random.PRNGKey: the same threefry key, typed
+        return jax.random.wrap_key_data(key, impl="threefry2x32")
+    raise TypeError(f"key must be a jax.random key (one, e.g. jax.random.key(0)), got dtype {key.dtype} and shape "
+                    f"{key.shape}")
 
 
 def _flag_nonfinite(est, label: str):
@@ -329,9 +349,14 @@ def solve(
     return _as_output(out, single)
 
 
+_VALUE_BATCH = 65536  # points per vmap when evaluating û at the query points (bounds its memory for huge N)
+
+
 @eqx.filter_jit
 def _surrogate_values(surrogate, t, x):
-    return jax.vmap(surrogate)(t, x)
+    if t.shape[0] <= _VALUE_BATCH:
+        return jax.vmap(surrogate)(t, x)
+    return jax.lax.map(lambda point: surrogate(*point), (t, x), batch_size=_VALUE_BATCH)
 
 
 def calibrate(
@@ -356,6 +381,9 @@ def calibrate(
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
+    if not isinstance(trace, AbstractTraceEstimator):
+        raise TypeError(f"trace must be an AbstractTraceEstimator (ExactTrace() or HutchinsonTrace(probes)), got "
+                        f"{type(trace).__name__}")
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
     with full_float32_matmuls():

@@ -23,8 +23,8 @@ def use_every_cpu_core(count: int | None = None) -> int:
 
     ``solve``/``calibrate`` shard their chunks over all local devices, and XLA runs one device's chunk stream per
     core: on a 2-core CPU this calibrates VB in 20 d about 25 % faster than one device using both cores through
-    intra-op threads (experiments/RESULTS.md). Results are those of one device for u and its standard error;
-    z may differ in the last float32 digit. Returns the device count in effect. Call it right after
+    intra-op threads (experiments/RESULTS.md). Results are those of one device for u; its standard error
+    and z may differ in the last float32 digit. Returns the device count in effect. Call it right after
     ``import scasml``, before any JAX operation; a count already given in ``XLA_FLAGS`` or
     ``JAX_NUM_CPU_DEVICES`` is kept.
     """

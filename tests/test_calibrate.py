@@ -165,6 +165,34 @@ def test_bad_key_and_estimator():
         scasml.solve(PDE, GOOD_T, GOOD_X, MLP, key=jax.random.key(0), chunk_size=-2)
 
 
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"chunk_size": 0}, ValueError, "chunk_size must be a positive integer"),
+        ({"chunk_size": 2.5}, ValueError, "chunk_size must be a positive integer"),
+        ({"memory_budget": 0}, ValueError, "memory_budget must be a positive number"),
+        ({"memory_budget": float("nan")}, ValueError, "memory_budget must be a positive number"),
+        ({"index_offset": 2**32 - 1}, ValueError, "at most 2\\*\\*32"),
+        ({"index_offset": -1}, ValueError, "index_offset must be a non-negative integer"),
+        ({"trace": None}, TypeError, "trace must be an AbstractTraceEstimator"),
+    ],
+)
+def test_bad_run_options(options, error, message):
+    with pytest.raises(error, match=message):
+        scasml.calibrate(PDE.exact, PDE, GOOD_T, GOOD_X, SMALL, key=jax.random.key(0), **options)
+
+
+def test_legacy_keys_numpy_integers_and_huge_chunks_give_the_same_result():
+    """A raw uint32 PRNGKey is the same threefry key as jax.random.key; a chunk larger than N is capped at N."""
+    t, x = GOOD_T[:3], GOOD_X[:3]
+    ref = scasml.solve(PDE, t, x, SMALL, key=jax.random.key(4))
+    for key, options in [(jax.random.PRNGKey(4), {}), (np.asarray(jax.random.PRNGKey(4)), {}),
+                         (jax.random.key(4), {"chunk_size": 10**9}), (jax.random.key(4), {"chunk_size": np.int64(2)}),
+                         (jax.random.key(4), {"memory_budget": np.float32(2**30)})]:
+        out = scasml.solve(PDE, t, x, SMALL, key=key, **options)
+        np.testing.assert_array_equal(out.u, ref.u)
+
+
 def test_nonfinite_estimate_is_flagged_not_silent():
     pde = scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=lambda t, x, u, z: jnp.exp(80.0 * u),
                                terminal=lambda x: 10.0 + 0 * x[0])
