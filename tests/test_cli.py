@@ -125,6 +125,8 @@ MALFORMED = [
     ("not_numbers.csv", "t,x0,x1,x2\n0.1,0.2,0.3,0.1\n0.2,abc,0.1,0.0\n", r"line 3: 'abc' is not a number"),
     ("bad_header.csv", "t,x0,x1,y\n0.1,0.2,0.3,0.1\n", r"header must name columns t, x0 … x2 .* missing x2"),
     ("header_only.csv", "t,x0,x1,x2\n", r"a header but no points"),
+    ("too_many_dims.csv", "t,x0,x1,x2,x3\n0.1,0,0,0,0\n", r"names coordinate x3, but this equation has 3 dim"),
+    ("two_t.csv", "t,x0,x1,x2,t\n0.1,0,0,0,0.2\n", r"names t more than once"),
     ("empty.csv", "\n\n", r"no points found"),
     ("late.csv", "0.1,0,0,0\n0.7,0,0,0\n", r"t must lie in \[0, T\] = \[0, 0.5\]; point 1 has t = 0.7"),
     ("nan.csv", "0.1,nan,0,0\n", r"x is not finite at point 0"),
@@ -246,3 +248,13 @@ def test_train_fits_a_gp_and_refuses_a_user_function(tmp_path, capsys):
                     '[methods.s]\nkind = "surrogate"\n')
     assert main(["train", str(user), "--quiet"]) == 2
     assert "is a user function: there is nothing to train" in capsys.readouterr().err
+
+
+def test_points_csv_with_a_byte_order_mark_is_read(tmp_path):
+    from scasml.experiments._points import read_points
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes("t,x0,x1\n0.1,0.5,-0.5\n".encode("utf-8-sig"))
+    t, x = read_points(path, dim=2, horizon=1.0)
+    np.testing.assert_array_equal(t, [0.1])
+    np.testing.assert_array_equal(x, [[0.5, -0.5]])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def _numeric(row) -> bool:
 
 def _read_csv(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not a name
     except UnicodeDecodeError:
         raise PointsFileError(f"{path}: not a text (CSV) file") from None
     rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text)))
@@ -57,6 +58,15 @@ def _read_csv(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
                 f"{path}: header must name columns t, x0 … x{dim - 1} for this {dim}-d equation; "
                 f"missing {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}"
             )
+        extra = [n for n in names if re.fullmatch(r"x\d+", n) and int(n[1:]) >= dim]
+        if extra:
+            raise PointsFileError(
+                f"{path}: the header names coordinate {extra[0]}, but this equation has {dim} dimensions "
+                f"(x0 … x{dim - 1}); the points belong to another dimension"
+            )
+        repeated = sorted({w for w in wanted if names.count(w) > 1})
+        if repeated:
+            raise PointsFileError(f"{path}: the header names {', '.join(repeated)} more than once")
         columns = [names.index(w) for w in wanted]
         rows = rows[1:]
         if not rows:
