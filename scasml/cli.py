@@ -74,6 +74,19 @@ def enable_compile_cache(option: str | None) -> str | None:
     return path
 
 
+def _check_output(path: Path, flag: str, directory: bool = False) -> None:
+    """Fail before any work when ``path`` (a file, or a run directory) cannot be written."""
+    if directory and path.exists() and not path.is_dir():
+        raise CommandError(f"{flag} {path} is a file; give a directory")
+    if not directory and path.is_dir():
+        raise CommandError(f"{flag} {path} is a directory; give a file name")
+    ancestor = (path if directory else path.parent).absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CommandError(f"{flag} {path}: cannot write in {ancestor}")
+
+
 def _config(args):
     from .experiments import load_config, resolve_config_path
 
@@ -88,6 +101,7 @@ def cmd_run(args) -> int:
 
     config = _config(args)
     out = Path(args.out) if args.out else Path("runs") / config.name
+    _check_output(out, "--out", directory=True)
     cache = enable_compile_cache(args.compile_cache)
     log.debug("compile cache: %s", cache)
     start = time.perf_counter()
@@ -121,6 +135,7 @@ def cmd_train(args) -> int:
                            "(use it directly with `scasml run` or `scasml calibrate --surrogate`)")
     pde = config.make_pde()
     out = Path(args.output or f"{config.name}.scasml")
+    _check_output(out, "--output")
     if config.surrogate_family == "gp":
         return _fit_gp(args, config, pde, out)
     surrogate, previous, done_before = None, None, 0
@@ -219,9 +234,13 @@ def cmd_calibrate(args) -> int:
     out = Path(args.out) if args.out else points.with_name(points.stem + ".calibrated.csv")
     if out.suffix.lower() not in (".csv", ".npz"):
         raise CommandError(f"--out {out}: use a .csv or .npz file name")
+    _check_output(out, "--out")
     if out.exists() and not args.force:
         raise CommandError(f"{out} exists; pass --force to overwrite it")
-    clip = None if args.clip in (None, "none") else float(args.clip)
+    try:
+        clip = None if args.clip in (None, "none") else float(args.clip)
+    except ValueError:
+        raise CommandError(f"--clip must be a number or 'none', got {args.clip!r}") from None
     try:
         estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip)
     except ValueError as err:
@@ -385,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (CommandError, ConfigError, PointsFileError, RunDirectoryError, CheckpointError) as err:
         print(f"scasml {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OverflowError, EOFError, OSError) as err:  # bad input met further in
+        log.debug("traceback", exc_info=True)
+        print(f"scasml {args.command}: error: {type(err).__name__}: {err} (-v shows where)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\nscasml {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

@@ -258,3 +258,29 @@ def test_points_csv_with_a_byte_order_mark_is_read(tmp_path):
     t, x = read_points(path, dim=2, horizon=1.0)
     np.testing.assert_array_equal(t, [0.1])
     np.testing.assert_array_equal(x, [[0.5, -0.5]])
+
+
+def test_unwritable_outputs_and_bad_options_fail_before_any_work(checkpoint, tmp_path, capsys):
+    write_csv(tmp_path / "ok.csv", POINTS)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    (tmp_path / "d.csv").mkdir()
+    config = tmp_path / "tiny.toml"
+    config.write_text(TRAIN_CONFIG)
+    cases = [
+        (["calibrate", str(checkpoint), "--points", str(tmp_path / "ok.csv"), "--out", str(blocker / "x.csv")],
+         "cannot write in"),
+        (["calibrate", str(checkpoint), "--points", str(tmp_path / "ok.csv"), "--out", str(tmp_path / "d.csv")],
+         "is a directory"),
+        (["calibrate", str(checkpoint), "--points", str(tmp_path / "ok.csv"), "--clip", "abc"],
+         "--clip must be a number or 'none'"),
+        (["train", str(config), "-o", str(blocker / "m.scasml")], "cannot write in"),
+        (["run", str(config), "--out", str(blocker)], "is a file; give a directory"),
+        (["calibrate", str(tmp_path), "--points", str(tmp_path / "ok.csv")], "error:"),  # a directory as checkpoint
+    ]
+    for argv, message in cases:
+        assert main([*argv, "--quiet"]) == 2, argv
+        err = capsys.readouterr().err
+        assert f"scasml {argv[0]}: error:" in err and message in err, (argv, err)
+        assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.scasml"))
