@@ -16,6 +16,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._domain import AbstractDomain, Box
@@ -32,6 +33,26 @@ def _as_float_array(value: Any, name: str) -> Array:
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     return arr
+
+
+def _check_scalar_function(fn: Callable, label: str, signature: str, *args) -> None:
+    """Trace ``fn`` on abstract arguments: it must run under JAX and return one real number."""
+    try:
+        out = jax.eval_shape(fn, *args)
+    except Exception as err:
+        hint = ""
+        if isinstance(err, jax.errors.TracerArrayConversionError | jax.errors.ConcretizationTypeError):
+            hint = (" It converts its input to a NumPy array or Python number (numpy functions, float(), if on "
+                    "values): write it with jax.numpy and jax.lax control flow.")
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(f"{label} cannot be evaluated as {signature} under JAX tracing "
+                         f"({type(err).__name__}: {first}).{hint}") from err
+    shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+    if shape != ():
+        got = f"shape {shape}" if shape is not None else type(out).__name__
+        raise ValueError(f"{label} must return one number for one point ({signature}); it returned {got}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{label} must return a real floating-point number; it returned dtype {dtype}")
 
 
 def diffusion_directions(sigma: Array, dim: int) -> Float[Array, "d d"]:
@@ -201,20 +222,29 @@ class SemilinearPDE(AbstractSemilinearPDE):
         gradient_quadratic: float | None = None,
         name: str = "custom",
     ):
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, (bool, np.bool_)) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = dim
-        if not isinstance(horizon, (int, float)):
+        self.dim = dim = int(dim)
+        if not isinstance(horizon, (int, float, np.integer, np.floating)) or isinstance(horizon, bool):
             raise TypeError(f"horizon T must be a number, got {type(horizon).__name__}")
         self.horizon = float(horizon)
         drift = _as_float_array(drift, "drift")
         self.drift = jnp.broadcast_to(drift, (dim,)) if drift.ndim == 0 else drift
         self.diffusion = _as_float_array(diffusion, "diffusion").astype(self.drift.dtype)
+        for label, value in (("drift", self.drift), ("diffusion", self.diffusion)):
+            if not bool(jnp.all(jnp.isfinite(value))):
+                raise ValueError(f"{label} must be finite, got {value}")
         for label, fn in (("nonlinearity", nonlinearity), ("terminal", terminal)):
             if not callable(fn):
                 raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
         if exact is not None and not callable(exact):
             raise TypeError(f"exact must be callable or None, got {type(exact).__name__}")
+        scalar, point = jax.ShapeDtypeStruct((), self.drift.dtype), jax.ShapeDtypeStruct((dim,), self.drift.dtype)
+        _check_scalar_function(terminal, "terminal", f"g(x) with x of shape ({dim},)", point)
+        signature = f"f(t, x, u, z) with t, u scalars and x, z of shape ({dim},)"
+        _check_scalar_function(nonlinearity, "nonlinearity", signature, scalar, point, scalar, point)
+        if exact is not None:
+            _check_scalar_function(exact, "exact", f"u(t, x) with t scalar and x of shape ({dim},)", scalar, point)
         self.nonlinearity_fn = nonlinearity
         self.terminal_fn = terminal
         self.exact_fn = exact

@@ -25,6 +25,15 @@ def _pde(**kw):
         ({"terminal": 3.0}, "terminal must be callable"),
         ({"nonlinearity": None}, "nonlinearity must be callable"),
         ({"exact": "u"}, "exact must be callable"),
+        ({"drift": np.inf}, "drift must be finite"),
+        ({"diffusion": np.nan}, "diffusion must be finite"),
+        ({"terminal": lambda x: x}, r"terminal must return one number .* returned shape \(3,\)"),
+        ({"terminal": lambda x: jnp.sum(x)[None]}, r"terminal must return one number .* returned shape \(1,\)"),
+        ({"terminal": lambda x: 1}, "terminal must return a real floating-point number"),
+        ({"terminal": lambda x: float(np.sum(x))}, "terminal cannot be evaluated .* write it with jax.numpy"),
+        ({"nonlinearity": lambda t, x, u, z: z}, r"nonlinearity must return one number .* shape \(3,\)"),
+        ({"nonlinearity": lambda t, x, u: u}, r"nonlinearity cannot be evaluated as f\(t, x, u, z\)"),
+        ({"exact": lambda x: x @ x}, r"exact cannot be evaluated as u\(t, x\)"),
     ],
 )
 def test_semilinear_pde_validation(kwargs, message):
