@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, ConfigError, PointsFileError, RunDirectoryError, CheckpointError) as err:
         print(f"scasml {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OverflowError, EOFError, OSError) as err:  # bad input met further in
+    except (ValueError, TypeError, ArithmeticError, EOFError, OSError) as err:  # bad input met further in
         log.debug("traceback", exc_info=True)
         print(f"scasml {args.command}: error: {type(err).__name__}: {err} (-v shows where)", file=sys.stderr)
         return 2

@@ -158,3 +158,36 @@ def test_training_on_paths_is_deterministic_and_rejects_unknown_sampling():
     with pytest.raises(ValueError, match="sampling"):
         scasml.train(scasml.PINN(5, VB.horizon, jax.random.key(0)), VB, jax.random.key(1), steps=1,
                      sampling="grid", progress=False)
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"surrogate": scasml.PINN(3, 1.0, jax.random.key(0), width=8, depth=1)}, ValueError,
+         "3-dimensional but the PDE is 5-dimensional"),
+        ({"surrogate": lambda t, x: x}, ValueError, "must return a scalar"),
+        ({"key": None}, ValueError, "a PRNG key is required"),
+        ({"steps": 2.5}, ValueError, "steps must be a positive integer"),
+        ({"terminal_weight": -1.0}, ValueError, "terminal_weight must be a finite non-negative number"),
+        ({"learning_rate": float("inf")}, ValueError, "learning_rate must be a finite non-negative number"),
+    ],
+)
+def test_train_rejects_bad_input_up_front(options, error, message):
+    args = {"surrogate": scasml.PINN(5, VB.horizon, jax.random.key(0), width=8, depth=1), "key": jax.random.key(1),
+            "steps": 2}
+    args.update(options)
+    surrogate, key = args.pop("surrogate"), args.pop("key")
+    with pytest.raises(error, match=message):
+        scasml.train(surrogate, VB, key, progress=False, **args)
+
+
+def test_diverged_training_raises_instead_of_returning_nan():
+    with pytest.raises(FloatingPointError, match="training diverged: the loss is (nan|inf) after 2 steps"):
+        scasml.train(scasml.PINN(5, VB.horizon, jax.random.key(0), width=8, depth=1), VB, jax.random.key(1),
+                     steps=4, log_every=2, learning_rate=1e30, final_learning_rate=1e30, progress=False)
+
+
+@pytest.mark.parametrize("horizon", [-1.0, 0.0, float("nan"), "1"])
+def test_pinn_horizon_must_be_positive_and_finite(horizon):
+    with pytest.raises(ValueError, match="PINN horizon T must be a positive finite number"):
+        scasml.PINN(5, horizon, jax.random.key(0))

@@ -463,7 +463,10 @@ def fit_gp(
             (normal equations; about 5× faster, the default in float64) or ``"auto"``.
         dtype: solve in this dtype (the PDE's arrays are cast); float64 needs jax x64 enabled.
     """
+    from .._calibrate import _check_key
+
     start = time.perf_counter()
+    key = _check_key(key)
     kernel = _as_kernel(kernel)
     for label, value in (("interior", interior), ("terminal", terminal), ("iterations", iterations)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._base import AbstractSurrogate
@@ -61,6 +63,12 @@ class PINN(AbstractSurrogate):
         for label, value in (("dim", dim), ("width", width), ("depth", depth)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"PINN {label} must be a positive integer, got {value!r}")
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(horizon) and horizon > 0
+        ):
+            raise ValueError(f"PINN horizon T must be a positive finite number, got {horizon!r}")
+        if key is None:
+            raise ValueError("PINN needs a PRNG key for its initial weights (e.g. jax.random.key(0))")
         self.dim, self.width, self.depth, self.activation = dim, width, depth, activation
         self.horizon = float(horizon)
         # a plain closure, so that no arrays of the PDE become static data of this module

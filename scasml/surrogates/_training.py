@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 
@@ -141,10 +142,22 @@ def train(
     Adam with a cosine decay from ``learning_rate`` to ``final_learning_rate``. Deterministic given ``key``
     (step k uses ``fold_in(key, k)``). Returns the trained surrogate and its loss curve.
     """
-    if steps < 1 or collocation < 1 or terminal_points < 1 or log_every < 1:
-        raise ValueError("steps, collocation, terminal_points and log_every must be positive")
+    from .._calibrate import _check_key, _is_integer, _is_real
+    from ._adapters import check_surrogate
+
+    counts = {"steps": steps, "collocation": collocation, "terminal_points": terminal_points, "log_every": log_every}
+    for label, value in counts.items():
+        if not (_is_integer(value) and value >= 1):
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    rates = {"terminal_weight": terminal_weight, "learning_rate": learning_rate,
+             "final_learning_rate": final_learning_rate}
+    for label, value in rates.items():
+        if not (_is_real(value) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{label} must be a finite non-negative number, got {value!r}")
     if not 0 < final_learning_rate <= learning_rate:
         raise ValueError(f"need 0 < final_learning_rate ≤ learning_rate, got {final_learning_rate}, {learning_rate}")
+    key = _check_key(key)
+    surrogate = check_surrogate(surrogate, pde)  # dimension, one value per point, traceable, twice differentiable
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     hyper = _Hyper(steps, collocation, terminal_points, float(terminal_weight), float(learning_rate),
@@ -158,6 +171,11 @@ def train(
         done += n
         loss, res_loss, term_loss = (float(v) for v in last)
         rows.append((done, loss, res_loss, term_loss))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the loss is {loss} after {done} steps (residual part {res_loss}, terminal part "
+                f"{term_loss}); lower the learning rate (now {learning_rate}) or check the equation"
+            )
         if progress:
             elapsed = time.perf_counter() - start_time
             eta = elapsed / done * (steps - done)
