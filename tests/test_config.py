@@ -86,6 +86,8 @@ BAD = [
     ("surrogate.kind", "python:my-module:f", r"^surrogate\.kind: 'my-module' is neither a dotted module name nor"),
     ("training.points", 100, r"^training\.points: not used with surrogate\.kind = 'pinn'; allowed: steps,"),
     ("surrogate.kernel", "matern52", r"^surrogate\.kernel: not used with surrogate\.kind = 'pinn'"),
+    ("methods.scasml", {"kind": "scasml", "levels": 1, "base": 2, "variant": "quadrature"},
+     r"^methods\.scasml: the quadrature variant needs base ≥ 3"),
     ("training.learning_rate", float("inf"), r"^training\.learning_rate: expected a finite number, got inf"),
     ("training.terminal_weight", float("nan"), r"^training\.terminal_weight: expected a finite number, got nan"),
 ]

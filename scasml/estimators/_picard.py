@@ -67,8 +67,15 @@ class MultilevelPicard(AbstractEstimator):
             raise ValueError(f"MultilevelPicard base must be ≥ 2 (to estimate a standard error), got {self.base}")
         if self.variant not in _VARIANTS:
             raise ValueError(f"MultilevelPicard variant must be one of {_VARIANTS}, got {self.variant!r}")
-        if self.clip is not None and not (isinstance(self.clip, (int, float)) and self.clip > 0):
-            raise ValueError(f"MultilevelPicard clip must be None or a positive number, got {self.clip!r}")
+        if self.variant == "quadrature" and self.base < 3:
+            raise ValueError(
+                "the quadrature variant needs base ≥ 3: with base 2 each time node gets round(√2) = 1 path, so no "
+                "standard error can be estimated (use base ≥ 3 or variant='full_history')"
+            )
+        if self.clip is not None and not (
+            isinstance(self.clip, (int, float)) and not isinstance(self.clip, bool) and 0 < self.clip < math.inf
+        ):
+            raise ValueError(f"MultilevelPicard clip must be None or a positive finite number, got {self.clip!r}")
         if not isinstance(self.debias, bool):
             raise ValueError(f"MultilevelPicard debias must be True or False, got {self.debias!r}")
 

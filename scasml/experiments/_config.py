@@ -288,7 +288,10 @@ def _check_methods(config: ExperimentConfig, pde) -> None:
             raise ConfigError(
                 f"{key}.estimator: feynman_kac needs a linear PDE, but {pde.name} is semilinear; use picard"
             )
-        estimator = m.estimator()
+        try:
+            estimator = m.estimator()
+        except ValueError as err:
+            raise ConfigError(f"{key}: {err}") from None
         if estimator is not None:
             cost = sum(estimator.evaluations(pde).values())
             if cost > MAX_EVALUATIONS_PER_POINT:
