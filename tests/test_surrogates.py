@@ -1,3 +1,4 @@
+import json
 import struct
 
 import equinox as eqx
@@ -126,6 +127,32 @@ def test_newer_format_version_is_refused(saved):
     saved.write_bytes(data[:start] + struct.pack("<Q", len(header)) + header + data[start + 8 + length:])
     with pytest.raises(CheckpointError, match="format version 9, newer than this scasml understands"):
         scasml.load_surrogate(saved, VB)
+
+
+def _edit_header(path, edit):
+    data = path.read_bytes()
+    start = len(b"SCASML-CHECKPOINT\n")
+    (length,) = struct.unpack("<Q", data[start:start + 8])
+    header = json.dumps(edit(json.loads(data[start + 8:start + 8 + length]))).encode()
+    path.write_bytes(data[:start] + struct.pack("<Q", len(header)) + header + data[start + 8 + length:])
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda h: [h], "corrupt header: not a JSON object"),
+        (lambda h: {k: v for k, v in h.items() if k != "architecture"}, "architecture must be a table"),
+        (lambda h: {**h, "pde": "vb"}, "pde must be a table or null"),
+        (lambda h: {**h, "dtype": "int8"}, "dtype must be 'float32' or 'float64'"),
+        (lambda h: {**h, "leaves": [{"shape": [-1], "dtype": "float32"}]}, r"leaves\[0\] must give a shape"),
+        (lambda h: {**h, "architecture": {**h["architecture"], "width": "wide"}}, "architecture .* cannot be built"),
+        (lambda h: {**h, "architecture": {"kind": "pinn"}}, "architecture .* cannot be built: KeyError"),
+    ],
+)
+def test_hand_edited_headers_are_refused_by_name(saved, edit, message):
+    _edit_header(saved, edit)
+    with pytest.raises(CheckpointError, match=message):
+        scasml.load_surrogate(saved)
 
 
 @pytest.mark.parametrize("terminal", [False, True])

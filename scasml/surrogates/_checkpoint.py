@@ -102,6 +102,8 @@ def _read(path):
         header = json.loads(data[offset : offset + length].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path!r} has a corrupt header: {err}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path!r} has a corrupt header: not a JSON object")
     version = header.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError(f"{path!r} has a corrupt header: no format_version")
@@ -118,7 +120,31 @@ def _read(path):
         )
     if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CheckpointError(f"{path!r} is corrupt: parameter checksum mismatch")
+    _check_header_fields(header, path)
     return header, payload
+
+
+def _check_header_fields(header: dict, path) -> None:
+    """The fields ``load`` relies on have the right types (a hand-edited header fails here, by name)."""
+    def bad(field, what):
+        raise CheckpointError(f"{path!r} has a corrupt header: {field} {what}")
+
+    arch = header.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("kind"), str):
+        bad("architecture", "must be a table with a 'kind'")
+    if header.get("pde") is not None and not isinstance(header["pde"], dict):
+        bad("pde", "must be a table or null")
+    dtype = header.get("dtype")
+    if dtype is not None and dtype not in ("float32", "float64"):
+        bad("dtype", f"must be 'float32' or 'float64', got {dtype!r}")
+    leaves = header.get("leaves")
+    if not isinstance(leaves, list):
+        bad("leaves", "must be a list")
+    for i, spec in enumerate(leaves):
+        if not (isinstance(spec, dict) and isinstance(spec.get("shape"), list)
+                and all(isinstance(n, int) and n >= 0 for n in spec["shape"])
+                and spec.get("dtype") in ("float32", "float64")):
+            bad(f"leaves[{i}]", "must give a shape (non-negative integers) and a float32/float64 dtype")
 
 
 def _check_pde(header: dict, pde, path) -> None:
@@ -149,7 +175,13 @@ def load(path, pde=None) -> AbstractSurrogate:
         raise CheckpointError(f"{path!r}: unknown surrogate kind {kind!r}; known: {sorted(_BUILDERS)}")
     dtype = header["dtype"] if isinstance(header["dtype"], str) else None
     # shapes only: building the skeleton abstractly skips its random initialisation (seconds of small compiles)
-    skeleton = eqx.filter_eval_shape(lambda: _BUILDERS[kind](arch, pde, dtype))
+    try:
+        skeleton = eqx.filter_eval_shape(lambda: _BUILDERS[kind](arch, pde, dtype))
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path!r}: its {kind} architecture {arch} cannot be built: "
+                              f"{type(err).__name__}: {err}") from None
     arrays, static = eqx.partition(skeleton, lambda leaf: isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)))
     leaves, treedef = jax.tree.flatten(arrays)
     specs = header["leaves"]
