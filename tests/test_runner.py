@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import jax
@@ -184,6 +185,28 @@ def test_interrupted_calibration_resumes_to_identical_metrics(finished_run, tmp_
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # nothing finished was recomputed
     assert (stages / "chunk-005.json").is_file()
     assert "scasml rep 1: resuming, 2 of 6 chunks already done" in (copy / "run.log").read_text()
+
+
+def test_damaged_results_are_redone_to_identical_metrics(finished_run, tmp_path):
+    """A lost or truncated arrays file, or an unreadable stage marker, is a stage to redo, not a dead end."""
+    run, config, _ = finished_run
+    copy = tmp_path / "damaged"
+    shutil.copytree(run, copy)
+    raw = copy / "raw" / "eval" / "rep-0" / "scasml"
+    (raw / "chunk-000.npz").unlink()
+    truncated = raw / "chunk-001.npz"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    (copy / "stages" / "eval" / "rep-1" / "mlp" / "chunk-000.json").write_text("{not json")
+    with pytest.raises(RunDirectoryError, match="scasml run"):
+        render_report(RunDirectory.open(copy))
+    with pytest.raises(RunDirectoryError, match=r"chunk-001\.npz is corrupt .* redoes stage"):
+        RunDirectory.open(copy).load_arrays("eval/rep-0/scasml/chunk-001")
+    report = run_experiment(config, copy, progress=False)
+    assert report.metrics == json.loads((run / "metrics.json").read_text())
+    assert (raw / "chunk-000.npz").is_file() and zipfile.is_zipfile(truncated)
+    (copy / "config.json").unlink()
+    with pytest.raises(RunDirectoryError, match="config.json is missing or corrupt"):
+        render_report(RunDirectory.open(copy))
 
 
 def test_rerun_recomputes_nothing(finished_run):

@@ -27,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,15 @@ MARKER = "scasml-run.json"
 def _creation_leftover(name: str) -> bool:
     """Files a run killed while creating its folder may leave before the marker (safe to overwrite)."""
     return name in ("config.toml", "config.json", ".lock") or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def _read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``, or None if the file is missing or not a readable JSON object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class RunDirectoryError(RuntimeError):
@@ -66,7 +76,9 @@ class RunDirectory:
         if run.path.exists() and not run.path.is_dir():
             raise RunDirectoryError(f"{run.path} exists and is not a directory")
         if marker.is_file():
-            stored = json.loads(marker.read_text())
+            stored = _read_json(marker)
+            if stored is None:
+                raise RunDirectoryError(f"{marker} is corrupt; choose another --out (or delete the folder)")
             if stored.get("config_sha256") == config.fingerprint() and not force:
                 return run, True
             if not force:
@@ -96,7 +108,11 @@ class RunDirectory:
         return run
 
     def config(self) -> ExperimentConfig:
-        return config_from_dict(json.loads((self.path / "config.json").read_text()), check_files=False)
+        stored = _read_json(self.path / "config.json")
+        if stored is None:
+            raise RunDirectoryError(f"{self.path}: config.json is missing or corrupt; rerun the experiment from its "
+                                    "config.toml with `scasml run config.toml --out <new folder>`")
+        return config_from_dict(stored, check_files=False)
 
     @contextlib.contextmanager
     def lock(self):
@@ -119,11 +135,12 @@ class RunDirectory:
         return self.path / "raw" / f"{stage}.npz"
 
     def stage_info(self, stage: str) -> dict | None:
-        """The marker of a finished stage, or None."""
-        marker = self._marker(stage)
-        if not marker.is_file():
-            return None
-        return json.loads(marker.read_text())
+        """The marker of a finished stage, or None (also when the marker is unreadable: the stage is redone)."""
+        return _read_json(self._marker(stage))
+
+    def has_results(self, stage: str) -> bool:
+        """Whether ``stage`` is finished and its arrays file is a complete archive (else it is to be redone)."""
+        return self.stage_info(stage) is not None and zipfile.is_zipfile(self.arrays_path(stage))
 
     def stages(self) -> list[str]:
         """Ids of every finished stage (sorted), excluding the report itself."""
@@ -150,8 +167,12 @@ class RunDirectory:
         path = self.arrays_path(stage)
         if not path.is_file():
             raise RunDirectoryError(f"{self.path}: stage {stage!r} has no results; finish the run with `scasml run`")
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise RunDirectoryError(f"{path} is corrupt ({type(err).__name__}); `scasml run` on this folder redoes "
+                                    f"stage {stage!r}") from None
 
     def file(self, *parts: str) -> Path:
         path = self.path.joinpath(*parts)

@@ -160,7 +160,7 @@ class Pipeline:
     # ---- points and methods -------------------------------------------------------------------------------
     def points(self, repetition: int) -> dict:
         stage = f"points/rep-{repetition}"
-        if self.run.stage_info(stage) is None:
+        if not self.run.has_results(stage):
             (points, seconds) = timed(test_points, self.config, self.pde, repetition)
             self.run.save_arrays(stage, **points)
             self.run.finish(stage, {"seconds": seconds})
@@ -175,7 +175,7 @@ class Pipeline:
             t, x = t[:limit], x[:limit]
         size, n_chunks = chunk_layout(len(t), self.config.evaluation.chunks)
         stages = [f"{prefix}/chunk-{c:03d}" for c in range(n_chunks)]
-        todo = [c for c in range(n_chunks) if self.run.stage_info(stages[c]) is None]
+        todo = [c for c in range(n_chunks) if not self.run.has_results(stages[c])]
         if not todo:
             log.debug("%s: cached", label)
             return
