@@ -194,6 +194,10 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
         )
     estimator.check(pde)
     key = _check_key(key)
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    if devices is not None and (isinstance(devices, str) or not all(isinstance(d, jax.Device) for d in devices)):
+        raise TypeError(f"devices must be a list of jax devices (e.g. jax.local_devices()[:2]), got {devices!r}")
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")

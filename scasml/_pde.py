@@ -55,6 +55,11 @@ def _check_scalar_function(fn: Callable, label: str, signature: str, *args) -> N
         raise ValueError(f"{label} must return a real floating-point number; it returned dtype {dtype}")
 
 
+def _check_count(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"the number of points must be a non-negative integer, got {n!r}")
+
+
 def diffusion_directions(sigma: Array, dim: int) -> Float[Array, "d d"]:
     """Rows σe_j for σ a scalar, a diagonal ``(d,)`` or a full ``(d, d)`` matrix."""
     if sigma.ndim == 2:
@@ -156,11 +161,13 @@ class AbstractSemilinearPDE(eqx.Module):
     # ---- points ------------------------------------------------------------------------------------------
     def sample_domain(self, key: PRNGKeyArray, n: int) -> tuple[Float[Array, " n"], Float[Array, "n d"]]:
         """n points (t, x): t uniform on [0, T], x from the equation's domain."""
+        _check_count(n)
         tkey, xkey = jax.random.split(key)
         t = jax.random.uniform(tkey, (n,), dtype=self.dtype, maxval=self.horizon)
         return t, self.domain.sample(xkey, n, self.dim, self.dtype)
 
     def sample_terminal(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
+        _check_count(n)
         return self.domain.sample(key, n, self.dim, self.dtype)
 
     # ---- hooks used by the Monte Carlo solvers (overridden by the law of defect) ---------------------------

@@ -145,6 +145,13 @@ def cmd_train(args) -> int:
         previous = read_header(out).get("training", {})
         done_before = int(previous.get("total_steps", previous.get("steps", 0)))
         surrogate = load(out, pde)
+        stored = surrogate.architecture()
+        wanted = {k: getattr(config.surrogate, k) for k in ("width", "depth", "activation", "terminal_transform")}
+        differ = [f"{k} {stored.get(k)!r} in the checkpoint, {v!r} in the config" for k, v in wanted.items()
+                  if stored.get(k) != v]
+        if differ:
+            raise CommandError(f"--continue: {out} has another architecture ({'; '.join(differ)}); train a new "
+                               "checkpoint (another -o) or drop the surrogate settings")
         log.info("continuing %s after %d steps", out, done_before)
     elif out.exists() and not args.force:
         raise CommandError(f"{out} exists; pass --continue to train it further or --force to overwrite it")

@@ -175,6 +175,7 @@ def test_bad_key_and_estimator():
         ({"index_offset": 2**32 - 1}, ValueError, "at most 2\\*\\*32"),
         ({"index_offset": -1}, ValueError, "index_offset must be a non-negative integer"),
         ({"trace": None}, TypeError, "trace must be an AbstractTraceEstimator"),
+        ({"devices": "cpu"}, TypeError, "devices must be a list of jax devices"),
     ],
 )
 def test_bad_run_options(options, error, message):
@@ -232,3 +233,12 @@ def test_estimators_are_traced_with_full_float32_matmuls():
     scasml.calibrate(scasml.FunctionSurrogate(surrogate), pde, t, x, SMALL, key=jax.random.key(1))
     first = seen.index("highest")  # the calls before it are check_surrogate's probes (nothing computed)
     assert first <= 3 and all(p == "highest" for p in seen[first:]), seen
+
+
+def test_bad_equation_dimension_and_sample_counts():
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        equations.get("vb", dim=0)
+    with pytest.raises(ValueError, match="number of points must be a non-negative integer, got -1"):
+        PDE.sample_domain(jax.random.key(0), -1)
+    with pytest.raises(ValueError, match="number of points must be a non-negative integer"):
+        PDE.sample_terminal(jax.random.key(0), 2.5)

@@ -175,6 +175,8 @@ def test_train_and_continue(tmp_path, capsys):
     assert header["training"]["total_steps"] == 15
     assert header["training"]["continued_from"]["total_steps"] == 10
     assert header["pde"]["name"] == "vb" and header["architecture"]["width"] == 8
+    assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet", "--set", "surrogate.width=16"]) == 2
+    assert "has another architecture (width 8 in the checkpoint, 16 in the config)" in capsys.readouterr().err
 
 
 def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):
