@@ -118,6 +118,11 @@ def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
     assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out), *args]) == 2
     assert "exists; pass --force" in capsys.readouterr().err
 
+    out3 = tmp_path / "out3.csv"  # point i uses fold_in(key, i): the chunking does not change the results
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out3), *args,
+                 "--chunk-points", "3"]) == 0
+    assert [r["u"] for r in read_rows(out3)] == [r["u"] for r in rows]
+
 
 MALFORMED = [
     ("wrong_width.csv", "0.1,0.2,0.3\n0.2,0.1,0.1\n", r"line 1 has 3 columns; expected 4"),
