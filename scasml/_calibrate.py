@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import check_key, is_integer, is_real
 from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
@@ -193,7 +194,7 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
         )
     estimator.check(pde)
-    key = _check_key(key)
+    key = check_key(key)
     if isinstance(devices, jax.Device):
         devices = [devices]
     if devices is not None and (isinstance(devices, str) or not all(isinstance(d, jax.Device) for d in devices)):
@@ -201,13 +202,13 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
-    if memory_budget is not None and not (_is_real(memory_budget) and 0 < memory_budget < math.inf):
+    if memory_budget is not None and not (is_real(memory_budget) and 0 < memory_budget < math.inf):
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     budget = default_memory_budget(devices[0]) if memory_budget is None else memory_budget
-    if chunk_size is not None and not (_is_integer(chunk_size) and chunk_size >= 1):
+    if chunk_size is not None and not (is_integer(chunk_size) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     chunk = int(chunk_size) if chunk_size is not None else default_chunk_size(pde, estimator, budget, directions)
-    if not (_is_integer(offset) and offset >= 0):
+    if not (is_integer(offset) and offset >= 0):
         raise ValueError(f"index_offset must be a non-negative integer, got {offset!r}")
     offset = int(offset)
     if offset + x.shape[0] > 2**32:
@@ -222,14 +223,6 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
         if jax.process_count() == 1:
             return _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset)
         return _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset)
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def full_float32_matmuls():
@@ -294,16 +287,6 @@ def _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset):
     return jax.tree.map(lambda a: np.asarray(a[:n]), gathered)
 
 
-def _check_key(key):
-    if key is None:
-        raise ValueError("a PRNG key is required (e.g. key=jax.random.key(0)); scasml never draws hidden randomness")
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-        return key
-    if key.dtype == jnp.uint32 and key.shape == (2,):  # a legacy jax.random.PRNGKey: the same threefry key, typed
-        return jax.random.wrap_key_data(key, impl="threefry2x32")
-    raise TypeError(f"key must be a jax.random key (one, e.g. jax.random.key(0)), got dtype {key.dtype} and shape "
-                    f"{key.shape}")
 
 
 def _flag_nonfinite(est, label: str):

@@ -16,9 +16,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import is_integer, is_real
 from ._domain import AbstractDomain, Box
 
 Scalar = Float[Array, ""]
@@ -56,7 +56,7 @@ def _check_scalar_function(fn: Callable, label: str, signature: str, *args) -> N
 
 
 def _check_count(n) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+    if not is_integer(n) or n < 0:
         raise ValueError(f"the number of points must be a non-negative integer, got {n!r}")
 
 
@@ -229,10 +229,10 @@ class SemilinearPDE(AbstractSemilinearPDE):
         gradient_quadratic: float | None = None,
         name: str = "custom",
     ):
-        if not isinstance(dim, (int, np.integer)) or isinstance(dim, (bool, np.bool_)) or dim < 1:
+        if not is_integer(dim) or dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = dim = int(dim)
-        if not isinstance(horizon, (int, float, np.integer, np.floating)) or isinstance(horizon, bool):
+        if not is_real(horizon):
             raise TypeError(f"horizon T must be a number, got {type(horizon).__name__}")
         self.horizon = float(horizon)
         drift = _as_float_array(drift, "drift")

@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from .._checks import is_integer
 from .._pde import AbstractSemilinearPDE
 from .dr import DiffusionReaction as DiffusionReaction
 from .heat import Heat as Heat
@@ -38,7 +37,7 @@ def get(name: str, dim: int, **parameters) -> AbstractSemilinearPDE:
     key = name.lower()
     if key not in _REGISTRY:
         raise ValueError(f"unknown equation {name!r}; available: {', '.join(available())}")
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+    if not is_integer(dim) or dim < 1:
         raise ValueError(f"equation {name!r}: dim must be a positive integer, got {dim!r}")
     dim = int(dim)
     try:

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._checks import check_key
 from ._base import AbstractSurrogate
 from ._checkpoint import CheckpointError, register_architecture
 
@@ -463,10 +464,8 @@ def fit_gp(
             (normal equations; about 5× faster, the default in float64) or ``"auto"``.
         dtype: solve in this dtype (the PDE's arrays are cast); float64 needs jax x64 enabled.
     """
-    from .._calibrate import _check_key
-
     start = time.perf_counter()
-    key = _check_key(key)
+    key = check_key(key)
     kernel = _as_kernel(kernel)
     for label, value in (("interior", interior), ("terminal", terminal), ("iterations", iterations)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -9,9 +9,9 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .._checks import is_real
 from ._base import AbstractSurrogate
 
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "sin": jnp.sin, "gelu": jax.nn.gelu}
@@ -63,9 +63,7 @@ class PINN(AbstractSurrogate):
         for label, value in (("dim", dim), ("width", width), ("depth", depth)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"PINN {label} must be a positive integer, got {value!r}")
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, float, np.integer, np.floating)) or not (
-            math.isfinite(horizon) and horizon > 0
-        ):
+        if not (is_real(horizon) and math.isfinite(horizon) and horizon > 0):
             raise ValueError(f"PINN horizon T must be a positive finite number, got {horizon!r}")
         if key is None:
             raise ValueError("PINN needs a PRNG key for its initial weights (e.g. jax.random.key(0))")

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
+from .._checks import check_key, is_integer, is_real
 from .._derivatives import AbstractTraceEstimator, ExactTrace, residual
 from .._pde import AbstractSemilinearPDE
 from ._base import AbstractSurrogate
@@ -142,21 +143,20 @@ def train(
     Adam with a cosine decay from ``learning_rate`` to ``final_learning_rate``. Deterministic given ``key``
     (step k uses ``fold_in(key, k)``). Returns the trained surrogate and its loss curve.
     """
-    from .._calibrate import _check_key, _is_integer, _is_real
     from ._adapters import check_surrogate
 
     counts = {"steps": steps, "collocation": collocation, "terminal_points": terminal_points, "log_every": log_every}
     for label, value in counts.items():
-        if not (_is_integer(value) and value >= 1):
+        if not (is_integer(value) and value >= 1):
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
     rates = {"terminal_weight": terminal_weight, "learning_rate": learning_rate,
              "final_learning_rate": final_learning_rate}
     for label, value in rates.items():
-        if not (_is_real(value) and math.isfinite(value) and value >= 0):
+        if not (is_real(value) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{label} must be a finite non-negative number, got {value!r}")
     if not 0 < final_learning_rate <= learning_rate:
         raise ValueError(f"need 0 < final_learning_rate ≤ learning_rate, got {final_learning_rate}, {learning_rate}")
-    key = _check_key(key)
+    key = check_key(key)
     surrogate = check_surrogate(surrogate, pde)  # dimension, one value per point, traceable, twice differentiable
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")

@@ -1,0 +1,30 @@
+"""Small argument checks shared by the public entry points."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_integer(value) -> bool:
+    """A Python or NumPy integer (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """A Python or NumPy real number (not a bool); may be inf or NaN."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_key(key):
+    """One typed ``jax.random`` key; a legacy uint32 ``PRNGKey`` becomes the same threefry key, typed."""
+    if key is None:
+        raise ValueError("a PRNG key is required (e.g. key=jax.random.key(0)); scasml never draws hidden randomness")
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if key.dtype == jnp.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(key, impl="threefry2x32")
+    raise TypeError(f"key must be a jax.random key (one, e.g. jax.random.key(0)), got dtype {key.dtype} and shape "
+                    f"{key.shape}")
