@@ -16,6 +16,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import is_integer, is_real
@@ -96,6 +97,9 @@ class AbstractSemilinearPDE(eqx.Module):
                 f"diffusion σ must be a scalar, a vector of shape ({self.dim},) or a matrix of shape "
                 f"({self.dim}, {self.dim}); got shape {shape}"
             )
+        for label, value in (("drift", self.drift), ("diffusion", self.diffusion)):
+            if not isinstance(value, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(value))):  # no XLA op
+                raise ValueError(f"{label} must be finite, got {value}")
         if not isinstance(self.domain, AbstractDomain):
             raise TypeError(f"domain must be an AbstractDomain (e.g. scasml.Box), got {type(self.domain).__name__}")
 
@@ -238,9 +242,6 @@ class SemilinearPDE(AbstractSemilinearPDE):
         drift = _as_float_array(drift, "drift")
         self.drift = jnp.broadcast_to(drift, (dim,)) if drift.ndim == 0 else drift
         self.diffusion = _as_float_array(diffusion, "diffusion").astype(self.drift.dtype)
-        for label, value in (("drift", self.drift), ("diffusion", self.diffusion)):
-            if not bool(jnp.all(jnp.isfinite(value))):
-                raise ValueError(f"{label} must be finite, got {value}")
         for label, fn in (("nonlinearity", nonlinearity), ("terminal", terminal)):
             if not callable(fn):
                 raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
