@@ -204,6 +204,9 @@ def test_damaged_results_are_redone_to_identical_metrics(finished_run, tmp_path)
     report = run_experiment(config, copy, progress=False)
     assert report.metrics == json.loads((run / "metrics.json").read_text())
     assert (raw / "chunk-000.npz").is_file() and zipfile.is_zipfile(truncated)
+    (copy / "metrics.json").write_text("{trunc")  # a damaged cached report is rendered again
+    assert run_experiment(config, copy, progress=False).metrics == report.metrics
+    assert json.loads((copy / "metrics.json").read_text()) == report.metrics
     (copy / "config.json").unlink()
     with pytest.raises(RunDirectoryError, match="config.json is missing or corrupt"):
         render_report(RunDirectory.open(copy))

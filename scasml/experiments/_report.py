@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 
 import numpy as np
@@ -17,7 +16,7 @@ from .. import __version__
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig
 from ._metrics import compute_metrics, compute_timings
-from ._rundir import RunDirectory
+from ._rundir import RunDirectory, read_json
 from ._runner import collect_results
 
 log = logging.getLogger("scasml.experiments")
@@ -300,7 +299,8 @@ def cached_report(run: RunDirectory, config: ExperimentConfig) -> Report | None:
         return None
     if not all((run.path / f).is_file() for f in info.get("files", [])):
         return None
-    metrics = json.loads((run.path / "metrics.json").read_text())
-    timings = json.loads((run.path / "timings.json").read_text())
+    metrics, timings = read_json(run.path / "metrics.json"), read_json(run.path / "timings.json")
+    if metrics is None or timings is None:  # damaged: render again
+        return None
     log.info("report: cached (no stage changed since it was rendered)")
     return _report(run, config, metrics, timings, info["files"])

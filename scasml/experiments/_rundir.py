@@ -44,7 +44,7 @@ def _creation_leftover(name: str) -> bool:
     return name in ("config.toml", "config.json", ".lock") or (name.startswith(".") and name.endswith(".tmp"))
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     """A JSON object from ``path``, or None if the file is missing or not a readable JSON object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -76,7 +76,7 @@ class RunDirectory:
         if run.path.exists() and not run.path.is_dir():
             raise RunDirectoryError(f"{run.path} exists and is not a directory")
         if marker.is_file():
-            stored = _read_json(marker)
+            stored = read_json(marker)
             if stored is None:
                 raise RunDirectoryError(f"{marker} is corrupt; choose another --out (or delete the folder)")
             if stored.get("config_sha256") == config.fingerprint() and not force:
@@ -108,7 +108,7 @@ class RunDirectory:
         return run
 
     def config(self) -> ExperimentConfig:
-        stored = _read_json(self.path / "config.json")
+        stored = read_json(self.path / "config.json")
         if stored is None:
             raise RunDirectoryError(f"{self.path}: config.json is missing or corrupt; rerun the experiment from its "
                                     "config.toml with `scasml run config.toml --out <new folder>`")
@@ -136,7 +136,7 @@ class RunDirectory:
 
     def stage_info(self, stage: str) -> dict | None:
         """The marker of a finished stage, or None (also when the marker is unreadable: the stage is redone)."""
-        return _read_json(self._marker(stage))
+        return read_json(self._marker(stage))
 
     def has_results(self, stage: str) -> bool:
         """Whether ``stage`` is finished and its arrays file is a complete archive (else it is to be redone)."""
