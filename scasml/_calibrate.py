@@ -65,6 +65,8 @@ class CalibratedPrediction(eqx.Module):
 
     ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr; ``defect_z`` is the estimate
     of σᵀ∇(u − û); ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
+    ``threshold``: None, or the garrote threshold (in standard errors) when ``scasml.shrink`` shrank ``defect``
+    (then ``lower``/``upper`` stay the interval of the unshrunk estimate).
     """
 
     u: Float[Array, " N"]
@@ -76,6 +78,7 @@ class CalibratedPrediction(eqx.Module):
     upper: Float[Array, " N"]
     finite: Array
     evaluations: dict = eqx.field(static=True)
+    threshold: float | None = eqx.field(static=True, default=None)
 
 
 def _as_points(pde: AbstractSemilinearPDE, t, x):
