@@ -229,6 +229,7 @@ def cmd_calibrate(args) -> int:
     import numpy as np
 
     from ._calibrate import calibrate
+    from ._shrinkage import shrink_defect
     from .estimators import MultilevelPicard
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
@@ -270,11 +271,16 @@ def cmd_calibrate(args) -> int:
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
+    shrunk = ""
+    if args.shrinkage == "sure":  # over all points at once (the threshold is chosen per batch)
+        columns["defect"], threshold = shrink_defect(columns["defect"], columns["stderr"], columns["finite"])
+        columns["u"] = (columns["surrogate"] + columns["defect"]).astype(columns["defect"].dtype)
+        shrunk = f"; SURE shrinkage threshold {threshold:.3g} standard errors"
     if pde.has_exact:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
     write_predictions(out, columns, x)
     print(f"calibrated {len(t)} points with {estimator.__class__.__name__}(levels={args.levels}, base={args.base}) in "
-          f"{time.perf_counter() - start:.1f} s; mean stderr {np.nanmean(columns['stderr']):.2e}; wrote {out}")
+          f"{time.perf_counter() - start:.1f} s; mean stderr {np.nanmean(columns['stderr']):.2e}{shrunk}; wrote {out}")
     return 0
 
 
@@ -381,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
     p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"))
     p.add_argument("--clip", default=None, help="clip (u, z) at every level to [-c, c] (default: none)")
+    p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
+                   help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
+                   "points (lower summed error where many corrections are within noise; see scasml.shrink)")
     p.add_argument("--trace", default="exact", choices=("exact", "hutchinson"), help="Laplacian of the residual")
     p.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
     p.add_argument("--seed", type=int, default=0)

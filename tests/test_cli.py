@@ -123,6 +123,16 @@ def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
                  "--chunk-points", "3"]) == 0
     assert [r["u"] for r in read_rows(out3)] == [r["u"] for r in rows]
 
+    out4 = tmp_path / "out4.npz"  # --shrinkage sure: the same estimates, shrunk over all points together
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out4), *args,
+                 "--shrinkage", "sure"]) == 0
+    assert "SURE shrinkage threshold" in capsys.readouterr().out
+    with np.load(out4, allow_pickle=False) as data, np.load(npz_out, allow_pickle=False) as plain:
+        expected, _ = scasml.shrink_defect(plain["defect"], plain["stderr"], plain["finite"])
+        np.testing.assert_array_equal(data["defect"], expected)
+        np.testing.assert_array_equal(data["u"], plain["surrogate"] + expected)
+        np.testing.assert_array_equal(data["lower"], plain["lower"])
+
 
 MALFORMED = [
     ("wrong_width.csv", "0.1,0.2,0.3\n0.2,0.1,0.1\n", r"line 1 has 3 columns; expected 4"),

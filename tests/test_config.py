@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -88,6 +89,8 @@ BAD = [
     ("surrogate.kernel", "matern52", r"^surrogate\.kernel: not used with surrogate\.kind = 'pinn'"),
     ("methods.scasml", {"kind": "scasml", "levels": 1, "base": 2, "variant": "quadrature"},
      r"^methods\.scasml: the quadrature variant needs base ≥ 3"),
+    ("methods.mlp.shrinkage", "sure", r"^methods\.mlp\.shrinkage: only scasml methods shrink"),
+    ("methods.scasml.shrinkage", "james-stein", r"^methods\.scasml\.shrinkage: must be one of 'none', 'sure'"),
     ("training.learning_rate", float("inf"), r"^training\.learning_rate: expected a finite number, got inf"),
     ("training.terminal_weight", float("nan"), r"^training\.terminal_weight: expected a finite number, got nan"),
 ]
@@ -180,6 +183,16 @@ def test_every_shipped_config_is_valid():
         assert again.fingerprint() == config.fingerprint()
 
 
+def test_shrinkage_is_left_out_of_the_resolved_config_unless_set():
+    """Configs written before the key existed keep their fingerprint, so their runs still resume."""
+    config = config_from_dict(copy.deepcopy(BASE))
+    assert "shrinkage" not in config.method("scasml").to_dict()
+    shrunk = config_from_dict(mutate("methods.scasml.shrinkage", "sure"))
+    assert shrunk.method("scasml").to_dict()["shrinkage"] == "sure"
+    assert shrunk.method("scasml").label().endswith(", SURE shrinkage")
+    assert config_from_dict(tomllib.loads(shrunk.to_toml())) == shrunk
+
+
 def test_table1_configs_match_the_paper_budget():
     for path in CONFIGS.glob("*-*d.toml"):
         config = load_config(path)
@@ -193,6 +206,9 @@ def test_table1_configs_match_the_paper_budget():
         scasml = config.method("scasml").options
         assert (scasml.levels, scasml.base, scasml.variant) == (2, 10, "full_history")
         assert config.method("scasml_noclip").options.clip is None and scasml.clip is not None
+        if s.kind != "gp":  # scasml_sure shrinks scasml_noclip's estimates (no second Monte Carlo run)
+            sure = config.method("scasml_sure").options
+            assert sure == dataclasses.replace(config.method("scasml_noclip").options, shrinkage="sure")
         if config.equation.name == "lcd":
             assert scasml.clip == 0.5 * (config.equation.dim + 1)
         else:

@@ -221,6 +221,39 @@ def test_rerun_recomputes_nothing(finished_run):
     assert "resuming run 'tiny'" in (run / "run.log").read_text()
 
 
+def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(finished_run, tmp_path):
+    """A 'sure' method identical to a finished unshrunk one runs no Monte Carlo: added to a copy of a finished run
+    (new config), only its shrinkage is computed; a 'sure' method without a twin runs its own estimates."""
+    run, config, _ = finished_run
+    raw = config.to_dict()
+    raw["methods"]["sure"] = {**raw["methods"]["scasml"], "shrinkage": "sure"}
+    raw["methods"]["alone"] = {"kind": "scasml", "levels": 1, "base": 6, "shrinkage": "sure"}
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shrunk_config = config_from_dict(raw)  # the finished stages, marked as a run of the new configuration
+    marker = json.loads((copy / "scasml-run.json").read_text())
+    (copy / "scasml-run.json").write_text(json.dumps({**marker, "config_sha256": shrunk_config.fingerprint()}))
+    (copy / "config.json").write_text(shrunk_config.to_json())
+    for name in ("metrics.json", "timings.json"):
+        (copy / name).unlink()
+    report = run_experiment(shrunk_config, copy, progress=False)
+    assert not (copy / "raw" / "eval" / "rep-0" / "sure").exists()
+    assert (copy / "raw" / "eval" / "rep-0" / "alone").is_dir()
+    metrics = report.metrics["methods"]
+    assert len(metrics["sure"]["shrinkage_threshold"]) == 2 and "shrinkage_threshold" not in metrics["scasml"]
+    assert metrics["sure"]["evaluations_per_point"] == metrics["scasml"]["evaluations_per_point"]
+    points = np.load(copy / "results" / "points.npz", allow_pickle=False)
+    for r, c in enumerate(metrics["sure"]["shrinkage_threshold"]):
+        twin = RunDirectory.open(copy)
+        arrays = [twin.load_arrays(f"eval/rep-{r}/scasml/chunk-{k:03d}") for k in range(6)]
+        defect, stderr = (np.concatenate([a[k] for a in arrays]) for k in ("defect", "stderr"))
+        surrogate = np.concatenate([a["surrogate"] for a in arrays])
+        assert c == scasml.sure_threshold(defect, stderr)
+        np.testing.assert_array_equal(points["sure_prediction"][r],
+                                      surrogate + scasml.shrink_defect(defect, stderr, threshold=c)[0])
+        np.testing.assert_array_equal(points["sure_lower"][r], points["scasml_lower"][r])
+
+
 def test_report_rerenders_without_recomputing(finished_run, tmp_path):
     run = finished_run[0]
     metrics = (run / "metrics.json").read_text()

@@ -74,7 +74,10 @@ class Method:
         return Method(self.name, dataclasses.replace(self.options, **changes))
 
     def to_dict(self) -> dict:
-        return section_to_dict(self.options, method_keys(self.kind, self.options.estimator))
+        out = section_to_dict(self.options, method_keys(self.kind, self.options.estimator))
+        if out.get("shrinkage") == "none":  # added in 0.1: keeps the fingerprints (resume) of earlier runs
+            del out["shrinkage"]
+        return out
 
     def label(self) -> str:
         """Short human description, e.g. 'SCaSML, MLP n=2 M=10, clip 0.01'."""
@@ -82,11 +85,12 @@ class Method:
         head = {"surrogate": "surrogate", "mlp": "plain MC", "scasml": "SCaSML"}[self.kind]
         if self.kind == "surrogate":
             return head
+        shrunk = ", SURE shrinkage" if o.shrinkage == "sure" else ""
         if o.estimator == "feynman_kac":
-            return f"{head}, Feynman-Kac {o.paths} paths"
+            return f"{head}, Feynman-Kac {o.paths} paths{shrunk}"
         clip = f", clip {o.clip:g}" if o.clip is not None else ""
         variant = "" if o.variant == "full_history" else f" {o.variant}"
-        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}"
+        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{shrunk}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,6 +292,9 @@ def _check_methods(config: ExperimentConfig, pde) -> None:
             raise ConfigError(
                 f"{key}.estimator: feynman_kac needs a linear PDE, but {pde.name} is semilinear; use picard"
             )
+        if m.kind == "mlp" and m.options.shrinkage != "none":
+            raise ConfigError(f"{key}.shrinkage: only scasml methods shrink (toward the surrogate); plain Monte "
+                              "Carlo has no surrogate to shrink toward")
         try:
             estimator = m.estimator()
         except ValueError as err:

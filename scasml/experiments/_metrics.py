@@ -18,6 +18,7 @@ class MethodResult:
     evaluations: dict
     seconds: float
     seconds_warm: float
+    threshold: float | None = None  # the SURE garrote threshold, for methods with shrinkage
 
     @property
     def prediction(self) -> np.ndarray:
@@ -102,6 +103,8 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
             "evaluations_per_point": runs[0].evaluations,
             "per_repetition": per_rep,
         }
+        if method.options.shrinkage != "none":
+            out[method.name]["shrinkage_threshold"] = [r.threshold for r in runs]
     return out
 
 

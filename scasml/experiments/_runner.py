@@ -8,6 +8,7 @@ produce the same numbers and the same metrics.json.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from .. import surrogates
 from .._io import atomic_write_bytes, atomic_write_text
+from .._shrinkage import shrink_defect
 from ._compute import (
     chunk_layout,
     chunk_slice,
@@ -88,9 +90,12 @@ class Pipeline:
 
     def execute(self) -> None:
         surrogate = self.main_surrogate()
+        sources = estimate_sources(self.config.methods)
         for r in range(self.config.evaluation.repetitions):
             points = self.points(r)
             for method in self.config.methods:
+                if sources[method.name] != method.name:
+                    continue  # shrinks the estimates of an identical unshrunk method (see estimate_sources)
                 key = method_key(self.config, r, method.name)
                 self.evaluate(method, surrogate, points, key, f"eval/rep-{r}/{method.name}", f"{method.name} rep {r}")
         self.sweeps(surrogate)
@@ -205,16 +210,23 @@ class Pipeline:
         if not (sweep.base or sweep.levels or sweep.training_steps):
             return
         points = self.points(0)
+        sources = estimate_sources(self.config.sweep_methods())
         for axis in ("base", "levels"):
             for value in getattr(sweep, axis):
                 for method in self.config.sweep_methods():
+                    if sources[method.name] != method.name:
+                        continue
                     variant = method.replace(**{axis: value})
                     key = method_key(self.config, 0, f"{method.name}@{axis}={value}", stream=3)
                     self.evaluate(variant, surrogate, points, key, f"sweep/{axis}-{value}/{method.name}",
                                   f"{method.name} {axis}={value}", limit=sweep.points)
         for steps in sweep.training_steps:
             trained = self.sweep_surrogate(steps)
-            for method in training_sweep_methods(self.config):
+            methods = training_sweep_methods(self.config)
+            sources = estimate_sources(methods)
+            for method in methods:
+                if sources[method.name] != method.name:
+                    continue
                 key = method_key(self.config, 0, method.name, stream=4)  # common random numbers across budgets
                 self.evaluate(method, trained, points, key, f"sweep/training_steps-{steps}/{method.name}",
                               f"{method.name} trained {steps} steps", limit=sweep.points)
@@ -230,6 +242,14 @@ class Pipeline:
         return surrogates.load(path, self.pde)
 
 
+def estimate_sources(methods) -> dict[str, str]:
+    """Method name → the name whose stored Monte Carlo estimates it reads. Shrinkage is post-processing, so a
+    method with ``shrinkage`` whose options are otherwise identical to an unshrunk method of ``methods`` reuses
+    that method's estimates (no second run; common random numbers); any other method reads its own."""
+    plain = {m.options: m.name for m in reversed(methods) if m.options.shrinkage == "none"}
+    return {m.name: plain.get(dataclasses.replace(m.options, shrinkage="none"), m.name) for m in methods}
+
+
 def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
     """The surrogate alone plus the SCaSML methods being swept (for the convergence curve)."""
     baseline = config.methods_of_kind("surrogate")
@@ -240,7 +260,8 @@ def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
 # ---- reading results back -------------------------------------------------------------------------------
 
 
-def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: int) -> MethodResult:
+def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: int, method: Method) -> MethodResult:
+    """The stored estimates under ``prefix`` (concatenated over chunks), shrunk when ``method`` asks for it."""
     _, n_chunks = chunk_layout(n, config.evaluation.chunks)
     parts, infos = [], []
     for c in range(n_chunks):
@@ -254,7 +275,11 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     seconds = float(sum(i["seconds"] for i in infos))
     warm = [i["seconds"] for i in infos if i.get("warm")]
     seconds_warm = float(np.mean(warm) * n_chunks) if warm else seconds
-    return MethodResult(arrays, infos[0]["evaluations"], seconds, seconds_warm)
+    threshold = None
+    if method.options.shrinkage == "sure":
+        arrays["defect"], threshold = shrink_defect(arrays["defect"], arrays["stderr"], arrays["finite"])
+        arrays["prediction"] = (arrays["surrogate"] + arrays["defect"]).astype(arrays["defect"].dtype)
+    return MethodResult(arrays, infos[0]["evaluations"], seconds, seconds_warm, threshold)
 
 
 def read_training_curve(run: RunDirectory) -> dict | None:
@@ -274,20 +299,24 @@ def collect_results(run: RunDirectory, config: ExperimentConfig) -> Results:
             raise RunDirectoryError(f"{run.path}: repetition {r} has no test points yet; resume with `scasml run`")
         points.append(run.load_arrays(f"points/rep-{r}"))
     n = config.evaluation.points
-    methods = {m.name: [_read_method(run, config, f"eval/rep-{r}/{m.name}", n) for r in range(reps)]
+    sources = estimate_sources(config.methods)
+    methods = {m.name: [_read_method(run, config, f"eval/rep-{r}/{sources[m.name]}", n, m) for r in range(reps)]
                for m in config.methods}
     sweeps = []
     sweep = config.sweep
     k = sweep.points or n
     exact = points[0]["exact"][:k]
+    sources = estimate_sources(config.sweep_methods())
     for axis in ("base", "levels"):
         for value in getattr(sweep, axis):
             for m in config.sweep_methods():
-                result = _read_method(run, config, f"sweep/{axis}-{value}/{m.name}", k)
+                result = _read_method(run, config, f"sweep/{axis}-{value}/{sources[m.name]}", k, m)
                 sweeps.append(SweepResult(axis, value, m.name, m.kind, result, exact))
+    trained = training_sweep_methods(config)
+    sources = estimate_sources(trained)
     for steps in sweep.training_steps:
-        for m in training_sweep_methods(config):
-            result = _read_method(run, config, f"sweep/training_steps-{steps}/{m.name}", k)
+        for m in trained:
+            result = _read_method(run, config, f"sweep/training_steps-{steps}/{sources[m.name]}", k, m)
             sweeps.append(SweepResult("training_steps", steps, m.name, m.kind, result, exact))
     train_info = run.stage_info("train")
     stage_seconds = float(sum(run.stage_info(s)["seconds"] for s in run.stages()))

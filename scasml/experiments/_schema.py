@@ -171,6 +171,7 @@ class EvaluationSection:
 
 METHOD_KINDS = ("surrogate", "mlp", "scasml")
 ESTIMATORS = ("picard", "feynman_kac")
+SHRINKAGE = ("none", "sure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,12 +186,14 @@ class MethodSection:
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
+    shrinkage: str = spec("none", choices=SHRINKAGE,
+                          doc="scasml only: 'sure' shrinks the defect estimates toward the surrogate (scasml.shrink)")
 
 
 METHOD_KEYS = {
     "surrogate": ("kind",),
-    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias"),
-    "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule"),
+    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "shrinkage"),
+    "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "shrinkage"),
 }
 
 
