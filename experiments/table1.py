@@ -3,6 +3,7 @@
     python experiments/table1.py run --out runs/table1 --workers 8 --set evaluation.repetitions=5
     python experiments/table1.py summary runs/table1 --json experiments/table1.json --markdown table1.md
     python experiments/table1.py run --out runs/again --surrogates runs/table1 ...   # re-evaluate, no training
+    python experiments/table1.py run ... --methods surrogate scasml_noclip scasml_sure   # a subset of the methods
 
 `run` starts one `scasml run configs/<row>.toml` per row (default: all 16 Table-1 rows), at most ``--workers``
 at a time, each with its own log in ``OUT/<row>.log``; rows still running at ``--deadline`` seconds are stopped
@@ -66,7 +67,10 @@ def run(args) -> int:
                 if not checkpoint.is_file():
                     raise SystemExit(f"--surrogates: no {checkpoint}")
                 trained = ["--set", f"surrogate.checkpoint={checkpoint.resolve()}"]
-            cmd = [sys.executable, "-m", "scasml.cli", "run", str(ROOT / "configs" / f"{row}.toml"),
+            config = ROOT / "configs" / f"{row}.toml"
+            if args.methods:
+                config = only_methods(config, args.methods, out / f"{row}.toml")
+            cmd = [sys.executable, "-m", "scasml.cli", "run", str(config),
                    "--out", str(out / row), "-q", *overrides, *trained]
             log = open(out / f"{row}.log", "a")
             running[row] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -88,6 +92,25 @@ def run(args) -> int:
             print(f"{row:10s} {finished[row]:24s} {time.monotonic() - began:7.1f} s", flush=True)
     print(json.dumps(finished, indent=1))
     return 0 if all(v == "done" for v in finished.values()) else 1
+
+
+def only_methods(config: Path, names, out: Path) -> Path:
+    """A copy of ``config`` at ``out`` keeping only the methods ``names`` (and sweeps over those)."""
+    from scasml.experiments._config import dump_toml
+
+    raw = tomllib.loads(config.read_text())
+    missing = sorted(set(names) - set(raw["methods"]))
+    if missing:
+        raise SystemExit(f"--methods: {config.name} has no method(s) {', '.join(missing)}")
+    raw["methods"] = {k: v for k, v in raw["methods"].items() if k in names}
+    swept = [m for m in raw.get("sweep", {}).get("methods", []) if m in names]
+    if "sweep" in raw:
+        raw["sweep"]["methods"] = swept
+        if not swept:
+            del raw["sweep"]["methods"]
+    out.write_text(f"# {config.name} with methods {', '.join(names)} only (experiments/table1.py --methods)\n"
+                   + dump_toml(raw))
+    return out
 
 
 def _times(record):
@@ -123,7 +146,7 @@ def summarise(folder: Path) -> dict:
                 "coverage": m["interval_coverage"], "evaluations": m["evaluations_per_point"],
                 **_times(timings.get("methods", {}).get(name)),
             }
-        for name in ("mlp", "mlp_noclip", "scasml", "scasml_noclip"):
+        for name in ("mlp", "mlp_noclip", "scasml", "scasml_noclip", "scasml_sure"):
             c = _comparison(metrics, name, "surrogate")
             if c:
                 entry["comparisons"][name] = {
@@ -160,7 +183,8 @@ def _seconds(method):
 
 def markdown(rows: dict) -> str:
     head = ("| row | reps | surrogate | plain MLP (no clip) | SCaSML (no clip) | gain | p | SCaSML (paper clip) | gain "
-            "| p | SCaSML s warm / cold | paper: surrogate / SCaSML / gain |\n|" + "---|" * 12)
+            "| p | SCaSML (SURE shrinkage) | gain | p | SCaSML s warm / cold | paper: surrogate / SCaSML / gain |\n|"
+            + "---|" * 15)
     lines = [head]
     for row, e in rows.items():
         m, c = e["methods"], e["comparisons"]
@@ -168,10 +192,10 @@ def markdown(rows: dict) -> str:
         paper_text = "—" if paper is None else f"{_fmt(paper[0])} / {_fmt(paper[2])} / {paper[3]} %"
         cells = [row, str(e["repetitions"]), _l2(m.get("surrogate")), _l2(m.get("mlp_noclip")),
                  _l2(m.get("scasml_noclip"))]
-        for name in ("scasml_noclip", "scasml"):
+        for name in ("scasml_noclip", "scasml", "scasml_sure"):
             comp = c.get(name)
-            if name == "scasml":
-                cells.append(_l2(m.get("scasml")))
+            if name != "scasml_noclip":
+                cells.append(_l2(m.get(name)))
             cells += ["—", "—"] if comp is None else [_fmt(comp["improvement_percent"], ".0f") + " %",
                                                      _fmt(comp["p_value"], ".1e")]
         cells += [_seconds(m.get("scasml_noclip")), paper_text]
@@ -203,6 +227,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--deadline", type=float, default=0.0, help="stop unfinished rows after this many seconds")
     p.add_argument("--set", action="append", default=[], help="passed to every `scasml run`")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="run only these methods of each row's config (e.g. surrogate scasml_noclip scasml_sure)")
     p.add_argument("--surrogates", default=None,
                    help="a previous run folder: use its trained surrogates (ROW/checkpoint.scasml), no training")
     p.set_defaults(func=run)
