@@ -349,6 +349,13 @@ def _surrogate_values(surrogate, t, x):
     return jax.lax.map(lambda point: surrogate(*point), (t, x), batch_size=_VALUE_BATCH)
 
 
+def surrogate_values(surrogate, t, x) -> np.ndarray:
+    """û at points t (N,), x (N, d), on the host: the values ``calibrate`` corrects (full-precision matrix
+    products, batches of 65,536 points)."""
+    with full_float32_matmuls():
+        return np.asarray(_surrogate_values(surrogate, t, x))
+
+
 def calibrate(
     surrogate,
     pde: AbstractSemilinearPDE,
@@ -376,8 +383,7 @@ def calibrate(
                         f"{type(trace).__name__}")
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
-    with full_float32_matmuls():
-        u_hat = np.asarray(_surrogate_values(surrogate, t, x))
+    u_hat = surrogate_values(surrogate, t, x)
     bad = ~np.isfinite(u_hat)
     if bad.any():  # checked before the (expensive) Monte Carlo run
         first = int(np.argmax(bad))

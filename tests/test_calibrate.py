@@ -1,6 +1,7 @@
 """The calibration API: law of defect, reproducibility, chunking, and bad input."""
 
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -242,3 +243,25 @@ def test_bad_equation_dimension_and_sample_counts():
         PDE.sample_domain(jax.random.key(0), -1)
     with pytest.raises(ValueError, match="number of points must be a non-negative integer"):
         PDE.sample_terminal(jax.random.key(0), 2.5)
+
+
+def test_the_runner_evaluates_the_surrogate_alone_with_full_float32_matmuls():
+    """The 'surrogate' column of a run must be the û that calibrate corrects (on a GPU, not its TF32 rounding)."""
+    from scasml.experiments import load_config
+    from scasml.experiments._compute import evaluate_method
+    from scasml.experiments._config import Method
+    from scasml.experiments._schema import MethodSection
+
+    seen = []
+    pde = equations.get("vb", dim=3)
+
+    def surrogate(t, x):
+        seen.append(jax.config.jax_default_matmul_precision)
+        return pde.exact(t, x)
+
+    t, x = pde.sample_domain(jax.random.key(0), 8)
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml")
+    arrays, _ = evaluate_method(Method("surrogate", MethodSection(kind="surrogate")), config, pde, surrogate, t, x,
+                                None)
+    assert seen == ["highest"]
+    np.testing.assert_array_equal(arrays["prediction"], scasml._calibrate.surrogate_values(surrogate, t, x))

@@ -19,12 +19,11 @@ import math
 import time
 import zlib
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._calibrate import calibrate, solve
+from .._calibrate import calibrate, solve, surrogate_values
 from .._derivatives import ExactTrace, HutchinsonTrace
 from ..surrogates import PINN, fit_gp, train
 from ._config import ExperimentConfig, Method
@@ -151,11 +150,6 @@ def chunk_slice(t, x, index: int, size: int):
     return tc, xc, stop - start
 
 
-@eqx.filter_jit
-def _surrogate_values(surrogate, t, x):
-    return jax.vmap(surrogate)(t, x)
-
-
 def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t, x, key) -> tuple[dict, dict]:
     """Run one method on points (t, x): (arrays, evaluation counts per point).
 
@@ -165,7 +159,7 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
     ev = config.evaluation
     batch = ev.batch_size or None
     if method.kind == "surrogate":
-        u = np.asarray(_surrogate_values(surrogate, jnp.asarray(t), jnp.asarray(x)))
+        u = surrogate_values(surrogate, jnp.asarray(t), jnp.asarray(x))  # full precision, as in calibrate
         nan = np.full_like(u, np.nan)
         return {"prediction": u, "stderr": nan, "lower": nan, "upper": nan, "finite": np.isfinite(u)}, {
             "surrogate_values": 1
