@@ -223,30 +223,6 @@ def test_numpy_float64_points_with_x64_compute_in_float64(x64):
 
 def test_estimators_are_traced_with_full_float32_matmuls():
     """Accelerators may run float32 products in TF32 by default; the residual would then be off by ~1e-3."""
-    seen = []
-    pde = equations.get("vb", dim=3)
-
-    def surrogate(t, x):
-        seen.append(jax.config.jax_default_matmul_precision)
-        return pde.exact(t, x)
-
-    t, x = pde.sample_domain(jax.random.key(0), 8)
-    scasml.calibrate(scasml.FunctionSurrogate(surrogate), pde, t, x, SMALL, key=jax.random.key(1))
-    first = seen.index("highest")  # the calls before it are check_surrogate's probes (nothing computed)
-    assert first <= 3 and all(p == "highest" for p in seen[first:]), seen
-
-
-def test_bad_equation_dimension_and_sample_counts():
-    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
-        equations.get("vb", dim=0)
-    with pytest.raises(ValueError, match="number of points must be a non-negative integer, got -1"):
-        PDE.sample_domain(jax.random.key(0), -1)
-    with pytest.raises(ValueError, match="number of points must be a non-negative integer"):
-        PDE.sample_terminal(jax.random.key(0), 2.5)
-
-
-def test_the_runner_evaluates_the_surrogate_alone_with_full_float32_matmuls():
-    """The 'surrogate' column of a run must be the û that calibrate corrects (on a GPU, not its TF32 rounding)."""
     from scasml.experiments import load_config
     from scasml.experiments._compute import evaluate_method
     from scasml.experiments._config import Method
@@ -260,8 +236,23 @@ def test_the_runner_evaluates_the_surrogate_alone_with_full_float32_matmuls():
         return pde.exact(t, x)
 
     t, x = pde.sample_domain(jax.random.key(0), 8)
+    scasml.calibrate(scasml.FunctionSurrogate(surrogate), pde, t, x, SMALL, key=jax.random.key(1))
+    first = seen.index("highest")  # the calls before it are check_surrogate's probes (nothing computed)
+    assert first <= 3 and all(p == "highest" for p in seen[first:]), seen
+    # the runner's surrogate-alone column is the û that calibrate corrects (on a GPU, not its TF32 rounding)
+    seen.clear()
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml")
     arrays, _ = evaluate_method(Method("surrogate", MethodSection(kind="surrogate")), config, pde, surrogate, t, x,
                                 None)
     assert seen == ["highest"]
     np.testing.assert_array_equal(arrays["prediction"], scasml._calibrate.surrogate_values(surrogate, t, x))
+
+
+def test_bad_equation_dimension_and_sample_counts():
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        equations.get("vb", dim=0)
+    with pytest.raises(ValueError, match="number of points must be a non-negative integer, got -1"):
+        PDE.sample_domain(jax.random.key(0), -1)
+    with pytest.raises(ValueError, match="number of points must be a non-negative integer"):
+        PDE.sample_terminal(jax.random.key(0), 2.5)
+
