@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,7 +33,10 @@ from scasml.experiments import (
     t_quantile,
 )
 from scasml.experiments._compute import chunk_layout, chunk_slice
+from scasml.experiments._config import Method
 from scasml.experiments._metrics import error_summary
+from scasml.experiments._runner import estimate_sources
+from scasml.experiments._schema import MethodSection
 from scasml.experiments._statistics import incomplete_beta, t_cdf, t_two_sided_p
 
 # ---- statistics ---------------------------------------------------------------------------------------------
@@ -219,6 +223,13 @@ def test_rerun_recomputes_nothing(finished_run):
     assert {p: p.stat().st_mtime_ns for p in (run / "stages").rglob("*.json")} == markers
     assert report.metrics == json.loads((run / "metrics.json").read_text())
     assert "resuming run 'tiny'" in (run / "run.log").read_text()
+
+
+def test_estimate_sources():
+    scasml_ = MethodSection(kind="scasml")
+    methods = [Method("a", scasml_), Method("b", scasml_), Method("s", dataclasses.replace(scasml_, shrinkage="sure")),
+               Method("q", dataclasses.replace(scasml_, base=4, shrinkage="sure"))]
+    assert estimate_sources(methods) == {"a": "a", "b": "b", "s": "a", "q": "q"}
 
 
 def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(finished_run, tmp_path):

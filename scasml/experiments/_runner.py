@@ -245,9 +245,11 @@ class Pipeline:
 def estimate_sources(methods) -> dict[str, str]:
     """Method name → the name whose stored Monte Carlo estimates it reads. Shrinkage is post-processing, so a
     method with ``shrinkage`` whose options are otherwise identical to an unshrunk method of ``methods`` reuses
-    that method's estimates (no second run; common random numbers); any other method reads its own."""
+    that method's estimates (no second run; common random numbers); any other method reads its own (two
+    identical unshrunk methods stay two independent runs)."""
     plain = {m.options: m.name for m in reversed(methods) if m.options.shrinkage == "none"}
-    return {m.name: plain.get(dataclasses.replace(m.options, shrinkage="none"), m.name) for m in methods}
+    return {m.name: m.name if m.options.shrinkage == "none" else
+            plain.get(dataclasses.replace(m.options, shrinkage="none"), m.name) for m in methods}
 
 
 def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
