@@ -29,11 +29,14 @@ from ._calibrate import CalibratedPrediction
 from ._checks import is_real
 
 
-def _flat_pair(defect, stderr) -> tuple[np.ndarray, np.ndarray]:
+def _usable_pair(defect, stderr) -> tuple[np.ndarray, np.ndarray]:
+    """Flat float64 (v, s) of the points that enter SURE: finite v and s, and s > 0."""
     v, s = np.asarray(defect, np.float64), np.asarray(stderr, np.float64)
     if v.shape != s.shape:
         raise ValueError(f"defect and stderr must have the same shape, got {v.shape} and {s.shape}")
-    return v.reshape(-1), s.reshape(-1)
+    v, s = v.reshape(-1), s.reshape(-1)
+    use = np.isfinite(v) & np.isfinite(s) & (s > 0)
+    return v[use], s[use]
 
 
 def _ratio(v, s):
@@ -45,9 +48,7 @@ def _ratio(v, s):
 def sure_risk(defect, stderr, threshold: float) -> float:
     """Stein's unbiased estimate of Σ_i (δ_i − θ_i)² for the garrote at ``threshold`` = c (points with a
     non-finite value or stderr ≤ 0 left out)."""
-    v, s = _flat_pair(defect, stderr)
-    use = np.isfinite(v) & np.isfinite(s) & (s > 0)
-    v, s = v[use], s[use]
+    v, s = _usable_pair(defect, stderr)
     ratio = _ratio(v, s)
     kept = ratio > threshold
     c2 = threshold**2 / np.where(kept, ratio, 1.0) ** 2
@@ -61,9 +62,7 @@ def sure_threshold(defect, stderr) -> float:
     ``stderr`` ≤ 0 are left out. Exact minimiser: between consecutive ratios |v_i|/s_i SURE grows with c, so the
     minimum is at c = 0 or at one of the ratios (that point then just dropped). Cost O(N log N).
     """
-    v, s = _flat_pair(defect, stderr)
-    use = np.isfinite(v) & np.isfinite(s) & (s > 0)
-    v, s = v[use], s[use]
+    v, s = _usable_pair(defect, stderr)
     if not v.size:
         return 0.0
     ratio = _ratio(v, s)
