@@ -100,6 +100,12 @@ def shrink_defect(defect, stderr, finite=None, threshold: float | None = None) -
     return shrunk, float(threshold)
 
 
+def shrunk_prediction(surrogate, defect, stderr, finite=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(û + δ, δ, c) for host arrays (N,): ``shrink_defect`` with c by SURE, and the prediction it gives."""
+    shrunk, threshold = shrink_defect(defect, stderr, finite)
+    return (np.asarray(surrogate) + shrunk).astype(shrunk.dtype), shrunk, threshold
+
+
 def shrink(prediction: CalibratedPrediction, threshold: float | None = None) -> CalibratedPrediction:
     """``prediction`` with its defect estimates garrote-shrunk toward the surrogate: u = û + δ(defect).
 
@@ -113,7 +119,7 @@ def shrink(prediction: CalibratedPrediction, threshold: float | None = None) -> 
     if prediction.threshold is not None:
         raise ValueError(f"this prediction is already shrunk (threshold {prediction.threshold:g})")
     shrunk, threshold = shrink_defect(prediction.defect, prediction.stderr, prediction.finite, threshold)
-    u = np.asarray(prediction.surrogate) + shrunk
+    u = (np.asarray(prediction.surrogate) + shrunk).astype(shrunk.dtype)
     return CalibratedPrediction(jnp.asarray(u), prediction.surrogate, jnp.asarray(shrunk), prediction.stderr,
                                 prediction.defect_z, prediction.lower, prediction.upper, prediction.finite,
                                 prediction.evaluations, threshold)

@@ -229,7 +229,7 @@ def cmd_calibrate(args) -> int:
     import numpy as np
 
     from ._calibrate import calibrate
-    from ._shrinkage import shrink_defect
+    from ._shrinkage import shrunk_prediction
     from .estimators import MultilevelPicard
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
@@ -273,8 +273,8 @@ def cmd_calibrate(args) -> int:
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
     shrunk = ""
     if args.shrinkage == "sure":  # over all points at once (the threshold is chosen per batch)
-        columns["defect"], threshold = shrink_defect(columns["defect"], columns["stderr"], columns["finite"])
-        columns["u"] = (columns["surrogate"] + columns["defect"]).astype(columns["defect"].dtype)
+        columns["u"], columns["defect"], threshold = shrunk_prediction(columns["surrogate"], columns["defect"],
+                                                                      columns["stderr"], columns["finite"])
         shrunk = f"; SURE shrinkage threshold {threshold:.3g} standard errors"
     if pde.has_exact:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))

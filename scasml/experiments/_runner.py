@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import surrogates
 from .._io import atomic_write_bytes, atomic_write_text
-from .._shrinkage import shrink_defect
+from .._shrinkage import shrunk_prediction
 from ._compute import (
     chunk_layout,
     chunk_slice,
@@ -90,12 +90,9 @@ class Pipeline:
 
     def execute(self) -> None:
         surrogate = self.main_surrogate()
-        sources = estimate_sources(self.config.methods)
         for r in range(self.config.evaluation.repetitions):
             points = self.points(r)
-            for method in self.config.methods:
-                if sources[method.name] != method.name:
-                    continue  # shrinks the estimates of an identical unshrunk method (see estimate_sources)
+            for method in own_estimates(self.config.methods):
                 key = method_key(self.config, r, method.name)
                 self.evaluate(method, surrogate, points, key, f"eval/rep-{r}/{method.name}", f"{method.name} rep {r}")
         self.sweeps(surrogate)
@@ -210,23 +207,16 @@ class Pipeline:
         if not (sweep.base or sweep.levels or sweep.training_steps):
             return
         points = self.points(0)
-        sources = estimate_sources(self.config.sweep_methods())
         for axis in ("base", "levels"):
             for value in getattr(sweep, axis):
-                for method in self.config.sweep_methods():
-                    if sources[method.name] != method.name:
-                        continue
+                for method in own_estimates(self.config.sweep_methods()):
                     variant = method.replace(**{axis: value})
                     key = method_key(self.config, 0, f"{method.name}@{axis}={value}", stream=3)
                     self.evaluate(variant, surrogate, points, key, f"sweep/{axis}-{value}/{method.name}",
                                   f"{method.name} {axis}={value}", limit=sweep.points)
         for steps in sweep.training_steps:
             trained = self.sweep_surrogate(steps)
-            methods = training_sweep_methods(self.config)
-            sources = estimate_sources(methods)
-            for method in methods:
-                if sources[method.name] != method.name:
-                    continue
+            for method in own_estimates(training_sweep_methods(self.config)):
                 key = method_key(self.config, 0, method.name, stream=4)  # common random numbers across budgets
                 self.evaluate(method, trained, points, key, f"sweep/training_steps-{steps}/{method.name}",
                               f"{method.name} trained {steps} steps", limit=sweep.points)
@@ -250,6 +240,13 @@ def estimate_sources(methods) -> dict[str, str]:
     plain = {m.options: m.name for m in reversed(methods) if m.options.shrinkage == "none"}
     return {m.name: m.name if m.options.shrinkage == "none" else
             plain.get(dataclasses.replace(m.options, shrinkage="none"), m.name) for m in methods}
+
+
+def own_estimates(methods) -> list[Method]:
+    """The methods of ``methods`` that run their own Monte Carlo (the others reuse a twin's; see
+    ``estimate_sources``)."""
+    sources = estimate_sources(methods)
+    return [m for m in methods if sources[m.name] == m.name]
 
 
 def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
@@ -279,8 +276,8 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     seconds_warm = float(np.mean(warm) * n_chunks) if warm else seconds
     threshold = None
     if method.options.shrinkage == "sure":
-        arrays["defect"], threshold = shrink_defect(arrays["defect"], arrays["stderr"], arrays["finite"])
-        arrays["prediction"] = (arrays["surrogate"] + arrays["defect"]).astype(arrays["defect"].dtype)
+        arrays["prediction"], arrays["defect"], threshold = shrunk_prediction(
+            arrays["surrogate"], arrays["defect"], arrays["stderr"], arrays["finite"])
     return MethodResult(arrays, infos[0]["evaluations"], seconds, seconds_warm, threshold)
 
 
