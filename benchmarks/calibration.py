@@ -9,6 +9,8 @@ evaluations it cannot avoid.
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2    # one JAX device per core (chunks in parallel)
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --variant quadrature
     python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --cold-runs 7   # cold: median of 7 new processes
+    python benchmarks/calibration.py --rows vb:20 --cpu-devices 2 --variant full_history quadrature --cold-runs 7
+                                                   # both variants; their new-process cold runs alternate
 
 "GEMM floor" (PINN surrogates): the multiply-adds of the surrogate's linear layers that the evaluations need
 (a residual's forward-Laplacian sweep carries k + 3 rows through each layer: k directions, value, Laplacian and
@@ -16,7 +18,8 @@ transport) divided by this machine's measured throughput for the sweep's largest
 (width, width) on all devices; warm ÷ floor says how close calibration runs to the matrix-multiply limit.
 
 "cold" is the first call in a new process (tracing, XLA compilation and the first execution); on a noisy machine
-use --cold-runs to repeat it in fresh processes and report the median and range.
+use --cold-runs to measure it in that many fresh processes and report the median and range. "peak RSS" is the process's
+peak so far, so with several rows or variants it is an upper bound for all but the first.
 """
 
 from __future__ import annotations
@@ -118,14 +121,17 @@ def _setup(name, dim, points, levels, base, trace_name, chunk_size, variant):
     return surrogate, pde, trace, estimator, t, x, calibrate
 
 
-def cold_in_new_processes(runs: int) -> list[float]:
-    """First-call seconds of this row in ``runs`` new processes (this script with --cold-only)."""
+def cold_in_new_processes(runs: int, row: str, variants: list[str]) -> dict[str, list[float]]:
+    """First-call seconds of ``row`` in ``runs`` new processes per variant (this script with --cold-only),
+    alternating between the variants so that a drift of the machine's speed affects them alike."""
     argv = [a for a in sys.argv[1:] if a != "--cold-only"]
-    times = []
+    times = {variant: [] for variant in variants}
     for _ in range(runs):
-        out = subprocess.run([sys.executable, __file__, *argv, "--cold-only"], capture_output=True, text=True,
-                             check=True)
-        times.append(float(out.stdout.strip().splitlines()[-1]))
+        for variant in variants:
+            args = _with_option(_with_option(argv, "--rows", [row]), "--variant", [variant])
+            out = subprocess.run([sys.executable, __file__, *args, "--cold-only"], capture_output=True, text=True,
+                                 check=True)
+            times[variant].append(float(out.stdout.strip().splitlines()[-1]))
     return times
 
 
@@ -154,18 +160,18 @@ def run_row(name, dim, points, levels, base, trace_name, chunk_size, variant="fu
     }
 
 
-def _with_rows(argv: list[str], row: str) -> list[str]:
-    """``argv`` with its --rows list replaced by the single ``row``."""
+def _with_option(argv: list[str], option: str, values: list[str]) -> list[str]:
+    """``argv`` with the values of the list option ``option`` replaced by ``values``."""
     out, skipping = [], False
     for arg in argv:
-        if arg == "--rows":
+        if arg == option:
             skipping = True
             continue
         if skipping and not arg.startswith("--"):
             continue
         skipping = False
         out.append(arg)
-    return [*out, "--rows", row]
+    return [*out, option, *values]
 
 
 def main():
@@ -175,8 +181,8 @@ def main():
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--base", type=int, default=10)
     parser.add_argument("--trace", choices=["exact", "hutchinson"], default="exact")
-    parser.add_argument("--variant", choices=["full_history", "quadrature"], default="full_history",
-                        help="MultilevelPicard variant")
+    parser.add_argument("--variant", nargs="+", choices=["full_history", "quadrature"], default=["full_history"],
+                        help="MultilevelPicard variant(s); several are measured in turn, their cold runs interleaved")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--json", default=None)
     parser.add_argument("--cold-runs", type=int, default=1,
@@ -186,34 +192,34 @@ def main():
                         help="JAX CPU devices (scasml.use_every_cpu_core); the bare evaluations use one of them")
     args = parser.parse_args()
     scasml.use_every_cpu_core(args.cpu_devices)
-    if args.cold_only:  # one row, first call only (used by --cold-runs)
+    if args.cold_only:  # one row and variant, first call only (used by --cold-runs)
         name, dim = args.rows[0].split(":")
         *_, calibrate = _setup(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size,
-                               args.variant)
+                               args.variant[0])
         print(_timed(calibrate))
         return
     results = []
     for row in args.rows:
         name, dim = row.split(":")
-        results.append(run_row(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size,
-                               args.variant))
-        r = results[-1]
+        rows = [run_row(name, int(dim), args.points, args.levels, args.base, args.trace, args.chunk_size, variant)
+                for variant in args.variant]
         if args.cold_runs > 1:
-            saved = sys.argv
-            sys.argv = [saved[0], *_with_rows(saved[1:], row)]
-            try:
-                colds = [r["cold_s"], *cold_in_new_processes(args.cold_runs - 1)]
-            finally:
-                sys.argv = saved
-            r["cold_runs_s"] = [round(c, 3) for c in colds]
-            r["cold_s"] = round(statistics.median(colds), 3)
-            print(f"{r['row']:>8}: cold in {len(colds)} new processes: median {r['cold_s']:.2f} s, "
-                  f"range {min(colds):.2f}-{max(colds):.2f} s", flush=True)
-        print(f"{r['row']:>8} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  warm {r['warm_s']:7.2f} s  "
-              f"{r['points_per_s']:8.1f} pts/s  bare evals {r['bare_evaluations_s']:7.2f} s  "
-              f"overhead ×{r['overhead_ratio']:.2f}  GEMM floor {r['gemm_floor_s']} s "
-              f"(warm ÷ floor {r['warm_over_gemm_floor']})  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",
-              flush=True)
+            colds = cold_in_new_processes(args.cold_runs, row, args.variant)
+            for r in rows:  # the in-process first calls shared compilations with earlier rows and variants
+                runs = colds[r["variant"]]
+                r["first_call_in_this_process_s"] = r["cold_s"]
+                r["cold_runs_s"] = [round(c, 3) for c in runs]
+                r["cold_s"] = round(statistics.median(runs), 3)
+                print(f"{r['row']:>8} {r['variant']}: cold in {len(runs)} new processes: median {r['cold_s']:.2f} s, "
+                      f"range {min(runs):.2f}-{max(runs):.2f} s", flush=True)
+        for r in rows:
+            print(f"{r['row']:>8} {r['variant']:>12} {r['trace']:>10}: cold {r['cold_s']:7.2f} s  "
+                  f"warm {r['warm_s']:7.2f} s  {r['points_per_s']:8.1f} pts/s  "
+                  f"bare evals {r['bare_evaluations_s']:7.2f} s  "
+                  f"overhead ×{r['overhead_ratio']:.2f}  GEMM floor {r['gemm_floor_s']} s "
+                  f"(warm ÷ floor {r['warm_over_gemm_floor']})  peak RSS {r['peak_rss_mb']:.0f} MB  {r['evaluations']}",
+                  flush=True)
+        results.extend(rows)
     meta = {"machine": platform.processor() or platform.machine(), "backend": jax.default_backend(),
             "devices": len(jax.devices()), "cpu_devices": args.cpu_devices, "jax": jax.__version__}
     if args.json:
