@@ -30,6 +30,7 @@ from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
 from .estimators import AbstractEstimator
+from .estimators._base import source_block
 from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
@@ -169,13 +170,34 @@ def _lanes(chunk: int) -> int:
 CPU_LANES = 4
 
 
+# CPU: at most this many rows (of surrogate-width floats) in one vmapped block of residual sweeps, over all lanes.
+# Measured warm, 2-core CPU, against one block: VB-20 (n = 2, M = 10: 2 blocks of 9,200 rows) −15 % with one
+# device per core and unchanged with one multi-threaded device; LQG-100 (4-5 blocks of 8,500-10,600 rows) −16 %
+# and −10…−20 %. Smaller blocks slow one multi-threaded device down (VB-20 quadrature in 2 blocks of 5,600 rows:
+# +14 %; LCD-10 in blocks of 2,600: +15 %), hence 12,000 rather than the ~10,000 that one device per core prefers.
+CPU_SWEEP_ROWS = 12_000
+
+
+def _source_block(pde, lanes: int, directions: int | None) -> int | None:
+    """Residuals per point in one vmapped block on CPUs (None: all at once; accelerators, or no surrogate)."""
+    surrogate = getattr(pde, "surrogate", None)
+    if jax.default_backend() != "cpu" or surrogate is None:
+        return None
+    k = pde.dim if directions is None else directions  # sweep directions (d, or Hutchinson probes) ...
+    width = getattr(surrogate, "width", None)
+    if isinstance(width, int):
+        k = min(k, width)  # ... compressed to the layer width (PINN)
+    return max(1, CPU_SWEEP_ROWS // (lanes * (k + 3)))
+
+
 @eqx.filter_jit
-def _program(pde, estimator, key, index, t, x, mesh, lanes):
+def _program(pde, estimator, key, index, t, x, mesh, lanes, block):
     """lax.map over chunks (axis 0) and over groups of ``lanes`` points within a chunk, vmap over a group;
-    with a mesh, chunks are sharded over its devices."""
+    with a mesh, chunks are sharded over its devices. ``block``: see ``_source_block``."""
 
     def group(a):
-        return jax.vmap(lambda i, ti, xi: estimator.estimate(pde, jax.random.fold_in(key, i), ti, xi))(*a)
+        with source_block(block):
+            return jax.vmap(lambda i, ti, xi: estimator.estimate(pde, jax.random.fold_in(key, i), ti, xi))(*a)
 
     def chunk(a):
         size = a[0].shape[0]
@@ -225,10 +247,11 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     chunk = min(chunk, x.shape[0])  # never pad beyond the points there are (results do not depend on the chunk)
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
+    layout = (chunk, lanes, _source_block(pde, lanes, directions))
     with full_float32_matmuls():
         if jax.process_count() == 1:
-            return _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset)
-        return _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset)
+            return _run_local(pde, estimator, key, t, x, layout, devices, offset)
+        return _run_processes(pde, estimator, key, t, x, layout, devices, offset)
 
 
 def full_float32_matmuls():
@@ -238,8 +261,10 @@ def full_float32_matmuls():
     return jax.default_matmul_precision("highest")
 
 
-def _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset):
-    """All n points on this process's ``devices``; point i uses ``fold_in(key, offset + i)``."""
+def _run_local(pde, estimator, key, t, x, layout, devices, offset):
+    """All n points on this process's ``devices``; point i uses ``fold_in(key, offset + i)``. ``layout`` =
+    (points per chunk, points per vmap group, residuals per block)."""
+    chunk, lanes, block = layout
     n = x.shape[0]
     mesh = None
     if len(devices) > 1:
@@ -253,7 +278,7 @@ def _run_local(pde, estimator, key, t, x, chunk, lanes, devices, offset):
     else:
         target = devices[0]
     index, tc, xc = jax.device_put((index, tc, xc), target)
-    out = jax.device_get(_program(pde, estimator, key, index, tc, xc, mesh, lanes))  # host arrays (shards gathered)
+    out = jax.device_get(_program(pde, estimator, key, index, tc, xc, mesh, lanes, block))  # shards gathered
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
@@ -264,7 +289,7 @@ def _fingerprint(key, t, x, offset) -> np.ndarray:
     return np.asarray([zlib.crc32(np.ascontiguousarray(a).tobytes()) for a in parts], np.uint32)
 
 
-def _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset):
+def _run_processes(pde, estimator, key, t, x, layout, devices, offset):
     """Several processes (``jax.distributed.initialize``): process p computes the p-th contiguous share of the
     points on its own devices, with the index offset a single process would use for them, so per-point keys,
     and hence results, are those of a one-process run; the shares are then gathered onto every process.
@@ -288,11 +313,9 @@ def _run_processes(pde, estimator, key, t, x, chunk, lanes, devices, offset):
     share = math.ceil(n / count)
     lo = me * share
     idx = np.minimum(np.arange(lo, lo + share), n - 1)  # shares past the end repeat the last point (dropped below)
-    out = _run_local(pde, estimator, key, t[idx], x[idx], chunk, lanes, devices, offset + lo)
+    out = _run_local(pde, estimator, key, t[idx], x[idx], layout, devices, offset + lo)
     gathered = multihost_utils.process_allgather(out, tiled=True)  # (count · share, ...) on every process
     return jax.tree.map(lambda a: np.asarray(a[:n]), gathered)
-
-
 
 
 def _flag_nonfinite(est, label: str):

@@ -256,3 +256,22 @@ def test_bad_equation_dimension_and_sample_counts():
     with pytest.raises(ValueError, match="number of points must be a non-negative integer"):
         PDE.sample_terminal(jax.random.key(0), 2.5)
 
+
+
+def test_blocked_source_evaluation_matches_one_block():
+    """Residuals evaluated in blocks (calibrate does so on CPUs, see _source_block), the last block padded, give
+    the estimates of one vmapped call up to float rounding."""
+    from scasml._calibrate import _program
+    from scasml._defect import law_of_defect
+
+    pde = scasml.equations.get("vb", dim=3)
+    surrogate = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=2)
+    defect = law_of_defect(pde, surrogate, scasml.ExactTrace())
+    estimator = scasml.MultilevelPicard(2, 4)  # 32 residuals per point: 5 blocks of 7, the last one padded
+    t, x = pde.sample_domain(jax.random.key(1), 4)
+    index = jnp.arange(4, dtype=jnp.uint32)[None]
+    run = lambda block: _program(defect, estimator, jax.random.key(2), index, t[None], x[None], None, 4, block)
+    whole, blocked = run(None), run(7)
+    assert estimator.evaluations(defect)["source"] == 32
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(blocked), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)

@@ -12,6 +12,8 @@ so that the Elworthy–Bismut–Li weight ΔW_s/(s − t) (variance ∝ 1/(s −
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import math
 
 import equinox as eqx
@@ -141,10 +143,41 @@ def _is_request(node) -> bool:
     return isinstance(node, _REQUESTS)
 
 
+_SOURCE_BLOCK: contextvars.ContextVar[int | None] = contextvars.ContextVar("source_block", default=None)
+
+
+@contextlib.contextmanager
+def source_block(size: int | None):
+    """While tracing: evaluate a point's sources in blocks of at most ``size`` (None: all at once)."""
+    token = _SOURCE_BLOCK.set(size)
+    try:
+        yield
+    finally:
+        _SOURCE_BLOCK.reset(token)
+
+
+def _vmapped(kind, pde, batch, block: int | None):
+    """``kind.evaluate`` over the leading axis of ``batch``; with ``block``, as a loop over balanced blocks of at
+    most ``block`` requests (the last request repeated to fill the last block), so that the working set of, e.g.,
+    a surrogate's residual sweep stays near a CPU core's cache."""
+    evaluate = jax.vmap(kind.evaluate, in_axes=(None, 0))
+    n = jax.tree.leaves(batch)[0].shape[0]
+    if block is None or n <= block:
+        return evaluate(pde, batch)
+    blocks = -(-n // block)
+    size = -(-n // blocks)
+    blocked = jax.tree.map(
+        lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], blocks * size - n, axis=0)]).reshape(
+            (blocks, size) + a.shape[1:]), batch)
+    values = jax.lax.map(lambda part: evaluate(pde, part), blocked)
+    return jax.tree.map(lambda v: v.reshape((blocks * size,) + v.shape[2:])[:n], values)
+
+
 def evaluate_requests(pde, tree):
     """Replace every request in ``tree`` by its values (batch shape = the request's), evaluating all requests
     of one kind in a single vmapped call: one copy of each equation/surrogate evaluation in the compiled
-    program, however many places of an estimator ask for it."""
+    program, however many places of an estimator ask for it. Sources are evaluated in blocks when
+    ``source_block`` is set (``calibrate`` does so on CPUs)."""
     leaves, treedef = jax.tree.flatten(tree, is_leaf=_is_request)
     out = list(leaves)
     for kind in _REQUESTS:
@@ -157,7 +190,7 @@ def evaluate_requests(pde, tree):
             for i, shape in zip(where, shapes, strict=True)
         ]
         batch = jax.tree.map(lambda *parts: jnp.concatenate(parts), *flat)
-        values = jax.vmap(kind.evaluate, in_axes=(None, 0))(pde, batch)
+        values = _vmapped(kind, pde, batch, _SOURCE_BLOCK.get() if kind is SourceRequest else None)
         start = 0
         for i, shape in zip(where, shapes, strict=True):
             size = math.prod(shape)
