@@ -7,6 +7,8 @@ import re
 
 import jax
 
+from ._checks import is_integer
+
 _FLAG = "xla_force_host_platform_device_count"
 
 
@@ -41,8 +43,9 @@ def use_every_cpu_core(count: int | None = None) -> int:
             count = int(env)
         else:
             raise ValueError(f"SCASML_CPU_DEVICES must be a positive integer, got {env!r}")
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+    if not (is_integer(count) and count >= 1):
         raise ValueError(f"the CPU device count must be a positive integer, got {count!r}")
+    count = int(count)
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError as err:

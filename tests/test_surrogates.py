@@ -218,3 +218,16 @@ def test_diverged_training_raises_instead_of_returning_nan():
 def test_pinn_horizon_must_be_positive_and_finite(horizon):
     with pytest.raises(ValueError, match="PINN horizon T must be a positive finite number"):
         scasml.PINN(5, horizon, jax.random.key(0))
+
+
+@pytest.mark.parametrize("field", ["dim", "width", "depth"])
+@pytest.mark.parametrize("value", [0, True, 2.0])
+def test_pinn_sizes_must_be_positive_integers(field, value):
+    sizes = {"dim": 3, "width": 8, "depth": 2, field: value}
+    with pytest.raises(ValueError, match=f"PINN {field} must be a positive integer"):
+        scasml.PINN(sizes["dim"], 1.0, jax.random.key(0), width=sizes["width"], depth=sizes["depth"])
+
+
+def test_pinn_accepts_numpy_integer_sizes():
+    pinn = scasml.PINN(np.int64(3), 1.0, jax.random.key(0), width=np.int32(8), depth=2)
+    assert (pinn.dim, pinn.width) == (3, 8) and type(pinn.dim) is int and type(pinn.width) is int

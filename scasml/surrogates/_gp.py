@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._checks import check_key
+from .._checks import check_key, is_integer
 from ._base import AbstractSurrogate
 from ._checkpoint import CheckpointError, register_architecture
 
@@ -468,8 +468,9 @@ def fit_gp(
     key = check_key(key)
     kernel = _as_kernel(kernel)
     for label, value in (("interior", interior), ("terminal", terminal), ("iterations", iterations)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not (is_integer(value) and value >= 1):
             raise ValueError(f"fit_gp: {label} must be a positive integer, got {value!r}")
+    interior, terminal, iterations = int(interior), int(terminal), int(iterations)
     if not (terminal_weight > 0):
         raise ValueError(f"fit_gp: terminal_weight must be positive, got {terminal_weight!r}")
     if dtype is not None:

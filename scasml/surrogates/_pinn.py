@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from .._checks import is_real
+from .._checks import is_integer, is_real
 from ._base import AbstractSurrogate
 
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "sin": jnp.sin, "gelu": jax.nn.gelu}
@@ -61,8 +61,9 @@ class PINN(AbstractSurrogate):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
         for label, value in (("dim", dim), ("width", width), ("depth", depth)):
-            if not isinstance(value, int) or value < 1:
+            if not (is_integer(value) and value >= 1):
                 raise ValueError(f"PINN {label} must be a positive integer, got {value!r}")
+        dim, width, depth = int(dim), int(width), int(depth)
         if not (is_real(horizon) and math.isfinite(horizon) and horizon > 0):
             raise ValueError(f"PINN horizon T must be a positive finite number, got {horizon!r}")
         if key is None:
