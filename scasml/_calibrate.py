@@ -2,9 +2,10 @@
 
 Both run one jitted program per call: query points are split into chunks (``lax.map`` over chunks, ``vmap``
 within a chunk); the level recursion of the estimators is unrolled at trace time. Point i always draws its
-randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed 8 points whatever the chunk
-size, so a point's result depends only on the key: the same on every call, for every N, chunk size, device count
-and split of the points over calls (``index_offset``). (On accelerators a chunk is one vmap; there different
+randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed ``CPU_LANES`` points whatever
+the chunk size, so a point's result depends only on the key: the same on every call, for every N, chunk size,
+device count and split of the points over calls (``index_offset``). Points at t = T get the exact (g(x), σᵀ∇g(x))
+from a separate small program. (On accelerators a chunk is one vmap; there different
 chunk sizes agree to floating-point rounding.)
 
 Across processes (``jax.distributed.initialize``, e.g. one per host), every process makes the same call (same
@@ -30,7 +31,7 @@ from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
 from .estimators import AbstractEstimator
-from .estimators._base import source_block
+from .estimators._base import source_block, terminal_value_and_z
 from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
@@ -129,8 +130,9 @@ def _as_points(pde: AbstractSemilinearPDE, t, x):
 
 
 def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float, directions: int | None = None) -> int:
-    """Points per vectorised step, from a memory model, capped at 8 on CPUs (measured fastest there: each point
-    already carries hundreds of vectorised samples) and 512 on GPUs.
+    """Points per vectorised step, from a memory model, capped at ``CPU_LANES`` on CPUs (one vmap group per chunk:
+    each point already carries hundreds of vectorised samples, and a group loop inside the chunk loop adds
+    kernels to compile) and 512 on GPUs.
 
     Model, per query point: a terminal evaluation holds a path (d floats) and ~256 hidden activations; a value-
     and-gradient twice that; a residual carries d directional derivatives of each activation (~256·d floats);
@@ -142,7 +144,7 @@ def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float, 
     k = d if directions is None else directions  # second-order directions per residual (d, or Hutchinson probes)
     floats = ev["terminal"] * (d + 256) + ev["increment"] * (d + 512) + ev["source"] * (d + 256 * (k + 2))
     per_point = max(1, 4 * floats * itemsize)
-    cap = 8 if jax.default_backend() == "cpu" else 512
+    cap = CPU_LANES if jax.default_backend() == "cpu" else 512
     return int(max(1, min(cap, memory_budget // per_point)))
 
 
@@ -197,7 +199,8 @@ def _program(pde, estimator, key, index, t, x, mesh, lanes, block):
 
     def group(a):
         with source_block(block):
-            return jax.vmap(lambda i, ti, xi: estimator.estimate(pde, jax.random.fold_in(key, i), ti, xi))(*a)
+            estimate = lambda i, ti, xi: estimator.estimate_before_horizon(pde, jax.random.fold_in(key, i), ti, xi)
+            return jax.vmap(estimate)(*a)
 
     def chunk(a):
         size = a[0].shape[0]
@@ -248,10 +251,29 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
     layout = (chunk, lanes, _source_block(pde, lanes, directions))
+    at_horizon = t >= pde.horizon  # exact there: computed apart, so that the Monte Carlo program carries no ∇g
+    live_t = np.where(at_horizon, np.zeros_like(t), t)
     with full_float32_matmuls():
         if jax.process_count() == 1:
-            return _run_local(pde, estimator, key, t, x, layout, devices, offset)
-        return _run_processes(pde, estimator, key, t, x, layout, devices, offset)
+            est = _run_local(pde, estimator, key, live_t, x, layout, devices, offset)
+        else:
+            est = _run_processes(pde, estimator, key, live_t, x, layout, devices, offset)
+        if at_horizon.any():
+            g_x, z_x = jax.device_get(_terminal_values(pde, x[at_horizon]))
+            est = _with_terminal_values(est, at_horizon, g_x, z_x)
+    return est
+
+
+@eqx.filter_jit
+def _terminal_values(pde, x):
+    return jax.vmap(lambda xi: terminal_value_and_z(pde, xi))(x)
+
+
+def _with_terminal_values(est, at_horizon, g_x, z_x):
+    """``est`` (host arrays) with the exact (g(x), σᵀ∇g(x)) and zero errors at the points ``at_horizon``."""
+    u, z, u_stderr, z_stderr = (np.array(a) for a in (est.u, est.z, est.u_stderr, est.z_stderr))
+    u[at_horizon], z[at_horizon], u_stderr[at_horizon], z_stderr[at_horizon] = g_x, z_x, 0, 0
+    return type(est)(u, z, u_stderr, z_stderr)
 
 
 def full_float32_matmuls():
@@ -332,8 +354,9 @@ def _flag_nonfinite(est, label: str):
 
 
 def _as_output(obj, single: bool):
-    """Host results → JAX arrays (one point: its entries), with no small XLA compilations."""
-    return jax.tree.map(lambda a: jnp.asarray(a[0] if single else a), obj)
+    """Host results → JAX arrays (one point: its entries), with no small XLA compilations (``jnp.asarray``
+    compiles a copy per shape)."""
+    return jax.tree.map(lambda a: jax.device_put(a[0] if single else a), obj)
 
 
 def solve(

@@ -105,6 +105,27 @@ def test_terminal_time_returns_terminal_value_exactly():
     assert float(exact_sur.u) == float(exact_sur.surrogate) and float(exact_sur.defect) == 0.0
 
 
+
+@pytest.mark.parametrize("estimator", [SMALL, scasml.FeynmanKac(paths=16)])
+def test_points_at_the_horizon_are_exact_and_leave_the_others_unchanged(estimator):
+    """``solve`` treats t = T apart (outside the compiled program): there (g, σᵀ∇g) with zero error, the same
+    as ``estimator.estimate``; the other points keep the results they have without the t = T points."""
+    pde = equations.get("heat" if isinstance(estimator, scasml.FeynmanKac) else "vb", dim=3)
+    t = jnp.array([0.2, pde.horizon, 0.5, pde.horizon])
+    x = jnp.array([[0.1, 0.2, -0.3], [0.4, -0.1, 0.2], [0.0, 0.3, 0.1], [-0.2, 0.1, 0.5]])
+    live = np.array([0, 2])
+    mixed = scasml.solve(pde, t, x, estimator, key=jax.random.key(5))
+    alone = scasml.solve(pde, t[live], x[live], estimator, key=jax.random.key(5))  # point 0: the same key
+    np.testing.assert_array_equal(np.asarray(mixed.u)[0], np.asarray(alone.u)[0])
+    g, grad = jax.vmap(jax.value_and_grad(pde.terminal))(x[1::2])
+    np.testing.assert_allclose(mixed.u[1::2], g, rtol=1e-6)
+    np.testing.assert_allclose(mixed.z[1::2], jax.vmap(pde.sigma_transpose)(grad), rtol=1e-6)
+    assert float(jnp.max(mixed.stderr[1::2])) == 0.0 and float(jnp.max(mixed.z_stderr[1::2])) == 0.0
+    direct = estimator.estimate(pde, jax.random.key(0), jnp.asarray(pde.horizon), x[1])
+    np.testing.assert_allclose(direct.u, g[0], rtol=1e-6)
+    np.testing.assert_allclose(direct.z, mixed.z[1], rtol=1e-6)
+    assert float(direct.u_stderr) == 0.0
+
 def test_single_point_and_solve_api():
     pde = equations.get("heat", dim=3)
     est = scasml.solve(pde, 0.5, jnp.array([0.1, 0.2, 0.3]), scasml.FeynmanKac(paths=500), key=jax.random.key(0))

@@ -209,22 +209,42 @@ def clip_pair(u, z, clip):
 class AbstractEstimator(eqx.Module):
     """Monte Carlo estimator of (u, σᵀ∇u) at one query point of a semilinear PDE.
 
-    ``estimate(pde, key, t, x)`` works on one point (scalar t < T, x of shape (d,)); ``scasml.solve`` and
-    ``scasml.calibrate`` vectorise and chunk it. ``evaluations()`` gives the per-point number of terminal
-    evaluations g, source evaluations f(·, 0, 0) (for the defect PDE: surrogate residuals) and generator
-    increments f(V) − f(V') (for the defect PDE: surrogate value-and-gradient evaluations).
+    Subclasses implement ``estimate_before_horizon(pde, key, t, x)`` for one point (scalar t < T, x of shape
+    (d,)) and ``evaluations()``: the per-point number of terminal evaluations g, source evaluations f(·, 0, 0)
+    (for the defect PDE: surrogate residuals) and generator increments f(V) − f(V') (for the defect PDE:
+    surrogate value-and-gradient evaluations). ``estimate`` adds the exact answer at t = T; ``scasml.solve``
+    and ``scasml.calibrate`` vectorise and chunk ``estimate_before_horizon`` and treat points at t = T apart
+    (so their compiled programs carry no ∇g).
     """
 
     @abc.abstractmethod
-    def estimate(self, pde, key: PRNGKeyArray, t, x) -> PointEstimate:
-        ...
+    def estimate_before_horizon(self, pde, key: PRNGKeyArray, t, x) -> PointEstimate:
+        """(u, σᵀ∇u) and standard errors at one point with t < T (undefined at t = T)."""
 
     @abc.abstractmethod
     def evaluations(self, pde) -> dict[str, int]:
         ...
 
+    def estimate(self, pde, key: PRNGKeyArray, t, x) -> PointEstimate:
+        """``estimate_before_horizon`` for t < T; at t = T, (g(x), σᵀ∇g(x)) exactly with zero error."""
+        live = t < pde.horizon
+        est = self.estimate_before_horizon(pde, key, jnp.where(live, t, jnp.zeros_like(t)), x)
+        g_x, z_x = terminal_value_and_z(pde, x)
+        return PointEstimate(
+            jnp.where(live, est.u, g_x),
+            jnp.where(live, est.z, z_x),
+            jnp.where(live, est.u_stderr, jnp.zeros_like(est.u_stderr)),
+            jnp.where(live, est.z_stderr, jnp.zeros_like(est.z_stderr)),
+        )
+
     def check(self, pde) -> None:
         """Raise a clear error if this estimator cannot be applied to ``pde``."""
+
+
+def terminal_value_and_z(pde, x):
+    """(g(x), σᵀ∇g(x)) at one point x (d,): the solution at t = T."""
+    g_x, grad = jax.value_and_grad(pde.terminal)(x)
+    return g_x, pde.sigma_transpose(grad)
 
 
 def inverse_gamma(y: float) -> float:
@@ -241,18 +261,3 @@ def inverse_gamma(y: float) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
-
-
-def guard_terminal_time(pde, t, x, estimate_fn) -> PointEstimate:
-    """Run ``estimate_fn(t, x)`` for t < T; at t = T return (g(x), σᵀ∇g(x)) exactly with zero error."""
-    live = t < pde.horizon
-    safe_t = jnp.where(live, t, jnp.zeros_like(t))
-    est = estimate_fn(safe_t, x)
-    g_x, grad = jax.value_and_grad(pde.terminal)(x)
-    zero = jnp.zeros_like(est.u_stderr)
-    return PointEstimate(
-        jnp.where(live, est.u, g_x),
-        jnp.where(live, est.z, pde.sigma_transpose(grad)),
-        jnp.where(live, est.u_stderr, zero),
-        jnp.where(live, est.z_stderr, jnp.zeros_like(est.z_stderr)),
-    )

@@ -12,7 +12,6 @@ from ._base import (
     combine,
     draw_times,
     gauss_legendre,
-    guard_terminal_time,
     random_time_component,
     sample_times,
     terminal_component,
@@ -53,10 +52,7 @@ class FeynmanKac(AbstractEstimator):
     def evaluations(self, pde):
         return {"terminal": self.paths + 1, "source": self.paths * self.time_samples, "increment": 0}
 
-    def estimate(self, pde, key, t, x):
-        return guard_terminal_time(pde, t, x, lambda t, x: self._estimate(pde, key, t, x))
-
-    def _estimate(self, pde, key, t, x):
+    def estimate_before_horizon(self, pde, key, t, x):
         delta = pde.horizon - t
         g_x = pde.terminal(x)
         if self.time_rule == "random":

@@ -20,7 +20,6 @@ from ._base import (
     combine,
     evaluate_requests,
     gauss_legendre,
-    guard_terminal_time,
     inverse_gamma,
     random_time_component,
     sample_times,
@@ -137,16 +136,13 @@ class MultilevelPicard(AbstractEstimator):
         new, old = self.noise_size(pde, level), self.noise_size(pde, level - 1)
         return tuple(a + b for a, b in zip(new, old, strict=True))
 
-    def estimate(self, pde, key, t, x) -> PointEstimate:
-        def top(t, x):
-            noise = _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype)
-            delta = pde.horizon - t
-            plan = self._plan(pde, self.levels, noise, t, x, delta)
-            est = self._combine(pde, self.levels, evaluate_requests(pde, plan), x, delta)
-            u, z = clip_pair(est.u, est.z, self.clip)
-            return PointEstimate(u, z, est.u_stderr, est.z_stderr)
-
-        return guard_terminal_time(pde, t, x, top)
+    def estimate_before_horizon(self, pde, key, t, x) -> PointEstimate:
+        noise = _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype)
+        delta = pde.horizon - t
+        plan = self._plan(pde, self.levels, noise, t, x, delta)
+        est = self._combine(pde, self.levels, evaluate_requests(pde, plan), x, delta)
+        u, z = clip_pair(est.u, est.z, self.clip)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
     # The estimate is computed in three passes, so that every equation (surrogate) evaluation of the whole
     # recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled program):
