@@ -155,21 +155,23 @@ class PINN(AbstractSurrogate):
         layers = self.mlp.layers
         h = layers[0].weight @ jnp.concatenate([x, jnp.reshape(t, (1,))])
         h = h + (layers[0].bias if layers[0].bias is not None else 0.0)
+        # the derivatives are held transposed, (width, k), and every product is W @ (…): vmapped over points,
+        # all sweep arrays then share the (width, points, ...) layout and XLA inserts no transposes between them
         d1, d2 = _first_two_derivatives(act, h)
-        h, lap, jac = act(h), d2 * jnp.sum(projected**2, axis=0), d1[None, :] * projected
+        h, lap, jac = act(h), d2 * jnp.sum(projected**2, axis=0), d1[:, None] * projected.T
         flow = None if transport is None else d1 * transport
         last = len(layers) - 1
         for i, layer in enumerate(layers[1:], start=1):
             weight = layer.weight
             h = weight @ h + (layer.bias if layer.bias is not None else 0.0)
-            jac = jac @ weight.T
+            jac = weight @ jac
             lap = weight @ lap
             flow = None if flow is None else weight @ flow
             if i < last:
                 d1, d2 = _first_two_derivatives(act, h)
                 h = act(h)
-                lap = d1 * lap + d2 * jnp.sum(jac**2, axis=0)
-                jac = d1[None, :] * jac
+                lap = d1 * lap + d2 * jnp.sum(jac**2, axis=1)
+                jac = d1[:, None] * jac
                 flow = None if flow is None else d1 * flow
         flow = None if flow is None else jnp.reshape(flow, ())
         return SweepTerms(jnp.reshape(h, ()), flow, jnp.reshape(jac, (-1,)), jnp.reshape(lap, ()))
