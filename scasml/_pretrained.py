@@ -45,5 +45,6 @@ def recorded_error(surrogate, pde, test_points: int = 1200, test_seed: int = 1, 
     else:
         exact, _ = pde.reference(t, x, jax.random.key(test_seed + 1), samples=samples)
         kind = f"Monte Carlo reference, {samples} samples"
-    u = jax.vmap(surrogate)(t, x)
+    with jax.default_matmul_precision("highest"):  # no TF32 products on GPUs (as in ``calibrate``)
+        u = jax.vmap(surrogate)(t, x)
     return float(jnp.linalg.norm(u - exact) / jnp.linalg.norm(exact)), kind

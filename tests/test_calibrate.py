@@ -61,17 +61,21 @@ def test_same_key_bit_identical_and_chunk_independent():
     t, x = pde.sample_domain(jax.random.key(0), 37)
     sur = lambda t, x: pde.exact(t, x) + 0.05 * jnp.cos(jnp.sum(x))
     runs = [scasml.calibrate(sur, pde, t, x, SMALL, key=jax.random.key(4), chunk_size=c) for c in (None, 37, 16, 5)]
+    # bit-identical on CPUs (fixed vector width); on accelerators a chunk is one vmap of its size, and other
+    # widths agree to floating-point rounding
+    same = np.testing.assert_array_equal if jax.default_backend() == "cpu" else (
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7))
     # a point's result does not depend on the other query points (same chunk size, fewer points)
     subset = scasml.calibrate(sur, pde, t[:20], x[:20], SMALL, key=jax.random.key(4))
-    np.testing.assert_array_equal(runs[0].u[:20], subset.u)
-    np.testing.assert_array_equal(runs[0].stderr[:20], subset.stderr)
-    # other chunk sizes give bit-identical results (fixed vector width on CPU)
+    same(runs[0].u[:20], subset.u)
+    same(runs[0].stderr[:20], subset.stderr)
+    # nor on the chunk size
     for other in runs[1:]:
-        np.testing.assert_array_equal(runs[0].u, other.u)
-        np.testing.assert_array_equal(runs[0].stderr, other.stderr)
+        same(runs[0].u, other.u)
+        same(runs[0].stderr, other.stderr)
     # splitting the points over two calls with index_offset reproduces the single call exactly
     tail = scasml.calibrate(sur, pde, t[20:], x[20:], SMALL, key=jax.random.key(4), index_offset=20)
-    np.testing.assert_array_equal(runs[0].u[20:], tail.u)
+    same(runs[0].u[20:], tail.u)
     again = scasml.calibrate(sur, pde, t, x, SMALL, key=jax.random.key(4))
     np.testing.assert_array_equal(runs[0].u, again.u)
     different = scasml.calibrate(sur, pde, t, x, SMALL, key=jax.random.key(5))

@@ -121,7 +121,10 @@ def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
     out3 = tmp_path / "out3.csv"  # point i uses fold_in(key, i): the chunking does not change the results
     assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out3), *args,
                  "--chunk-points", "3"]) == 0
-    assert [r["u"] for r in read_rows(out3)] == [r["u"] for r in rows]
+    chunked = [r["u"] for r in read_rows(out3)]
+    if jax.default_backend() == "cpu":  # bit-identical there (fixed vector width); to rounding on accelerators
+        assert chunked == [r["u"] for r in rows]
+    np.testing.assert_allclose([float(v) for v in chunked], u, rtol=1e-6)
 
     out4 = tmp_path / "out4.npz"  # --shrinkage sure: the same estimates, shrunk over all points together
     assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out4), *args,

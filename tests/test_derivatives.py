@@ -2,8 +2,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import scasml
+
+
+@pytest.fixture(autouse=True)
+def _full_precision_products():
+    """Compare derivative methods in full float32 (GPUs default to TF32 products, ~1e-3 relative error)."""
+    with jax.default_matmul_precision("highest"):
+        yield
 
 
 def _random_mlp(d, key):

@@ -9,6 +9,7 @@ import textwrap
 def _run(code: str, **env) -> subprocess.CompletedProcess:
     chosen = ("XLA_FLAGS", "SCASML_CPU_DEVICES", "JAX_NUM_CPU_DEVICES")
     environ = {k: v for k, v in os.environ.items() if k not in chosen}
+    environ["JAX_PLATFORMS"] = "cpu"  # these are CPU devices, also on a machine with a GPU
     environ.update(env)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=environ, timeout=120)
@@ -57,5 +58,5 @@ def test_use_every_cpu_core_defaults_and_errors():
                   JAX_NUM_CPU_DEVICES="3")
     assert by_jax.returncode == 0 and by_jax.stdout.strip() == "3", by_jax.stderr[-2000:]
     bad = subprocess.run([sys.executable, "-m", "scasml.cli", "list"], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "SCASML_CPU_DEVICES": "many"})
+                         env={**os.environ, "SCASML_CPU_DEVICES": "many", "JAX_PLATFORMS": "cpu"})
     assert bad.returncode == 2 and "SCASML_CPU_DEVICES must be a positive integer" in bad.stderr, bad.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Shipped pretrained surrogates: small, self-describing, and reproducing their recorded errors exactly."""
 
+import jax
 import pytest
 
 import scasml
@@ -24,7 +25,10 @@ def test_pretrained_reproduces_its_recorded_error(name):
     surrogate, pde = scasml.pretrained(equation, dim=int(dim))
     assert pde.dim == int(dim) and pde.name == equation
     error, _ = recorded_error(surrogate, pde, training["test_points"], training["test_seed"])
-    assert error == training["relative_l2"]  # bit for bit, on the machine that recorded it
+    if jax.default_backend() == "cpu":
+        assert error == training["relative_l2"]  # bit for bit, on the machine that recorded it
+    else:  # float32 rounding of û (~1e-7 relative) moves the error by ~1e-7 / error ≤ 1e-4 relative
+        assert error == pytest.approx(training["relative_l2"], rel=1e-3)
 
 
 def test_unknown_pretrained_lists_the_available_ones():
