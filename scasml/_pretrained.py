@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from . import equations
+from ._calibrate import full_float32_matmuls
 from .surrogates import load, read_header
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -45,6 +46,6 @@ def recorded_error(surrogate, pde, test_points: int = 1200, test_seed: int = 1, 
     else:
         exact, _ = pde.reference(t, x, jax.random.key(test_seed + 1), samples=samples)
         kind = f"Monte Carlo reference, {samples} samples"
-    with jax.default_matmul_precision("highest"):  # no TF32 products on GPUs (as in ``calibrate``)
+    with full_float32_matmuls():  # no TF32 products on GPUs, as in ``calibrate``
         u = jax.vmap(surrogate)(t, x)
     return float(jnp.linalg.norm(u - exact) / jnp.linalg.norm(exact)), kind
