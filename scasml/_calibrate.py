@@ -4,9 +4,9 @@ Both run one jitted program per call: query points are split into chunks (``lax.
 within a chunk); the level recursion of the estimators is unrolled at trace time. Point i always draws its
 randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed ``CPU_LANES`` points whatever
 the chunk size, so a point's result depends only on the key: the same on every call, for every N, chunk size,
-device count and split of the points over calls (``index_offset``). Points at t = T get the exact (g(x), σᵀ∇g(x))
-from a separate small program. (On accelerators a chunk is one vmap; there different
-chunk sizes agree to floating-point rounding.)
+device count and split of the points over calls (``index_offset``). (On accelerators a chunk is one vmap; there
+different chunk sizes agree to floating-point rounding.) Points at t = T get the exact (g(x), σᵀ∇g(x)) from a
+separate small program.
 
 Across processes (``jax.distributed.initialize``, e.g. one per host), every process makes the same call (same
 t, x, key, index_offset, estimator and equation/surrogate); process p computes the p-th contiguous share of the

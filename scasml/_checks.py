@@ -12,6 +12,12 @@ def is_integer(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def is_count(value) -> bool:
+    """A positive Python int (not a bool): a module's static size (dim, paths, levels, probes), which stays a
+    plain int so that it hashes and serialises as one."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def is_real(value) -> bool:
     """A Python or NumPy real number (not a bool); may be inf or NaN."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

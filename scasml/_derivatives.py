@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import is_count
+
 Scalar = Float[Array, ""]
 Vector = Float[Array, " d"]
 
@@ -91,8 +93,8 @@ class HutchinsonTrace(AbstractTraceEstimator):
     probes: int = eqx.field(static=True, default=4)
 
     def __check_init__(self):
-        if not (isinstance(self.probes, int) and self.probes >= 1):
-            raise ValueError(f"HutchinsonTrace needs probes ≥ 1, got {self.probes!r}")
+        if not is_count(self.probes):
+            raise ValueError(f"HutchinsonTrace needs a positive integer number of probes, got {self.probes!r}")
 
     def __call__(self, fn, t, x, diffusion, key=None):
         fast = getattr(fn, "hutchinson_trace", None)  # e.g. the PINN's: probes in a width-dim space when d > width

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import is_integer, is_real
+from ._checks import is_count, is_integer, is_real
 from ._domain import AbstractDomain, Box
 
 Scalar = Float[Array, ""]
@@ -85,7 +85,7 @@ class AbstractSemilinearPDE(eqx.Module):
     domain: eqx.AbstractVar[AbstractDomain]
 
     def __check_init__(self):
-        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
+        if not is_count(self.dim):
             raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
         if not (isinstance(self.horizon, (int, float)) and math.isfinite(self.horizon) and self.horizon > 0):
             raise ValueError(f"horizon T must be a finite positive number, got {self.horizon!r}")

@@ -151,3 +151,15 @@ def test_pinn_single_sweep_residual_matches_autodiff(x64):
         np.testing.assert_allclose(transport, dt + drift @ autodiff.gradient, rtol=1e-12, atol=1e-14)
     wide = scasml.PINN(d, 1.0, jax.random.key(23), width=5, depth=3)  # d > width: autodiff (None here)
     assert wide.residual_terms(t, x, drift, jnp.asarray(0.7)) is None
+
+
+def test_static_sizes_are_positive_python_integers():
+    """Probe counts, estimator sizes and dimensions refuse bools (True is not 1 probe); NumPy integers given
+    to an equation's constructor are stored as int."""
+    for bad in (True, 0, 2.0):
+        with pytest.raises(ValueError, match="positive integer"):
+            scasml.HutchinsonTrace(bad)
+        with pytest.raises(ValueError, match="levels must be a positive integer"):
+            scasml.MultilevelPicard(levels=bad)
+    pde = scasml.equations.get("vb", dim=np.int64(5))
+    assert type(pde.dim) is int and pde.dim == 5

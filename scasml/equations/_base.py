@@ -6,6 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array
 
+from .._checks import is_integer
 from .._domain import AbstractDomain
 from .._pde import AbstractSemilinearPDE
 
@@ -24,10 +25,10 @@ class AbstractBenchmarkPDE(AbstractSemilinearPDE):
     domain: AbstractDomain
 
     def __init__(self, dim: int, horizon: float, drift, diffusion, domain: AbstractDomain, dtype=None):
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        if not (is_integer(dim) and dim >= 1):
             raise ValueError(f"{type(self).__name__}: dim must be a positive integer, got {dim!r}")
         dtype = _default_dtype(dtype)
-        self.dim = dim
+        self.dim = dim = int(dim)
         self.horizon = float(horizon)
         self.drift = jnp.broadcast_to(jnp.asarray(drift, dtype), (dim,))
         self.diffusion = jnp.asarray(diffusion, dtype)

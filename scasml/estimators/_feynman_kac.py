@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import is_count
 from ._base import (
     AbstractEstimator,
     Component,
@@ -35,7 +36,7 @@ class FeynmanKac(AbstractEstimator):
 
     def __check_init__(self):
         for label, value in (("paths", self.paths), ("time_samples", self.time_samples)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_count(value):
                 raise ValueError(f"FeynmanKac {label} must be a positive integer, got {value!r}")
         if self.paths < 2:
             raise ValueError("FeynmanKac needs paths ≥ 2 to report a standard error")

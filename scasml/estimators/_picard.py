@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import is_count
 from ._base import (
     AbstractEstimator,
     Component,
@@ -60,7 +61,7 @@ class MultilevelPicard(AbstractEstimator):
 
     def __check_init__(self):
         for label, value in (("levels", self.levels), ("base", self.base)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_count(value):
                 raise ValueError(f"MultilevelPicard {label} must be a positive integer, got {value!r}")
         if self.base < 2:
             raise ValueError(f"MultilevelPicard base must be ≥ 2 (to estimate a standard error), got {self.base}")
