@@ -39,7 +39,7 @@ def test_plain_lines_off_a_terminal_are_rate_limited_and_have_no_carriage_return
     # first step (at 7 s), then one line per 5 s (steps 6 at 12 s), and the last step
     assert [line.split()[1] for line in lines] == ["1/10", "6/10", "10/10"]
     assert all(line.startswith("[eval] ") for line in lines)
-    assert "includes compilation" in lines[0] and "eta ?" in lines[0]
+    assert "eta ?" in lines[0] and "eta 4.0 s" in lines[-2]  # 1 s per step after the first: 4 steps left
 
 
 def test_plain_close_reports_a_last_step_that_fell_inside_the_rate_limit():

@@ -64,8 +64,6 @@ class ProgressBar:
         else:
             line = (f"[{self.label}] {counts} ({100 * self.done / self.total:.0f} %)  elapsed {elapsed:.1f} s  "
                     f"eta {eta_text}")
-            if self.first is not None and self.done == self.first[1] and self.done > self.skipped:
-                line += " (first step: includes compilation)"
         return line + (f"  {note}" if note else "")
 
     # ---- reporting ------------------------------------------------------------------------------------------
