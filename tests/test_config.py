@@ -5,14 +5,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from scasml.experiments import ConfigError, apply_overrides, config_from_dict, load_config, resolve_config_path
-from scasml.experiments._config import config_dirs
+from scasml.experiments._config import config_dirs, shipped_config_dir
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = shipped_config_dir()  # scasml/configs (the checkout's configs/ links to it)
 
 BASE = {
     "experiment": {"name": "tiny"},
@@ -217,7 +216,7 @@ def test_table1_configs_match_the_paper_budget():
 
 
 def test_config_names_resolve_to_files(monkeypatch):
-    monkeypatch.chdir(CONFIGS.parent)
+    monkeypatch.chdir(CONFIGS.parents[1])
     assert CONFIGS.resolve() in [d.resolve() for d in config_dirs()]
     assert resolve_config_path("quickstart").resolve() == (CONFIGS / "quickstart.toml").resolve()
     with pytest.raises(ConfigError, match=r"^no-such-config: no such config file"):

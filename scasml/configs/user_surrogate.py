@@ -1,9 +1,9 @@
 """A user-supplied surrogate for `scasml run`: the exact VB solution with a 5 % multiplicative error.
 
-Used by configs/user-function.toml through
+Used by the shipped config user-function.toml (beside this file; `scasml run user-function`) through
 
     [surrogate]
-    kind = "python:../examples/user_surrogate.py:surrogate"   # relative to the config file's folder
+    kind = "python:user_surrogate.py:surrogate"   # relative to the config file's folder
 
 A function taking one argument is called once with the PDE and must return u(t, x) (scalar ``t``, ``x`` of shape
 ``(d,)``, a scalar result, written in jax.numpy so that scasml can differentiate it); a function taking two arguments
@@ -12,7 +12,7 @@ it resumes a run.
 
 The same function calibrates your own points:
 
-    scasml calibrate --surrogate python:examples/user_surrogate.py:surrogate --equation vb --dim 10 --points pts.csv
+    scasml calibrate --surrogate python:configs/user_surrogate.py:surrogate --equation vb --dim 10 --points pts.csv
 """
 
 import jax.numpy as jnp

@@ -377,28 +377,50 @@ def _cross_check(config: ExperimentConfig, check_files: bool) -> None:
 # ---- config files -----------------------------------------------------------------------------------------
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_config_dir() -> Path:
+    """The folder of the configs installed with the package (``scasml/configs``)."""
+    return SHIPPED_CONFIGS
+
+
 def config_dirs() -> list[Path]:
-    """Where configs are looked up by name: ./configs, then the source checkout's configs/ folder."""
-    dirs = [Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs"]
+    """Where configs are looked up by name: ./configs (if it exists), then the configs shipped with the package."""
     out = []
-    for d in dirs:
+    for d in (Path.cwd() / "configs", SHIPPED_CONFIGS):
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
             out.append(d)
     return out
 
 
+def available_configs() -> dict[str, Path]:
+    """Config name → file for every config that ``resolve_config_path`` finds by name (the first folder wins)."""
+    found: dict[str, Path] = {}
+    for d in config_dirs():
+        for path in sorted(d.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
 def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
-    """A config file path, or a config name such as 'quickstart' found in ``config_dirs()``."""
+    """A config file path, or a config name such as 'quickstart' (or 'quickstart.toml') found in ``config_dirs()``.
+
+    An existing file wins over a name, so a local ``configs/quickstart.toml`` or any other path keeps working; a
+    bare name is looked up in ./configs first, then among the configs shipped with the package.
+    """
     path = Path(name_or_path)
     if path.is_file():
         return path
-    if path.suffix == "" and len(path.parts) == 1:
+    if len(path.parts) == 1 and path.suffix in ("", ".toml"):
         for d in config_dirs():
-            candidate = d / f"{path.name}.toml"
+            candidate = d / f"{path.stem}.toml"
             if candidate.is_file():
                 return candidate
     places = ", ".join(map(str, config_dirs())) or "./configs"
-    raise ConfigError(f"{name_or_path}: no such config file (nor a config name in {places})")
+    known = ", ".join(available_configs())
+    hint = f"; known configs: {known}" if known else ""
+    raise ConfigError(f"{name_or_path}: no such config file (nor a config name in {places}){hint}")
 
 
 # ---- a minimal TOML writer for resolved configs ----------------------------------------------------------
