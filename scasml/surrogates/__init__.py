@@ -14,6 +14,10 @@ from ._checkpoint import load as load
 from ._checkpoint import read_header as read_header
 from ._checkpoint import register_architecture as register_architecture
 from ._checkpoint import save as save
+from ._foreign import MLPSurrogate as MLPSurrogate
+from ._foreign import WeightFileError as WeightFileError
+from ._foreign import load_mlp_weights as load_mlp_weights
+from ._foreign import read_tensors as read_tensors
 from ._gp import AbstractKernel as AbstractKernel
 from ._gp import GaussianKernel as GaussianKernel
 from ._gp import GPFitLog as GPFitLog
