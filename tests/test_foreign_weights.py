@@ -4,16 +4,22 @@ installed, by PyTorch itself) load into surrogates that match a NumPy re-impleme
 import io
 import os
 import pickle
+import sys
 import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 import scasml
 from scasml.surrogates import MLPSurrogate, WeightFileError, load_mlp_weights, read_tensors
+
+
+def save_file(tensors, path):
+    """Write ``tensors`` with the safetensors library (the test is skipped where it is not installed)."""
+    pytest.importorskip("safetensors.numpy").save_file(tensors, path)
+
 
 NUMPY_ACTIVATIONS = {"tanh": np.tanh, "sin": np.sin, "softplus": lambda a: np.logaddexp(0.0, a)}
 
@@ -355,7 +361,7 @@ def test_truncated_files(tmp_path):
 
 def test_other_unreadable_files(tmp_path):
     (tmp_path / "empty.safetensors").write_bytes(b"")
-    with pytest.raises(WeightFileError, match=r"empty\.safetensors.*not a readable safetensors file"):
+    with pytest.raises(WeightFileError, match=r"empty\.safetensors.*is empty \(0 bytes\)"):
         read_tensors(tmp_path / "empty.safetensors")
     np.save(tmp_path / "w.npy", np.zeros(3))
     with pytest.raises(WeightFileError, match=r"w\.npy.*single \.npy array.*np\.savez"):
@@ -363,6 +369,15 @@ def test_other_unreadable_files(tmp_path):
     (tmp_path / "notes.txt").write_text("weights\n")
     with pytest.raises(WeightFileError, match=r"notes\.txt.*neither a safetensors nor a NumPy \.npz file"):
         read_tensors(tmp_path / "notes.txt")
+
+
+def test_safetensors_file_without_the_library(tmp_path, monkeypatch):
+    save_file(_good(tmp_path), str(tmp_path / "u.safetensors"))
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    with pytest.raises(WeightFileError, match=r"u\.safetensors.*needs the `safetensors` package"):
+        load_mlp_weights(tmp_path / "u.safetensors", activation="tanh", dim=3)
+    np.savez(tmp_path / "u.npz", **_good(tmp_path))  # .npz files need numpy alone
+    assert isinstance(load_mlp_weights(tmp_path / "u.npz", activation="tanh", dim=3), scasml.PINN)
 
 
 def test_bad_arguments(tmp_path):

@@ -229,7 +229,7 @@ def _read_safetensors(path: str, data: bytes) -> dict[str, np.ndarray]:
     try:
         from safetensors import numpy as st_numpy
     except ImportError:
-        raise _error(path, "is a safetensors file; reading it needs the `safetensors` package "
+        raise _error(path, "is a safetensors file (by its name or content); reading it needs the `safetensors` package "
                            "(pip install safetensors)") from None
     try:
         return dict(st_numpy.load(data))
@@ -264,6 +264,8 @@ def read_tensors(path) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     data = _read_bytes(path)
     suffix = os.path.splitext(path)[1].lower()
+    if not data:
+        raise _error(path, "is empty (0 bytes): the weight file was not written, or was cut off")
     if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip: .npz, or torch.save's format (which holds data.pkl)
         try:
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
@@ -282,7 +284,7 @@ def read_tensors(path) -> dict[str, np.ndarray]:
         return _read_safetensors(path, data)
     if suffix == ".npz":
         return _read_npz(path, data)
-    raise _error(path, "is neither a safetensors nor a NumPy .npz file" + (" (it is empty)" if not data else ""))
+    raise _error(path, "is neither a safetensors nor a NumPy .npz file")
 
 
 def _layer_names(path, tensors: dict, prefix: str | None, layers: Sequence[str] | None) -> list[tuple[str, str]]:
