@@ -1,7 +1,7 @@
 """scasml: inference-time correction of machine-learned PDE solvers (SCaSML) in JAX.
 
-Convention (terminal-value problem, z = σᵀ∇u):
-    ∂_t u + μ·∇u + ½ Tr(σσᵀ ∇²u) + f(t, x, u, σᵀ∇u) = 0,    u(T, x) = g(x).
+Convention (terminal-value problem, z = σ(t, x)ᵀ∇u; μ, σ from the PDE's dynamics):
+    ∂_t u + μ(t, x)·∇u + ½ Tr(σσᵀ(t, x) ∇²u) + f(t, x, u, σ(t, x)ᵀ∇u) = 0,    u(T, x) = g(x).
 """
 
 from . import equations as equations
@@ -16,6 +16,11 @@ from ._derivatives import value_and_gradient as value_and_gradient
 from ._domain import AbstractDomain as AbstractDomain
 from ._domain import Ball as Ball
 from ._domain import Box as Box
+from ._dynamics import AbstractDynamics as AbstractDynamics
+from ._dynamics import ConstantCoefficients as ConstantCoefficients
+from ._dynamics import GeometricBrownianMotion as GeometricBrownianMotion
+from ._dynamics import ItoDiffusion as ItoDiffusion
+from ._dynamics import OrnsteinUhlenbeck as OrnsteinUhlenbeck
 from ._pde import AbstractSemilinearPDE as AbstractSemilinearPDE
 from ._pde import SemilinearPDE as SemilinearPDE
 

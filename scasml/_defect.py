@@ -1,6 +1,6 @@
 """The law of defect: the surrogate's error ŭ = u − û solves a PDE of the same semilinear form.
 
-    ∂_t ŭ + μ·∇ŭ + ½Tr(σσᵀ∇²ŭ) + f̆(t, x, ŭ, σᵀ∇ŭ) = 0,    ŭ(T, x) = ğ(x) = g(x) − û(T, x),
+    ∂_t ŭ + μ·∇ŭ + ½Tr(σσᵀ∇²ŭ) + f̆(t, x, ŭ, σᵀ∇ŭ) = 0,    ŭ(T, x) = ğ(x) = g(x) − û(T, x),      μ, σ at (t, x),
     f̆(t, x, v, w) = f(t, x, û + v, σᵀ∇û + w) − f(t, x, û, σᵀ∇û) + ε(t, x),
 
 with ε = ∂_t û + μ·∇û + ½Tr(σσᵀ∇²û) + f(t, x, û, σᵀ∇û) the surrogate's residual (subtract the surrogate's
@@ -16,6 +16,7 @@ from jaxtyping import Array
 
 from ._derivatives import AbstractTraceEstimator, ExactTrace, residual, residual_parts
 from ._domain import AbstractDomain
+from ._dynamics import AbstractDynamics
 from ._pde import AbstractSemilinearPDE
 from .surrogates import AbstractSurrogate
 
@@ -30,8 +31,7 @@ class DefectPDE(AbstractSemilinearPDE):
 
     dim: int = eqx.field(static=True)
     horizon: float = eqx.field(static=True)
-    drift: Array
-    diffusion: Array
+    dynamics: AbstractDynamics
     domain: AbstractDomain
     base: AbstractSemilinearPDE
     surrogate: AbstractSurrogate
@@ -39,7 +39,7 @@ class DefectPDE(AbstractSemilinearPDE):
 
     def __init__(self, base: AbstractSemilinearPDE, surrogate: AbstractSurrogate, trace: AbstractTraceEstimator):
         self.dim, self.horizon = base.dim, base.horizon
-        self.drift, self.diffusion, self.domain = base.drift, base.diffusion, base.domain
+        self.dynamics, self.domain = base.dynamics, base.domain
         self.base, self.surrogate, self.trace = base, surrogate, trace
 
     @property
@@ -70,11 +70,11 @@ class DefectPDE(AbstractSemilinearPDE):
 
     def _value_and_z(self, t, x):
         value, grad = jax.value_and_grad(self.surrogate, argnums=1)(t, x)
-        return value, self.sigma_transpose(grad)
+        return value, self.dynamics.sigma_transpose(t, x, grad)
 
     def nonlinearity(self, t, x, u, z):
         parts = residual_parts(self.base, self.surrogate, t, x, ExactTrace())
-        z_hat = self.sigma_transpose(parts.gradient)
+        z_hat = self.dynamics.sigma_transpose(t, x, parts.gradient)
         f = self.base.nonlinearity
         return f(t, x, parts.value + u, z_hat + z) - f(t, x, parts.value, z_hat) + parts.residual
 
@@ -98,7 +98,7 @@ class DefectPDE(AbstractSemilinearPDE):
 def law_of_defect(
     pde: AbstractSemilinearPDE, surrogate: AbstractSurrogate, trace: AbstractTraceEstimator = ExactTrace()
 ) -> DefectPDE:
-    """The PDE solved by ``u − surrogate`` (same μ, σ; terminal g − û(T); generator f̆).
+    """The PDE solved by ``u − surrogate`` (same dynamics μ, σ; terminal g − û(T); generator f̆).
 
     ``trace`` chooses how the residual's second-order term is computed at the level-0 samples: ``ExactTrace()``
     or ``HutchinsonTrace(probes)`` (unbiased; the residual enters linearly, so the correction stays unbiased).

@@ -1,7 +1,7 @@
 """Derivatives of scalar functions u(t, x) and the PDE residual of a surrogate.
 
 All functions act on one point (scalar ``t``, ``x`` of shape ``(d,)``); ``jax.vmap`` them over points.
-Second-order terms are traces Tr(σσᵀ∇²u) = Σ_j (σe_j)ᵀ ∇²u (σe_j), computed either exactly (d forward-over-
+Second-order terms are traces Tr(σσᵀ∇²u) = Σ_j (σe_j)ᵀ ∇²u (σe_j), σ = σ(t, x) of the PDE's dynamics, computed either exactly (d forward-over-
 forward directional second derivatives) or by Hutchinson's estimator with Rademacher probes (unbiased).
 """
 
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import is_count
+from ._dynamics import apply_sigma_transpose
 
 Scalar = Float[Array, ""]
 Vector = Float[Array, " d"]
@@ -75,7 +76,7 @@ class ExactTrace(AbstractTraceEstimator):
         return super().__call__(fn, t, x, diffusion, key)
 
     def probe_directions(self, diffusion, dim, key=None):
-        from ._pde import diffusion_directions
+        from ._dynamics import diffusion_directions
 
         return diffusion_directions(diffusion, dim), 1.0
 
@@ -153,10 +154,12 @@ class ResidualParts(eqx.Module):
 
 
 def residual_parts(pde, fn: Callable, t, x, trace=ExactTrace(), key=None) -> ResidualParts:
-    """û, ∇û and ε = ∂_t û + μ·∇û + ½Tr(σσᵀ∇²û) + f(t, x, û, σᵀ∇û) at one point."""
+    """û, ∇û and ε = ∂_t û + μ(t, x)·∇û + ½Tr(σσᵀ(t, x)∇²û) + f(t, x, û, σ(t, x)ᵀ∇û) at one point."""
     value, (dt, grad) = jax.value_and_grad(fn, argnums=(0, 1))(t, x)
-    second = trace(fn, t, x, pde.diffusion, key)
-    eps = dt + pde.drift @ grad + 0.5 * second + pde.nonlinearity(t, x, value, pde.sigma_transpose(grad))
+    drift, sigma = pde.dynamics.drift(t, x), jnp.asarray(pde.dynamics.diffusion(t, x), x.dtype)
+    second = trace(fn, t, x, sigma, key)
+    z = apply_sigma_transpose(sigma, grad)
+    eps = dt + drift @ grad + 0.5 * second + pde.nonlinearity(t, x, value, z)
     return ResidualParts(value, grad, eps)
 
 
@@ -168,7 +171,7 @@ def residual(pde, fn: Callable, t, x, trace: AbstractTraceEstimator = ExactTrace
     """
     terms = getattr(fn, "residual_terms", None)
     if terms is not None and isinstance(trace, ExactTrace):
-        found = terms(t, x, pde.drift, jnp.asarray(pde.diffusion, x.dtype))
+        found = terms(t, x, pde.dynamics.drift(t, x), jnp.asarray(pde.dynamics.diffusion(t, x), x.dtype))
         if found is not None:
             value, transport, z, second = found
             return transport + 0.5 * second + pde.nonlinearity(t, x, value, z)

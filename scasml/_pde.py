@@ -1,8 +1,9 @@
 """Semilinear parabolic PDEs in the terminal-value convention.
 
-    ∂_t u + μ·∇u + ½ Tr(σσᵀ ∇²u) + f(t, x, u, σᵀ∇u) = 0   on [0, T) × R^d,     u(T, x) = g(x).
+    ∂_t u + μ(t, x)·∇u + ½ Tr(σσᵀ(t, x) ∇²u) + f(t, x, u, σ(t, x)ᵀ∇u) = 0   on [0, T) × R^d,     u(T, x) = g(x).
 
-The diffusion started at (t, x) is X_s = x + μ (s − t) + σ (W_s − W_t). Throughout, z = σᵀ∇u.
+The operator belongs to the PDE's ``dynamics`` (``scasml.AbstractDynamics``): the diffusion
+dX_s = μ(s, X_s) ds + σ(s, X_s) dW_s, which alone makes paths and gradient weights. Throughout, z = σ(t, x)ᵀ∇u.
 Per-point functions take a scalar ``t`` and an ``x`` of shape ``(d,)``; vectorise with ``jax.vmap``.
 """
 
@@ -16,24 +17,14 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._checks import is_count, is_integer, is_real
 from ._domain import AbstractDomain, Box
+from ._dynamics import AbstractDynamics, ConstantCoefficients, as_dynamics
 
 Scalar = Float[Array, ""]
 Vector = Float[Array, " d"]
-
-
-def _as_float_array(value: Any, name: str) -> Array:
-    try:
-        arr = jnp.asarray(value)
-    except Exception as err:  # pragma: no cover - message path
-        raise TypeError(f"{name} must be array-like, got {type(value).__name__}") from err
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
-    return arr
 
 
 def _check_scalar_function(fn: Callable, label: str, signature: str, *args) -> None:
@@ -61,27 +52,17 @@ def _check_count(n) -> None:
         raise ValueError(f"the number of points must be a non-negative integer, got {n!r}")
 
 
-def diffusion_directions(sigma: Array, dim: int) -> Float[Array, "d d"]:
-    """Rows σe_j for σ a scalar, a diagonal ``(d,)`` or a full ``(d, d)`` matrix."""
-    if sigma.ndim == 2:
-        return sigma.T
-    if sigma.ndim == 1:
-        return jnp.diag(sigma)
-    return jnp.eye(dim, dtype=sigma.dtype) * sigma
-
-
 class AbstractSemilinearPDE(eqx.Module):
-    """A semilinear parabolic PDE with constant drift and diffusion (see module docstring).
+    """A semilinear parabolic PDE (see module docstring).
 
-    Subclasses provide ``dim``, ``horizon`` (T), ``drift`` μ of shape ``(d,)``, ``diffusion`` σ of shape
-    ``()`` (σ·I), ``(d,)`` (diagonal) or ``(d, d)`` (full), a ``domain`` for test/collocation points,
-    and the methods ``nonlinearity`` f and ``terminal`` g. ``exact`` is optional.
+    Subclasses provide ``dim``, ``horizon`` (T), ``dynamics`` (μ, σ and the paths; e.g.
+    ``ConstantCoefficients`` or ``GeometricBrownianMotion``), a ``domain`` for test/collocation points, and the
+    methods ``nonlinearity`` f and ``terminal`` g. ``exact`` is optional.
     """
 
     dim: eqx.AbstractVar[int]
     horizon: eqx.AbstractVar[float]
-    drift: eqx.AbstractVar[Float[Array, " d"]]
-    diffusion: eqx.AbstractVar[Array]
+    dynamics: eqx.AbstractVar[AbstractDynamics]
     domain: eqx.AbstractVar[AbstractDomain]
 
     def __check_init__(self):
@@ -89,17 +70,11 @@ class AbstractSemilinearPDE(eqx.Module):
             raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
         if not (isinstance(self.horizon, (int, float)) and math.isfinite(self.horizon) and self.horizon > 0):
             raise ValueError(f"horizon T must be a finite positive number, got {self.horizon!r}")
-        if jnp.shape(self.drift) != (self.dim,):
-            raise ValueError(f"drift μ must have shape ({self.dim},) for dim={self.dim}, got {jnp.shape(self.drift)}")
-        shape = jnp.shape(self.diffusion)
-        if shape not in ((), (self.dim,), (self.dim, self.dim)):
-            raise ValueError(
-                f"diffusion σ must be a scalar, a vector of shape ({self.dim},) or a matrix of shape "
-                f"({self.dim}, {self.dim}); got shape {shape}"
-            )
-        for label, value in (("drift", self.drift), ("diffusion", self.diffusion)):
-            if not isinstance(value, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(value))):  # no XLA op
-                raise ValueError(f"{label} must be finite, got {value}")
+        if not isinstance(self.dynamics, AbstractDynamics):
+            raise TypeError(f"dynamics must be an AbstractDynamics (e.g. scasml.ConstantCoefficients), got "
+                            f"{type(self.dynamics).__name__}")
+        if self.dynamics.dim != self.dim:
+            raise ValueError(f"the dynamics has dim={self.dynamics.dim}, the PDE dim={self.dim}")
         if not isinstance(self.domain, AbstractDomain):
             raise TypeError(f"domain must be an AbstractDomain (e.g. scasml.Box), got {type(self.domain).__name__}")
 
@@ -138,29 +113,16 @@ class AbstractSemilinearPDE(eqx.Module):
         return type(self).__name__
 
     def parameters(self) -> dict:
-        """JSON-serialisable description (stored in checkpoints and compared on load)."""
-        return {"name": self.name, "dim": self.dim, "horizon": float(self.horizon)}
+        """JSON-serialisable description (stored in checkpoints and compared on load). Dynamics other than
+        constant coefficients are recorded under ``"dynamics"``."""
+        out = {"name": self.name, "dim": self.dim, "horizon": float(self.horizon)}
+        if not isinstance(self.dynamics, ConstantCoefficients):
+            out["dynamics"] = self.dynamics.parameters()
+        return out
 
     @property
     def dtype(self):
-        return self.drift.dtype
-
-    # ---- diffusion helpers ---------------------------------------------------------------------------------
-    def diffuse(self, dw: Vector) -> Vector:
-        """σ dw."""
-        if self.diffusion.ndim == 2:
-            return self.diffusion @ dw
-        return self.diffusion * dw
-
-    def sigma_transpose(self, v: Vector) -> Vector:
-        """σᵀ v (turns ∇u into z)."""
-        if self.diffusion.ndim == 2:
-            return self.diffusion.T @ v
-        return self.diffusion * v
-
-    def diffusion_directions(self) -> Float[Array, "d d"]:
-        """Rows σe_j, so that Tr(σσᵀH) = Σ_j (σe_j)ᵀ H (σe_j)."""
-        return diffusion_directions(self.diffusion, self.dim)
+        return self.dynamics.dtype
 
     # ---- points ------------------------------------------------------------------------------------------
     def sample_domain(self, key: PRNGKeyArray, n: int) -> tuple[Float[Array, " n"], Float[Array, "n d"]]:
@@ -201,15 +163,16 @@ class SemilinearPDE(AbstractSemilinearPDE):
         pde = scasml.SemilinearPDE(dim=10, horizon=1.0, drift=0.0, diffusion=2 ** 0.5,
                                    nonlinearity=lambda t, x, u, z: -0.5 * z @ z,
                                    terminal=lambda x: jnp.log(0.5 * (1 + x @ x)))
-    ``drift`` may be a scalar (broadcast to μ·1) or a ``(d,)`` vector; ``diffusion`` a scalar, ``(d,)`` or ``(d, d)``.
+    Constant coefficients: ``drift`` a scalar (broadcast to μ·1) or a ``(d,)`` vector, ``diffusion`` a scalar,
+    ``(d,)`` or ``(d, d)`` (defaults 0 and 1). State-dependent ones: ``dynamics=`` any ``AbstractDynamics``
+    (``GeometricBrownianMotion``, ``OrnsteinUhlenbeck``, ``ItoDiffusion``) instead of drift/diffusion.
     Set ``linear=True`` when f ignores (u, z), so that ``FeynmanKac`` may be used; set ``gradient_quadratic=a``
     when f = a‖z‖² + terms affine in z (as in the example, a = −0.5), so that ``MultilevelPicard`` can debias f.
     """
 
     dim: int = eqx.field(static=True)
     horizon: float = eqx.field(static=True)
-    drift: Float[Array, " d"]
-    diffusion: Array
+    dynamics: AbstractDynamics
     domain: AbstractDomain
     nonlinearity_fn: Callable = eqx.field(static=True)
     terminal_fn: Callable = eqx.field(static=True)
@@ -223,8 +186,9 @@ class SemilinearPDE(AbstractSemilinearPDE):
         *,
         dim: int,
         horizon: float,
-        drift: Any = 0.0,
-        diffusion: Any = 1.0,
+        drift: Any = None,
+        diffusion: Any = None,
+        dynamics: AbstractDynamics | None = None,
         nonlinearity: Callable,
         terminal: Callable,
         exact: Callable | None = None,
@@ -239,15 +203,13 @@ class SemilinearPDE(AbstractSemilinearPDE):
         if not is_real(horizon):
             raise TypeError(f"horizon T must be a number, got {type(horizon).__name__}")
         self.horizon = float(horizon)
-        drift = _as_float_array(drift, "drift")
-        self.drift = jnp.broadcast_to(drift, (dim,)) if drift.ndim == 0 else drift
-        self.diffusion = _as_float_array(diffusion, "diffusion").astype(self.drift.dtype)
+        self.dynamics = as_dynamics(dim, dynamics, drift, diffusion)
         for label, fn in (("nonlinearity", nonlinearity), ("terminal", terminal)):
             if not callable(fn):
                 raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
         if exact is not None and not callable(exact):
             raise TypeError(f"exact must be callable or None, got {type(exact).__name__}")
-        scalar, point = jax.ShapeDtypeStruct((), self.drift.dtype), jax.ShapeDtypeStruct((dim,), self.drift.dtype)
+        scalar, point = jax.ShapeDtypeStruct((), self.dtype), jax.ShapeDtypeStruct((dim,), self.dtype)
         _check_scalar_function(terminal, "terminal", f"g(x) with x of shape ({dim},)", point)
         signature = f"f(t, x, u, z) with t, u scalars and x, z of shape ({dim},)"
         _check_scalar_function(nonlinearity, "nonlinearity", signature, scalar, point, scalar, point)

@@ -52,7 +52,7 @@ def test_residual_components(x64):
     value, grad = scasml.value_and_gradient(fn, t, x)
     expected = (
         2 * t + jnp.sum(x**2)
-        + pde.drift @ (2 * x * t)
+        + pde.dynamics.drift(t, x) @ (2 * x * t)
         + 0.5 * 0.25**2 * (2 * t * 3)
         + pde.nonlinearity(t, x, value, 0.25 * grad)
     )
@@ -143,9 +143,9 @@ def test_pinn_single_sweep_residual_matches_autodiff(x64):
         pde = scasml.SemilinearPDE(dim=d, horizon=1.0, drift=drift, diffusion=sigma,
                                    nonlinearity=lambda t, x, u, z: jnp.sin(u) - 0.5 * z @ z + z[0] * x[1],
                                    terminal=lambda x: jnp.sum(x))
-        value, transport, z, second = pinn.residual_terms(t, x, pde.drift, pde.diffusion)
+        value, transport, z, second = pinn.residual_terms(t, x, pde.dynamics.drift(t, x), pde.dynamics.diffusion(t, x))
         autodiff = scasml._derivatives.residual_parts(pde, pinn, t, x)
-        np.testing.assert_allclose(z, pde.sigma_transpose(autodiff.gradient), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(z, pde.dynamics.sigma_transpose(t, x, autodiff.gradient), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(scasml.residual(pde, pinn, t, x), autodiff.residual, rtol=1e-12, atol=1e-14)
         dt = jax.grad(pinn, argnums=0)(t, x)
         np.testing.assert_allclose(transport, dt + drift @ autodiff.gradient, rtol=1e-12, atol=1e-14)

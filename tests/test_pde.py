@@ -25,8 +25,8 @@ def _pde(**kw):
         ({"terminal": 3.0}, "terminal must be callable"),
         ({"nonlinearity": None}, "nonlinearity must be callable"),
         ({"exact": "u"}, "exact must be callable"),
-        ({"drift": np.inf}, "drift must be finite"),
-        ({"diffusion": np.nan}, "diffusion must be finite"),
+        ({"drift": np.inf}, "drift μ must be finite"),
+        ({"diffusion": np.nan}, "diffusion σ must be finite"),
         ({"terminal": lambda x: x}, r"terminal must return one number .* returned shape \(3,\)"),
         ({"terminal": lambda x: jnp.sum(x)[None]}, r"terminal must return one number .* returned shape \(1,\)"),
         ({"terminal": lambda x: 1}, "terminal must return a real floating-point number"),
@@ -66,8 +66,8 @@ def test_diffusion_forms_agree(x64):
     grads, traces = [], []
     for sigma in forms:
         pde = _pde(dim=d, diffusion=sigma)
-        traces.append(scasml.diffusion_trace(fn, 0.3, x, pde.diffusion))
-        grads.append(pde.sigma_transpose(jax.grad(fn, argnums=1)(0.3, x)))
+        traces.append(scasml.diffusion_trace(fn, 0.3, x, pde.dynamics.diffusion(0.3, x)))
+        grads.append(pde.dynamics.sigma_transpose(0.3, x, jax.grad(fn, argnums=1)(0.3, x)))
     hess = jax.hessian(fn, argnums=1)(0.3, x)
     np.testing.assert_allclose(traces, 0.49 * jnp.trace(hess), rtol=1e-10)
     np.testing.assert_allclose(grads[0], grads[2], rtol=1e-12)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array
 
 from .._checks import is_integer
 from .._domain import AbstractDomain
+from .._dynamics import AbstractDynamics, ConstantCoefficients
 from .._pde import AbstractSemilinearPDE
 
 
@@ -16,25 +16,26 @@ def _default_dtype(dtype):
 
 
 class AbstractBenchmarkPDE(AbstractSemilinearPDE):
-    """A library equation: fixed dimension/horizon, constant coefficients stored as arrays."""
+    """A library equation: fixed dimension and horizon; its dynamics (constant coefficients from ``drift`` and
+    ``diffusion``, or any ``dynamics`` built by the subclass) is fixed by its name and parameters."""
 
     dim: int = eqx.field(static=True)
     horizon: float = eqx.field(static=True)
-    drift: Array
-    diffusion: Array
+    dynamics: AbstractDynamics
     domain: AbstractDomain
 
-    def __init__(self, dim: int, horizon: float, drift, diffusion, domain: AbstractDomain, dtype=None):
+    def __init__(self, dim: int, horizon: float, drift, diffusion, domain: AbstractDomain, dtype=None,
+                 dynamics: AbstractDynamics | None = None):
         if not (is_integer(dim) and dim >= 1):
             raise ValueError(f"{type(self).__name__}: dim must be a positive integer, got {dim!r}")
-        dtype = _default_dtype(dtype)
         self.dim = dim = int(dim)
         self.horizon = float(horizon)
-        self.drift = jnp.broadcast_to(jnp.asarray(drift, dtype), (dim,))
-        self.diffusion = jnp.asarray(diffusion, dtype)
+        self.dynamics = ConstantCoefficients(dim, drift, diffusion, _default_dtype(dtype)) if dynamics is None \
+            else dynamics
         self.domain = domain
 
     def parameters(self) -> dict:
+        """Name, dim, horizon and the equation's own parameters (its dynamics follows from them)."""
         return {"name": self.name, "dim": self.dim, "horizon": self.horizon, **self.extra_parameters()}
 
     def extra_parameters(self) -> dict:

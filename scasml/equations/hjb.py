@@ -1,8 +1,8 @@
 """Hamilton–Jacobi–Bellman equations with f = −‖z‖²/2, solved by the Cole–Hopf transform.
 
-With μ = 0 and σ = s·I, w = exp(−u) solves the heat equation, so
-    u(t, x) = −log E[exp(−g(x + s W_{T−t}))],
-which we estimate by seeded Monte Carlo with a delta-method standard error.
+For f = −½‖σᵀ∇u‖² and any dynamics X, w = exp(−u) solves the linear PDE ∂_t w + Lw = 0, so
+    u(t, x) = −log E[exp(−g(X_T)) | X_t = x],
+which we estimate by seeded Monte Carlo (paths from the PDE's dynamics) with a delta-method standard error.
 """
 
 from __future__ import annotations
@@ -66,8 +66,10 @@ def cole_hopf_reference(pde, t, x, key, samples=10_000, chunk_points=None):
 @eqx.filter_jit
 def _cole_hopf_chunks(pde, key, samples, index, t, x):
     def one_point(i, ti, xi):
-        normals = jax.random.normal(jax.random.fold_in(key, i), (samples, pde.dim), xi.dtype)
-        ends = xi[None] + jnp.sqrt(pde.horizon - ti) * jax.vmap(pde.diffuse)(normals)
+        rows = pde.dynamics.noise_rows
+        normals = jax.random.normal(jax.random.fold_in(key, i), (samples, rows, pde.dim), xi.dtype)
+        remaining = jnp.asarray(pde.horizon, xi.dtype) - ti
+        ends = jax.vmap(lambda n: pde.dynamics.sample(ti, xi, remaining, n)[0])(normals)
         log_w = -jax.vmap(pde.terminal)(ends)
         m = jnp.max(log_w)
         w = jnp.exp(log_w - m)
@@ -103,7 +105,7 @@ class LinearQuadraticGaussian(AbstractHJB):
         super().__init__(dim, horizon, 0.0, 2**0.5, Ball(1.0), dtype)
         self.seed = int(seed)
         self.coefficients = jax.random.uniform(
-            jax.random.PRNGKey(seed), (2, max(dim - 1, 0)), self.drift.dtype, minval=0.5, maxval=1.5
+            jax.random.PRNGKey(seed), (2, max(dim - 1, 0)), self.dtype, minval=0.5, maxval=1.5
         )
 
     def terminal(self, x):

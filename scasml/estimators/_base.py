@@ -1,12 +1,14 @@
-"""Shared pieces of the Monte Carlo estimators of V = (u, z), z = σᵀ∇u, at one query point.
+"""Shared pieces of the Monte Carlo estimators of V = (u, z), z = σ(t, x)ᵀ∇u, at one query point.
 
 Every estimator is a sum of independent *components*; a component is an array of i.i.d. summands per block
 (shape ``(blocks, m)`` for u and ``(blocks, m, d)`` for z) whose block means add up to the estimate. The standard
 error of the estimate is sqrt(Σ_blocks var_m / m), computed from the top-level sample variances.
 
+Paths and gradient weights come from the PDE's dynamics (``scasml._dynamics``): a sample at elapsed time τ
+yields X_{t+τ} and a normalised weight ω (the z-weight times √τ; ω = N for constant coefficients).
 Time integrals ∫_t^T h(s) ds are sampled with density p(s) = 1/(2√(Δ(s − t))), Δ = T − t, i.e. s = t + ΔU²,
-so that the Elworthy–Bismut–Li weight ΔW_s/(s − t) (variance ∝ 1/(s − t)) times 1/p(s) stays bounded:
-    u-summand = h(s)·2ΔU,    z-summand = h(s)·ΔW_s/(s − t)·2ΔU = h(s)·2√Δ·N,   with ΔW_s = √Δ·U·N.
+so that the Elworthy–Bismut–Li weight ω/√(s − t) (variance ∝ 1/(s − t)) times 1/p(s) stays bounded:
+    u-summand = h(s)·2ΔU,    z-summand = h(s)·ω/(√Δ·U)·2ΔU = h(s)·2√Δ·ω.
 """
 
 from __future__ import annotations
@@ -57,43 +59,33 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
     return PointEstimate(total[0], total[1:], stderr[0], stderr[1:])
 
 
-def terminal_points(pde, normals, x, delta):
-    """Path ends X_T = x + μΔ + σ√Δ·N, one per row N of ``normals`` (paths, d)."""
-    return (x + pde.drift * delta)[None] + jax.vmap(pde.diffuse)(jnp.sqrt(delta) * normals)
+def path_samples(pde, t, x, elapsed, noise):
+    """(X (..., d), ω (..., d)) from one sample of the PDE's dynamics per entry of ``elapsed`` (...) with
+    ``noise`` (..., rows, d)."""
+    sample = lambda tau, n: pde.dynamics.sample(t, x, tau, n)
+    for _ in range(elapsed.ndim):
+        sample = jax.vmap(sample)
+    return sample(elapsed, noise)
 
 
-def terminal_summands(g_ends, g_x, normals, delta) -> Component:
-    """(ğ(X_T) − ğ(x))·(1, ΔW_T/Δ) from the terminal values ``g_ends`` (paths,) at ``terminal_points``
-    (ğ(x) is a control variate for both u and z)."""
+def terminal_summands(g_ends, g_x, weights, delta) -> Component:
+    """(ğ(X_T) − ğ(x))·(1, ω/√Δ) from the terminal values ``g_ends`` (paths,) and weights (paths, d) of
+    ``path_samples`` at Δ = T − t (ğ(x) is a control variate for both u and z)."""
     diff = g_ends - g_x
-    return Component(diff[None], (diff[:, None] * normals / jnp.sqrt(delta))[None])
+    return Component(diff[None], (diff[:, None] * weights / jnp.sqrt(delta))[None])
 
 
-def terminal_component(pde, normals, x, delta, g_x) -> Component:
-    """``terminal_summands`` with ğ evaluated at the ``terminal_points`` of ``normals``."""
-    g_ends = jax.vmap(pde.terminal)(terminal_points(pde, normals, x, delta))
-    return terminal_summands(g_ends, g_x, normals, delta)
-
-
-def draw_times(key, m: int, dim: int, dtype):
-    """(N, U): m standard normal rows of shape (m, dim) and m uniforms, for ``sample_times``."""
-    ukey, nkey = jax.random.split(key)
-    return jax.random.normal(nkey, (m, dim), dtype), jax.random.uniform(ukey, (m,), dtype)
-
-
-def sample_times(pde, normals, uniform, t, x, delta):
-    """Draws (s, X_s) with s = t + ΔU², X_s = x + μ(s − t) + σ√Δ·U·N, one per row N of ``normals`` (m, d) and
-    entry U of ``uniform`` (m,)."""
+def random_times(pde, t, x, delta, noise, uniform):
+    """(s, X_s, ω) with s = t + ΔU², one per row of ``noise`` (m, rows, d) and entry U of ``uniform`` (m,)."""
     elapsed = delta * uniform**2
-    shift = jax.vmap(pde.diffuse)(jnp.sqrt(delta) * uniform[:, None] * normals)
-    points = x[None] + pde.drift[None] * elapsed[:, None] + shift
-    return t + elapsed, points
+    points, weights = path_samples(pde, t, x, elapsed, noise)
+    return t + elapsed, points, weights
 
 
-def random_time_component(values, normals, uniform, delta) -> Component:
+def random_time_component(values, weights, uniform, delta) -> Component:
     """Turn integrand values h(s_i) at sampled times into (u, z) summands (see module docstring)."""
     u = values * 2 * delta * uniform
-    z = values[:, None] * 2 * jnp.sqrt(delta) * normals
+    z = values[:, None] * 2 * jnp.sqrt(delta) * weights
     return Component(u[None], z[None])
 
 
@@ -242,9 +234,9 @@ class AbstractEstimator(eqx.Module):
 
 
 def terminal_value_and_z(pde, x):
-    """(g(x), σᵀ∇g(x)) at one point x (d,): the solution at t = T."""
+    """(g(x), σ(T, x)ᵀ∇g(x)) at one point x (d,): the solution at t = T."""
     g_x, grad = jax.value_and_grad(pde.terminal)(x)
-    return g_x, pde.sigma_transpose(grad)
+    return g_x, pde.dynamics.sigma_transpose(jnp.asarray(pde.horizon, x.dtype), x, grad)
 
 
 def inverse_gamma(y: float) -> float:

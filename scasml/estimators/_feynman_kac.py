@@ -11,11 +11,11 @@ from ._base import (
     AbstractEstimator,
     Component,
     combine,
-    draw_times,
     gauss_legendre,
+    path_samples,
     random_time_component,
-    sample_times,
-    terminal_component,
+    random_times,
+    terminal_summands,
 )
 
 _RULES = ("random", "gauss_legendre")
@@ -24,9 +24,9 @@ _RULES = ("random", "gauss_legendre")
 class FeynmanKac(AbstractEstimator):
     """u(t, x) = E[g(X_T) + ∫_t^T f(s, X_s) ds] and z = σᵀ∇u by Elworthy–Bismut–Li, for linear PDEs.
 
-    Per query point: ``paths`` Brownian paths, each with ``time_samples`` evaluations of the source f(s, X_s, 0, 0)
-    at random times (density ∝ (s − t)^(−1/2), finite variance for z) or at Gauss–Legendre nodes on [t, T]
-    (``time_rule="gauss_legendre"``, along the same path). g(x) is subtracted as a control variate.
+    Per query point: ``paths`` paths of the PDE's dynamics, each with ``time_samples`` evaluations of the source
+    f(s, X_s, 0, 0) at random times (density ∝ (s − t)^(−1/2), finite variance for z) or at Gauss–Legendre nodes
+    on [t, T] (``time_rule="gauss_legendre"``, along the same path). g(x) is subtracted as a control variate.
     Cost: ``paths`` terminal and ``paths·time_samples`` source evaluations. Error ∝ paths^(−1/2).
     """
 
@@ -56,35 +56,39 @@ class FeynmanKac(AbstractEstimator):
     def estimate_before_horizon(self, pde, key, t, x):
         delta = pde.horizon - t
         g_x = pde.terminal(x)
+        rows = (pde.dynamics.noise_rows, pde.dim)
         if self.time_rule == "random":
             tkey, skey, fkey = jax.random.split(key, 3)
-            term = terminal_component(pde, jax.random.normal(tkey, (self.paths, pde.dim), x.dtype), x, delta, g_x)
+            ends, weights = path_samples(pde, t, x, jnp.full((self.paths,), delta),
+                                         jax.random.normal(tkey, (self.paths, *rows), x.dtype))
+            term = terminal_summands(jax.vmap(pde.terminal)(ends), g_x, weights, delta)
             m = self.paths * self.time_samples
-            normals, uniform = draw_times(skey, m, pde.dim, x.dtype)
-            s, points = sample_times(pde, normals, uniform, t, x, delta)
+            ukey, nkey = jax.random.split(skey)
+            noise, uniform = jax.random.normal(nkey, (m, *rows), x.dtype), jax.random.uniform(ukey, (m,), x.dtype)
+            s, points, weights = random_times(pde, t, x, delta, noise, uniform)
             values = jax.vmap(pde.source)(jax.random.split(fkey, m), s, points)
-            time = random_time_component(values, normals, uniform, delta)
+            time = random_time_component(values, weights, uniform, delta)
             u = term.u + jnp.mean(time.u.reshape(self.paths, self.time_samples), axis=1)[None]
             z = term.z + jnp.mean(time.z.reshape(self.paths, self.time_samples, -1), axis=1)[None]
             return combine(g_x, jnp.zeros_like(x), [Component(u, z)])
         return self._gauss_legendre(pde, key, t, x, delta, g_x)
 
     def _gauss_legendre(self, pde, key, t, x, delta, g_x):
+        """Sources at the Gauss–Legendre nodes s_k = t + Δc_k and g at T, along each of ``paths`` paths."""
         nodes, weights = gauss_legendre(self.time_samples)
         offsets = delta * jnp.asarray(nodes, x.dtype)  # s_k − t, increasing
         weights = delta * jnp.asarray(weights, x.dtype)
         nkey, fkey = jax.random.split(key)
-        steps = jnp.diff(jnp.concatenate([jnp.zeros(1, x.dtype), offsets, delta[None]]))
-        normals = jax.random.normal(nkey, (self.paths, self.time_samples + 1, pde.dim), x.dtype)
-        brownian = jnp.cumsum(jnp.sqrt(steps)[None, :, None] * normals, axis=1)  # W at nodes and at T
-        drift = pde.drift[None] * jnp.concatenate([offsets, delta[None]])[:, None]
-        points = (x[None] + drift)[None] + jax.vmap(jax.vmap(pde.diffuse))(brownian)
+        elapsed = jnp.concatenate([offsets, delta[None]])
+        noise = jax.random.normal(nkey, (self.paths, self.time_samples + 1, pde.dynamics.noise_rows, pde.dim),
+                                  x.dtype)
+        points, omega = jax.vmap(lambda n: pde.dynamics.path(t, x, elapsed, n))(noise)  # (paths, K + 1, d) each
         g_end = jax.vmap(pde.terminal)(points[:, -1])
         fkeys = jax.random.split(fkey, (self.paths, self.time_samples))
         s = t + offsets
         values = jax.vmap(jax.vmap(pde.source, in_axes=(0, 0, 0)), in_axes=(0, None, 0))(fkeys, s, points[:, :-1])
         u = (g_end - g_x) + values @ weights
-        z = (g_end - g_x)[:, None] * brownian[:, -1] / delta + jnp.einsum(
-            "pk,k,pkd->pd", values, weights / offsets, brownian[:, :-1]
+        z = (g_end - g_x)[:, None] * omega[:, -1] / jnp.sqrt(delta) + jnp.einsum(
+            "pk,k,pkd->pd", values, weights / jnp.sqrt(offsets), omega[:, :-1]
         )
         return combine(g_x, jnp.zeros_like(x), [Component(u[None], z[None])])

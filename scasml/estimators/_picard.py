@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -22,9 +24,9 @@ from ._base import (
     evaluate_requests,
     gauss_legendre,
     inverse_gamma,
+    path_samples,
     random_time_component,
-    sample_times,
-    terminal_points,
+    random_times,
     terminal_summands,
 )
 
@@ -79,157 +81,56 @@ class MultilevelPicard(AbstractEstimator):
         if not isinstance(self.debias, bool):
             raise ValueError(f"MultilevelPicard debias must be True or False, got {self.debias!r}")
 
-    # ---- sample sizes -----------------------------------------------------------------------------------
-    def terminal_paths(self, n: int) -> int:
-        return self.base**n
-
-    def level_samples(self, n: int, level: int) -> tuple[int, int]:
-        """(blocks, samples per block) for the level-``level`` term of V_n: (1, M^(n−l)) or (nodes, paths)."""
-        if self.variant == "full_history":
-            return 1, self.base ** (n - level)
-        scale = self.base ** ((n - level) / 2)
-        return max(1, round(inverse_gamma(scale))), max(1, round(scale))
-
-    def _levels(self, pde, n: int):
-        return range(1) if pde.is_linear else range(n)
+    # ---- the plan: the recursion, built once ---------------------------------------------------------------
+    def plan(self, pde) -> Plan:
+        """The recursion of V_levels for ``pde`` as a ``Plan`` (shared sub-plans: a DAG of ``levels`` nodes)."""
+        return _build_plan(self.levels, self.base, self.variant, bool(pde.is_linear))
 
     def evaluations(self, pde) -> dict[str, int]:
-        cache: dict[int, tuple[int, int, int]] = {0: (0, 0, 0)}
-
-        def count(n):
-            if n in cache:
-                return cache[n]
-            terminal, source, increment = self.terminal_paths(n) + 1, 0, 0
-            for level in self._levels(pde, n):
-                blocks, m = self.level_samples(n, level)
-                k = blocks * m
-                if level == 0:
-                    source += k
-                    continue
-                a, b = count(level), count(level - 1)
-                terminal += k * (a[0] + b[0])
-                source += k * (a[1] + b[1])
-                increment += k * (1 + a[2] + b[2])
-            cache[n] = (terminal, source, increment)
-            return cache[n]
-
-        terminal, source, increment = count(self.levels)
-        return {"terminal": terminal, "source": source, "increment": increment}
+        cost = self.plan(pde).cost
+        return {"terminal": cost.terminal, "source": cost.source, "increment": cost.increment}
 
     # ---- the estimator ----------------------------------------------------------------------------------
-    def noise_size(self, pde, n: int) -> tuple[int, int, int]:
-        """(standard normal rows of length d, uniforms, source keys) that V_n consumes, its whole recursion
-        included: the terminal paths, each level's samples and, per level-l ≥ 1 sample, the noise of the
-        independent V_l and V_{l−1} evaluated there."""
-        if n == 0:
-            return 0, 0, 0
-        total = [self.terminal_paths(n), 0, 0]
-        for level in self._levels(pde, n):
-            blocks, m = self.level_samples(n, level)
-            count = blocks * m
-            own = (count, count if self.variant == "full_history" else 0, 0 if level else count)
-            children = self._children_size(pde, level) if level else (0, 0, 0)
-            total = [t + o + count * c for t, o, c in zip(total, own, children, strict=True)]
-        return tuple(total)
-
-    def _children_size(self, pde, level: int) -> tuple[int, int, int]:
-        """Noise of the (V_l, V_{l−1}) pair evaluated at one level-l sample."""
-        new, old = self.noise_size(pde, level), self.noise_size(pde, level - 1)
-        return tuple(a + b for a, b in zip(new, old, strict=True))
-
     def estimate_before_horizon(self, pde, key, t, x) -> PointEstimate:
-        noise = _draw_noise(key, self.noise_size(pde, self.levels), pde.dim, x.dtype)
+        plan = self.plan(pde)
+        rows = pde.dynamics.noise_rows
+        noise = _draw_noise(key, plan.cost.noise(rows), pde.dim, x.dtype)
         delta = pde.horizon - t
-        plan = self._plan(pde, self.levels, noise, t, x, delta)
-        est = self._combine(pde, self.levels, evaluate_requests(pde, plan), x, delta)
+        samples = _samples(pde, plan, noise, t, x, delta)
+        est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
-    # The estimate is computed in three passes, so that every equation (surrogate) evaluation of the whole
-    # recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled program):
-    #   _plan: all sample points, from the noise alone (they do not depend on any evaluation);
-    #   evaluate_requests: the terminal values, sources and increment inputs at all of them;
-    #   _combine: the Picard sums.
+    # The estimate is computed in three passes over the plan, so that every equation (surrogate) evaluation of
+    # the whole recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled
+    # program): ``_samples`` draws all sample points from the noise alone (they depend on no evaluation);
+    # ``evaluate_requests`` evaluates the terminal values, sources and increment inputs at all of them;
+    # ``_combine`` forms the Picard sums.
 
-    def _plan(self, pde, n: int, noise: _Noise, t, x, delta) -> dict:
-        """Sample points of V_n(t, x) and, for l ≥ 1, of its samples' (V_l, V_{l−1}), as evaluation requests.
-        Consumes ``noise`` (of ``noise_size(pde, n)``) in a fixed order: terminal paths, then per level its
-        samples and, for l ≥ 1, its samples' (V_l, V_{l−1}) noise. ``delta`` = T − t, passed down rather than
-        recomputed from s: T − s would round to 0 in float32 for samples a few ulps before T (and then divide
-        by zero), while Δ(1 − U)(1 + U) stays positive for every U < 1."""
-        stream = _NoiseStream(noise)
-        normals = stream.normals(self.terminal_paths(n))
-        ends = TerminalRequest(terminal_points(pde, normals, x, delta))
-        plan = {"g_x": TerminalRequest(x), "ends": ends, "normals": normals, "levels": []}
-        for level in self._levels(pde, n):
-            blocks, m = self.level_samples(n, level)
-            normals = stream.normals(blocks * m).reshape(blocks, m, pde.dim)
-            if self.variant == "full_history":
-                uniform = stream.uniforms(m)
-                s, points = sample_times(pde, normals[0], uniform, t, x, delta)
-                s, points, remaining = s[None], points[None], (delta * (1 - uniform) * (1 + uniform))[None]
-            else:
-                uniform = None
-                s, points, remaining = self._quadrature_points(pde, t, x, delta, normals)
-            entry = {"normals": normals, "uniform": uniform, "s": s, "points": points, "remaining": remaining}
-            if level == 0:
-                entry["source"] = SourceRequest(stream.keys(blocks * m).reshape(blocks, m), s, points)
-            else:
-                new_size = self.noise_size(pde, level)
-                children = stream.children(blocks * m, self._children_size(pde, level))
-                children = jax.tree.map(lambda a, shape=(blocks, m): a.reshape(shape + a.shape[1:]), children)
-
-                def child(noise, s, point, remaining, level=level, new_size=new_size):
-                    new_noise, old_noise = noise.split(new_size)
-                    old = self._plan(pde, level - 1, old_noise, s, point, remaining) if level > 1 else None
-                    return self._plan(pde, level, new_noise, s, point, remaining), old
-
-                entry["children"] = jax.vmap(jax.vmap(child))(children, s, points, remaining)
-                entry["inputs"] = IncrementRequest(s, points)
-            plan["levels"].append(entry)
-        stream.check_consumed()
-        return plan
-
-    def _quadrature_points(self, pde, t, x, delta, normals):
-        """Gauss–Legendre nodes in time, ``normals`` (nodes, m, d) paths per node → s, T − s (nodes, m) and
-        X (nodes, m, d)."""
-        nodes, _ = gauss_legendre(normals.shape[0])
-        elapsed = delta * jnp.asarray(nodes, x.dtype)  # (q,)
-        shift = jax.vmap(jax.vmap(pde.diffuse))(jnp.sqrt(elapsed)[:, None, None] * normals)
-        points = x[None, None] + pde.drift[None, None] * elapsed[:, None, None] + shift
-        remaining = delta * jnp.asarray(1 - nodes, x.dtype)
-        shape = normals.shape[:2]
-        return (jnp.broadcast_to((t + elapsed)[:, None], shape), points,
-                jnp.broadcast_to(remaining[:, None], shape))
-
-    def _combine(self, pde, n: int, plan: dict, x, delta) -> PointEstimate:
-        """V_n(t, x) from an evaluated ``_plan`` (requests replaced by their values); ``delta`` = T − t."""
-        g_x = plan["g_x"]
-        components = [terminal_summands(plan["ends"], g_x, plan["normals"], delta)]
-        for level, entry in zip(self._levels(pde, n), plan["levels"], strict=True):
-            if level == 0:
+    def _combine(self, pde, plan: Plan, samples: dict, x, delta) -> PointEstimate:
+        """V_n(t, x) from evaluated ``_samples`` (requests replaced by their values); ``delta`` = T − t."""
+        components = [terminal_summands(samples["ends"], samples["g_x"], samples["weights"], delta)]
+        for level, entry in zip(plan.levels, samples["levels"], strict=True):
+            if level.new is None:
                 values = entry["source"]
             else:
-                new_plan, old_plan = entry["children"]
-
-                def increment(new_plan, old_plan, inputs, s, point, remaining, level=level):
-                    new = self._value(pde, level, new_plan, point, remaining)
-                    old = self._value(pde, level - 1, old_plan, point, remaining)
+                def increment(new_samples, old_samples, inputs, s, point, remaining, level=level):
+                    new = self._value(pde, level.new, new_samples, point, remaining)
+                    old = None if level.old is None else self._value(pde, level.old, old_samples, point, remaining)
                     return self._increment(pde, s, point, new, old, inputs)
 
-                values = jax.vmap(jax.vmap(increment))(new_plan, old_plan, entry["inputs"], entry["s"],
+                new_samples, old_samples = entry["children"]
+                values = jax.vmap(jax.vmap(increment))(new_samples, old_samples, entry["inputs"], entry["s"],
                                                        entry["points"], entry["remaining"])
-            if self.variant == "full_history":
-                components.append(random_time_component(values[0], entry["normals"][0], entry["uniform"], delta))
+            if plan.random_times:
+                components.append(random_time_component(values[0], entry["weights"][0], entry["uniform"], delta))
             else:
-                components.append(self._quadrature_component(x, delta, entry["normals"], values))
-        return combine(g_x, jnp.zeros_like(x), components)
+                components.append(_quadrature_component(delta, entry["elapsed"], entry["weights"], values))
+        return combine(samples["g_x"], jnp.zeros_like(x), components)
 
-    def _value(self, pde, n: int, plan: dict | None, x, delta) -> PointEstimate | None:
-        """V_n at (t, x) from its evaluated plan (``delta`` = T − t), clipped when ``clip`` is set; None for V_0 = 0."""
-        if n == 0:
-            return None
-        est = self._combine(pde, n, plan, x, delta)
+    def _value(self, pde, plan: Plan, samples: dict, x, delta) -> PointEstimate:
+        """V_n at (t, x) from its evaluated samples (``delta`` = T − t), clipped when ``clip`` is set."""
+        est = self._combine(pde, plan, samples, x, delta)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr)
 
@@ -243,18 +144,140 @@ class MultilevelPicard(AbstractEstimator):
         old_variance = 0.0 if old is None else jnp.sum(old.z_stderr**2)
         return inc - a * (jnp.sum(new.z_stderr**2) - old_variance)
 
-    def _quadrature_component(self, x, delta, normals, values) -> Component:
-        """Gauss–Legendre nodes in time: ``normals`` (nodes, m, d) paths per node, ``values`` (nodes, m)."""
-        nodes, weights = gauss_legendre(normals.shape[0])
-        elapsed = delta * jnp.asarray(nodes, x.dtype)  # (q,)
-        weights = delta * jnp.asarray(weights, x.dtype)
-        u = weights[:, None] * values
-        z = (weights / jnp.sqrt(elapsed))[:, None, None] * values[..., None] * normals
-        return Component(u, z)
+
+# ---- the plan ------------------------------------------------------------------------------------------------
+class Cost(NamedTuple):
+    """Per-point counts of one V_n evaluation, its whole recursion included: evaluations of g, of sources
+    f(·, 0, 0) (for the defect PDE: residuals) and of increment inputs (û, σᵀ∇û), and the random numbers drawn:
+    path samples (each ``noise_rows`` normal rows), uniforms and source keys."""
+
+    terminal: int
+    source: int
+    increment: int
+    paths: int
+    uniforms: int
+    keys: int
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(*(a + b for a, b in zip(self, other, strict=True)))
+
+    def times(self, k: int) -> Cost:
+        return Cost(*(k * a for a in self))
+
+    def noise(self, rows: int) -> tuple[int, int, int]:
+        """(normal rows of length d, uniforms, keys) for dynamics with ``rows`` rows per path sample."""
+        return self.paths * rows, self.uniforms, self.keys
+
+
+class LevelPlan(NamedTuple):
+    """Level l of V_n: ``blocks`` × ``samples`` points (s, X_s) with, for l ≥ 1, the plans of the independent V_l
+    (``new``) and V_{l−1} (``old``; None for V_0 = 0) evaluated at each; ``new`` is None at level 0 (sources)."""
+
+    level: int
+    blocks: int
+    samples: int
+    new: Plan | None
+    old: Plan | None
+
+    @property
+    def count(self) -> int:
+        return self.blocks * self.samples
+
+
+class Plan(NamedTuple):
+    """V_n: ``paths`` terminal paths and its levels; ``random_times``: full history (times ∝ (s − t)^(−1/2)),
+    else Gauss–Legendre nodes (``blocks`` of a level = its nodes). ``cost`` covers the whole recursion."""
+
+    n: int
+    paths: int
+    random_times: bool
+    levels: tuple[LevelPlan, ...]
+    cost: Cost
+
+
+@functools.cache
+def _build_plan(n: int, base: int, variant: str, linear: bool) -> Plan:
+    """The plan of V_n: M^n terminal paths; levels 0 … n − 1 (only level 0 for a linear PDE, whose increments
+    vanish) with (1, M^(n−l)) random times (full history) or (q_l nodes, round(M^((n−l)/2)) paths) (quadrature,
+    q_l = round(Γ⁻¹(M^((n−l)/2))))."""
+    random_times = variant == "full_history"
+    levels = []
+    cost = Cost(base**n + 1, 0, 0, base**n, 0, 0)
+    for level in range(1 if linear else n):
+        if random_times:
+            blocks, samples = 1, base ** (n - level)
+        else:
+            scale = base ** ((n - level) / 2)
+            blocks, samples = max(1, round(inverse_gamma(scale))), max(1, round(scale))
+        new = _build_plan(level, base, variant, linear) if level else None
+        old = _build_plan(level - 1, base, variant, linear) if level > 1 else None
+        entry = LevelPlan(level, blocks, samples, new, old)
+        k = entry.count
+        own = Cost(0, 0 if level else k, k if level else 0, k, k if random_times else 0, 0 if level else k)
+        children = [child.cost.times(k) for child in (new, old) if child is not None]
+        cost = sum(children, cost + own)
+        levels.append(entry)
+    return Plan(n, base**n, random_times, tuple(levels), cost)
+
+
+def _samples(pde, plan: Plan, noise: _Noise, t, x, delta) -> dict:
+    """All sample points of ``plan`` at (t, x), as evaluation requests. Consumes ``noise`` (of
+    ``plan.cost.noise(rows)``) in a fixed order: terminal paths, then per level its samples and, for l ≥ 1, its
+    samples' (V_l, V_{l−1}) noise. ``delta`` = T − t, passed down rather than recomputed from s: T − s would
+    round to 0 in float32 for samples a few ulps before T (and then divide by zero), while Δ(1 − U)(1 + U)
+    stays positive for every U < 1."""
+    stream = _NoiseStream(noise, pde.dynamics.noise_rows)
+    ends, weights = path_samples(pde, t, x, jnp.full((plan.paths,), delta), stream.paths(plan.paths))
+    out = {"g_x": TerminalRequest(x), "ends": TerminalRequest(ends), "weights": weights, "levels": []}
+    for level in plan.levels:
+        shape = (level.blocks, level.samples)
+        paths = stream.paths(level.count).reshape(shape + stream.row_shape)
+        if plan.random_times:
+            uniform = stream.uniforms(level.samples)
+            s, points, weights = random_times(pde, t, x, delta, paths[0], uniform)
+            entry = {"uniform": uniform, "s": s[None], "points": points[None], "weights": weights[None],
+                     "remaining": (delta * (1 - uniform) * (1 + uniform))[None]}
+        else:
+            nodes, _ = gauss_legendre(level.blocks)
+            elapsed = jnp.broadcast_to((delta * jnp.asarray(nodes, x.dtype))[:, None], shape)
+            points, weights = path_samples(pde, t, x, elapsed, paths)
+            entry = {"elapsed": elapsed, "s": t + elapsed, "points": points, "weights": weights,
+                     "remaining": jnp.broadcast_to((delta * jnp.asarray(1 - nodes, x.dtype))[:, None], shape)}
+        if level.new is None:
+            entry["source"] = SourceRequest(stream.keys(level.count).reshape(shape), entry["s"], entry["points"])
+        else:
+            new_size = level.new.cost.noise(stream.rows)
+            child_size = tuple(a + b for a, b in zip(new_size, _noise_of(level.old, stream.rows), strict=True))
+            children = stream.children(level.count, child_size)
+            children = jax.tree.map(lambda a, shape=shape: a.reshape(shape + a.shape[1:]), children)
+
+            def child(noise, s, point, remaining, level=level, new_size=new_size):
+                new_noise, old_noise = noise.split(new_size)
+                old = None if level.old is None else _samples(pde, level.old, old_noise, s, point, remaining)
+                return _samples(pde, level.new, new_noise, s, point, remaining), old
+
+            entry["children"] = jax.vmap(jax.vmap(child))(children, entry["s"], entry["points"], entry["remaining"])
+            entry["inputs"] = IncrementRequest(entry["s"], entry["points"])
+        out["levels"].append(entry)
+    return out
+
+
+def _noise_of(plan: Plan | None, rows: int) -> tuple[int, int, int]:
+    return (0, 0, 0) if plan is None else plan.cost.noise(rows)
+
+
+def _quadrature_component(delta, elapsed, weights, values) -> Component:
+    """Gauss–Legendre nodes in time: ``elapsed`` s − t (nodes, m), path weights ω (nodes, m, d), ``values``
+    (nodes, m)."""
+    _, quadrature = gauss_legendre(elapsed.shape[0])
+    quadrature = delta * jnp.asarray(quadrature, values.dtype)[:, None]  # (q, 1)
+    u = quadrature * values
+    z = (quadrature / jnp.sqrt(elapsed))[..., None] * values[..., None] * weights
+    return Component(u, z)
 
 
 class _Noise(eqx.Module):
-    """Random numbers for one V_n evaluation (layout: ``MultilevelPicard._plan``). Drawn once per query point,
+    """Random numbers for one V_n evaluation (layout: ``_samples``). Drawn once per query point,
     in one draw of random bits whatever n and M: every PRNG call site compiles to its own large kernel, so one
     site keeps XLA's compilation short."""
 
@@ -300,18 +323,21 @@ def open_unit_interval(words, dtype):
 
 
 class _NoiseStream:
-    """Hands out consecutive slices of a ``_Noise`` (static offsets, at trace time)."""
+    """Hands out consecutive slices of a ``_Noise`` (static offsets, at trace time); a path sample takes ``rows``
+    normal rows."""
 
-    def __init__(self, noise: _Noise):
-        self.noise, self.offsets = noise, [0, 0, 0]
+    def __init__(self, noise: _Noise, rows: int):
+        self.noise, self.offsets, self.rows = noise, [0, 0, 0], rows
+        self.row_shape = (rows, noise.normals.shape[-1])
 
     def _take(self, field: int, count: int):
         start = self.offsets[field]
         self.offsets[field] += count
         return (self.noise.normals, self.noise.uniforms, self.noise.keys)[field][start : start + count]
 
-    def normals(self, count):
-        return self._take(0, count)
+    def paths(self, count):
+        """Noise of ``count`` path samples, (count, rows, d)."""
+        return self._take(0, count * self.rows).reshape((count,) + self.row_shape)
 
     def uniforms(self, count):
         return self._take(1, count)
@@ -323,8 +349,3 @@ class _NoiseStream:
         """``count`` consecutive child noises of ``size`` each, stacked on a leading axis."""
         rows, uniforms, keys = (self._take(field, count * size[field]) for field in range(3))
         return _Noise(rows.reshape(count, size[0], -1), uniforms.reshape(count, size[1]), keys.reshape(count, size[2]))
-
-    def check_consumed(self):
-        sizes = (self.noise.normals.shape[0], self.noise.uniforms.shape[0], self.noise.keys.shape[0])
-        if tuple(self.offsets) != sizes:
-            raise AssertionError(f"noise layout mismatch: consumed {self.offsets}, drawn {sizes}")

@@ -213,11 +213,9 @@ def check_surrogate(surrogate, pde, key: PRNGKeyArray | None = None, points: int
         ) from err
     if key is not None:
         t, x = pde.sample_domain(key, points)
-        directions = pde.diffusion_directions()
-
         def probe(ti, xi):
             value, (dt, grad) = jax.value_and_grad(surrogate, argnums=(0, 1))(ti, xi)
-            second = _second_derivative(surrogate, ti, xi, directions[0])
+            second = _second_derivative(surrogate, ti, xi, pde.dynamics.diffusion_directions(ti, xi)[0])
             return jnp.stack([value, dt, jnp.max(jnp.abs(grad)), second])
 
         values = jax.jit(jax.vmap(probe))(t, x)

@@ -224,16 +224,17 @@ class GPSurrogate(AbstractSurrogate):
         dt, dx = t - self.centres_t, x[None, :] - self.centres_x
         rho = (dt / lt) ** 2 + jnp.sum((dx / lx) ** 2, axis=-1)
         psi, d1, d2 = self.kernel.derivatives(rho)
-        directions = pde.diffusion_directions().astype(self.dtype)
+        directions = pde.dynamics.diffusion_directions(t.astype(out_dtype), x.astype(out_dtype)).astype(self.dtype)
         quad = jnp.sum((dx @ directions.T) ** 2, axis=-1)
         trace = self.weights @ (4.0 * d2 * quad / lx**4 + 2.0 * d1 * jnp.sum(directions**2) / lx**2)
         value = self.mean + self.weights @ psi
         time_derivative = self.weights @ (2.0 * d1 * dt / lt**2)
         grad = ((2.0 / lx**2) * (self.weights * d1)) @ dx
         value, grad = value.astype(out_dtype), grad.astype(out_dtype)
-        drift = pde.drift.astype(out_dtype)
+        t_out, x_out = t.astype(out_dtype), x.astype(out_dtype)
+        drift = pde.dynamics.drift(t_out, x_out).astype(out_dtype)
         eps = (time_derivative + 0.5 * trace).astype(out_dtype) + drift @ grad
-        eps = eps + pde.nonlinearity(t.astype(out_dtype), x.astype(out_dtype), value, pde.sigma_transpose(grad))
+        eps = eps + pde.nonlinearity(t_out, x_out, value, pde.dynamics.sigma_transpose(t_out, x_out, grad))
         return ResidualParts(value, grad, eps)
 
     def architecture(self) -> dict:
@@ -320,10 +321,9 @@ class _Blocks(eqx.Module):
 
 
 def _blocks(pde, kernel, rows_t, rows_x, cen_t, cen_x, lt, lx, batch_size=64) -> _Blocks:
-    directions = pde.diffusion_directions()
-    trace_a = jnp.sum(directions**2)
-
     def row(ti, xi):
+        directions = pde.dynamics.diffusion_directions(ti, xi)  # rows σ(t_i, x_i)e_j
+        trace_a = jnp.sum(directions**2)
         dt = ti - cen_t
         dx = xi[None, :] - cen_x
         rho = (dt / lt) ** 2 + jnp.sum((dx / lx) ** 2, axis=-1)
@@ -331,7 +331,7 @@ def _blocks(pde, kernel, rows_t, rows_x, cen_t, cen_x, lt, lx, batch_size=64) ->
         psi, d1, d2 = kernel.derivatives(rho)
         slope = 2.0 * d1 / lx**2
         trace = 4.0 * d2 * quad / lx**4 + 2.0 * d1 * trace_a / lx**2
-        linear = 2.0 * d1 * dt / lt**2 + slope * (dx @ pde.drift) + 0.5 * trace
+        linear = 2.0 * d1 * dt / lt**2 + slope * (dx @ pde.dynamics.drift(ti, xi)) + 0.5 * trace
         return psi, linear, slope
 
     value, linear, slope = jax.lax.map(lambda a: row(*a), (rows_t, rows_x), batch_size=batch_size)
@@ -363,11 +363,11 @@ def _state(pde, blocks: _Blocks, t_in, x_in, cen_x, alpha, mean):
     u = mean + blocks.value @ alpha
     sa = blocks.slope * alpha[None, :]
     grad = x_in * jnp.sum(sa, axis=1, keepdims=True) - sa @ cen_x
-    z = jax.vmap(pde.sigma_transpose)(grad)
+    z = jax.vmap(pde.dynamics.sigma_transpose)(t_in, x_in, grad)
     f_and_grads = jax.vmap(jax.value_and_grad(pde.nonlinearity, argnums=(2, 3)))
     f, (f_u, f_z) = f_and_grads(t_in, x_in, u, z)
     eps = blocks.linear @ alpha + f
-    return u, grad, eps, f, f_u, jax.vmap(pde.diffuse)(f_z)
+    return u, grad, eps, f, f_u, jax.vmap(pde.dynamics.diffuse)(t_in, x_in, f_z)
 
 
 _BACKTRACKS = 8

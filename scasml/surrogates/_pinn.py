@@ -99,7 +99,7 @@ class PINN(AbstractSurrogate):
         Same sweep as ``hessian_quadratic_sum`` with the rows σe_j, without forming the (d, d) matrix of
         directions: the first layer maps them to σᵀW₀ᵀ (d, width) directly.
         """
-        from .._pde import diffusion_directions
+        from .._dynamics import diffusion_directions
 
         network = self._sweep(t, x, self._projected_diffusion(diffusion)).second
         return self._with_terminal(t, x, network, lambda: diffusion_directions(diffusion, self.dim))

@@ -43,15 +43,18 @@ SAMPLINGS = ("domain", "paths")
 
 def sample_along_paths(pde, key, n: int, terminal: bool = False):
     """n points (s, X_s) reached by the equation's diffusion X started at (t, x) drawn from its domain:
-    s uniform on [t, T] (s = T if ``terminal``), X_s = x + μ(s − t) + σ√(s − t)ξ. These are the points where
+    s uniform on [t, T] (s = T if ``terminal``), X_s a sample of the equation's dynamics. These are the points where
     the Monte Carlo estimators evaluate a surrogate and its residual. Returns (s (n,), X_s (n, d))."""
     dkey, skey, wkey = jax.random.split(key, 3)
     t, x = pde.sample_domain(dkey, n)
     horizon = jnp.asarray(pde.horizon, t.dtype)
     s = jnp.full_like(t, horizon) if terminal else t + (horizon - t) * jax.random.uniform(skey, t.shape, t.dtype)
-    noise = jax.random.normal(wkey, x.shape, x.dtype)
-    dt = (s - t)[:, None]
-    xs = x + pde.drift[None, :] * dt + jnp.sqrt(dt) * jax.vmap(pde.diffuse)(noise)
+    noise = jax.random.normal(wkey, (x.shape[0], pde.dynamics.noise_rows, x.shape[1]), x.dtype)
+    # s = t (no time left) gives X_s = x: sample a positive elapsed time and keep x where it is zero
+    elapsed = s - t
+    safe = jnp.where(elapsed > 0, elapsed, jnp.ones_like(elapsed))
+    moved = jax.vmap(lambda ti, xi, tau, n: pde.dynamics.sample(ti, xi, tau, n)[0])(t, x, safe, noise)
+    xs = jnp.where((elapsed > 0)[:, None], moved, x)
     return s, xs
 
 
