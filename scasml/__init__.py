@@ -49,7 +49,10 @@ from .surrogates import EquinoxSurrogate as EquinoxSurrogate
 from .surrogates import FlaxSurrogate as FlaxSurrogate
 from .surrogates import FunctionSurrogate as FunctionSurrogate
 from .surrogates import GPSurrogate as GPSurrogate
+from .surrogates import MLPSurrogate as MLPSurrogate
+from .surrogates import WeightFileError as WeightFileError
 from .surrogates import fit_gp as fit_gp
+from .surrogates import load_mlp_weights as load_mlp_weights
 from .surrogates import load as load_surrogate  # noqa: F401
 from .surrogates import save as save_surrogate  # noqa: F401
 from .surrogates import train as train
