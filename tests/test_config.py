@@ -41,7 +41,12 @@ def mutate(path: str, value):
     return raw
 
 
-DELETE = object()
+class _Delete:
+    def __repr__(self):  # a stable test id (pytest-xdist workers must collect the same names)
+        return "DELETE"
+
+
+DELETE = _Delete()
 
 BAD = [
     ("trainig", {"steps": 1}, r"^trainig: unknown key \(did you mean 'training'\?\)"),
