@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -71,6 +73,60 @@ def _coverage(result: MethodResult, exact) -> float | None:
     return float(np.mean((exact[ok] >= lower[ok]) & (exact[ok] <= upper[ok])))
 
 
+NOMINAL_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def z_scores(result: MethodResult, points: dict) -> np.ndarray:
+    """(interval centre − reference) / combined standard error at the points with a positive, finite one.
+
+    The centre of [lower, upper] is the unshrunk Monte Carlo estimate (a shrunk method keeps the interval of the
+    estimate it shrinks); a Monte Carlo reference adds its own variance: s² = stderr² + reference stderr².
+    For calibrated intervals z is close to N(0, 1). Points at t = T (answered exactly, stderr 0) are left out.
+    """
+    centre = 0.5 * (result.arrays["lower"] + result.arrays["upper"])
+    scale = np.hypot(result.arrays["stderr"], points["exact_stderr"])
+    ok = np.isfinite(centre) & np.isfinite(scale) & (scale > 0)
+    return (centre[ok] - points["exact"][ok]) / scale[ok]
+
+
+def coverage_at(z: np.ndarray, level: float) -> float:
+    """Share of |z| within the two-sided normal quantile of ``level`` (the coverage of a ``level`` interval)."""
+    return float(np.mean(np.abs(z) <= NormalDist().inv_cdf(0.5 + level / 2.0)))
+
+
+def wilson_interval(share: float, n: int, level: float = 0.95) -> list[float]:
+    """Wilson score interval of a binomial proportion (coverage over n independent points)."""
+    q = NormalDist().inv_cdf(0.5 + level / 2.0)
+    centre = (share + q * q / (2 * n)) / (1 + q * q / n)
+    half = q / (1 + q * q / n) * math.sqrt(share * (1 - share) / n + q * q / (4 * n * n))
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def interval_calibration(runs: list[MethodResult], points: list[dict]) -> dict | None:
+    """Coverage of the method's intervals at several nominal levels and the RMS of its z-scores (pooled)."""
+    z = np.concatenate([z_scores(r, p) for r, p in zip(runs, points, strict=True)])
+    if not z.size:
+        return None
+    share = coverage_at(z, 0.95)
+    return {
+        "points": int(z.size),
+        "z_mean": float(np.mean(z)),
+        "z_rms": float(np.sqrt(np.mean(z * z))),
+        "coverage_by_nominal_level": {f"{level:g}": coverage_at(z, level) for level in NOMINAL_LEVELS},
+        "coverage_95_ci95": wilson_interval(share, int(z.size)),
+        "note": "z = (estimate - reference) / sqrt(stderr^2 + reference stderr^2); coverage_95_ci95 is the Wilson "
+                "interval over points (their Monte Carlo draws are independent given the surrogate)",
+    }
+
+
+def evaluation_split(evaluations: dict) -> tuple[int, int]:
+    """(plain evaluations, residual evaluations) per point: a residual ε of the surrogate needs its Laplacian
+    (~width forward passes for a PINN), so SCaSML's residual count is kept apart from values, gradients and
+    the equation's own g and f."""
+    residuals = int(evaluations.get("residuals", 0))
+    return int(sum(evaluations.values())) - residuals, residuals
+
+
 def _interval(values) -> list | None:
     ci = mean_interval(values)
     return None if ci["low"] is None else [ci["low"], ci["high"]]
@@ -100,7 +156,10 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
             "nonfinite": int(sum(row["nonfinite"] for row in per_rep)),
             "mean_stderr": float(np.nanmean(stderr)) if np.isfinite(stderr).any() else None,
             "interval_coverage": None if coverage[0] is None else float(np.mean(coverage)),
+            "interval_calibration": interval_calibration(runs, results.points),
             "evaluations_per_point": runs[0].evaluations,
+            "plain_evaluations_per_point": evaluation_split(runs[0].evaluations)[0],
+            "residual_evaluations_per_point": evaluation_split(runs[0].evaluations)[1],
             "per_repetition": per_rep,
         }
         if method.options.shrinkage != "none":
@@ -156,7 +215,9 @@ def sweep_metrics(results: Results) -> list[dict]:
     for s in results.sweeps:
         rows.append({"sweep": s.sweep, "value": s.value, "method": s.method, "kind": s.kind,
                      **error_summary(s.result.prediction, s.exact),
-                     "evaluations_per_point": int(sum(s.result.evaluations.values()))})
+                     "evaluations_per_point": int(sum(s.result.evaluations.values())),
+                     "plain_evaluations_per_point": evaluation_split(s.result.evaluations)[0],
+                     "residual_evaluations_per_point": evaluation_split(s.result.evaluations)[1]})
     return rows
 
 

@@ -7,12 +7,16 @@ atomically.
 from __future__ import annotations
 
 import io
+from statistics import NormalDist
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .._io import atomic_write_bytes
+from ._metrics import coverage_at, z_scores
 
 COLORS = {"surrogate": "#7f7f7f", "mlp": "#1f77b4", "scasml": "#d62728"}
 TINY = 1e-12
@@ -84,6 +88,11 @@ def errors_figure(config, pde, results, metrics) -> Figure:
     for key in ("cmedians", "cmins", "cmaxes", "cbars"):
         parts[key].set_color("black")
         parts[key].set_linewidth(0.8)
+    parts["cmedians"].set_linewidth(2.5)  # the median stands out from the min / max caps
+    ax.legend(handles=[Line2D([], [], color="black", lw=2.5, label="median (thick crossbar)"),
+                       Line2D([], [], color="black", lw=0.8, label="min / max (thin caps)"),
+                       Patch(facecolor="lightgrey", edgecolor="black", label="distribution over points")],
+              fontsize=8, loc="best")
     ax.set_xticks(positions)
     ax.set_xticklabels([f"{n}\nrel. L2 {metrics['methods'][n]['relative_l2']:.2e}" for n in names], fontsize=8)
     ax.set_ylabel("log10 |prediction − reference|")
@@ -138,20 +147,26 @@ def improvement_figure(config, pde, results, metrics) -> Figure:
     ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(len(names), 1), max(len(comps), 1) + 0.5]})
     x = np.arange(len(names))
     values = [metrics["methods"][n]["relative_l2"] or np.nan for n in names]
-    ax1.bar(x, values, color=[colors[n] for n in names], alpha=0.8)
     tops = list(values)
-    for i, n in enumerate(names):
+    for i, n in enumerate(names):  # markers, not bars: on a log axis a bar's length means nothing
         reps = [row["relative_l2"] for row in metrics["methods"][n]["per_repetition"] if row["relative_l2"]]
         ci = metrics["methods"][n]["relative_l2_ci95"]
         if len(reps) > 1:
-            ax1.plot(np.full(len(reps), i) + 0.2, reps, "k.", ms=4)
+            ax1.plot(np.full(len(reps), i) + 0.18, reps, ".", color="black", ms=4, alpha=0.7,
+                     label="one repetition" if i == 0 else None)
             tops[i] = max([values[i], *reps])
         if ci:
-            ax1.errorbar(i, values[i], yerr=[[values[i] - max(ci[0], values[i] * 1e-3)], [ci[1] - values[i]]],
-                         color="black", capsize=4)
+            low = max(ci[0], values[i] * 1e-3)  # a CI reaching below 0 is cut at the axis' range
+            ax1.errorbar(i, values[i], yerr=[[values[i] - low], [ci[1] - values[i]]], color="black", capsize=4,
+                         lw=1, label="95 % CI over repetitions" if i == 0 else None)
             tops[i] = max(tops[i], ci[1])
+        ax1.plot(i, values[i], "o", color=colors[n], ms=9, markeredgecolor="black",
+                 label="mean relative L2" if i == 0 else None)
         ax1.annotate(f"{values[i]:.2e}", (i, tops[i]), ha="center", va="bottom", fontsize=8,
                      xytext=(0, 3), textcoords="offset points")
+    ax1.set_xlim(-0.6, len(names) - 0.4)
+    if config.evaluation.repetitions > 1:
+        ax1.legend(fontsize=7, loc="lower left")
     ax1.set_yscale("log")
     finite = [v for v in values if np.isfinite(v) and v > 0]
     if finite:
@@ -160,8 +175,7 @@ def improvement_figure(config, pde, results, metrics) -> Figure:
     ax1.set_xticklabels(names, fontsize=9)
     ax1.set_ylabel("relative L2 error")
     reps = config.evaluation.repetitions
-    ax1.set_title("accuracy" + (f" (mean of {reps} repetitions, dots; bars: 95 % CI)" if reps > 1 else ""),
-                  fontsize=10)
+    ax1.set_title("accuracy" + (f" (mean of {reps} repetitions)" if reps > 1 else ""), fontsize=10)
     ax1.grid(axis="y", alpha=0.3, which="both")
     if comps:
         xs = np.arange(len(comps))
@@ -309,4 +323,113 @@ def training_figure(config, pde, curve) -> Figure | None:
     ax.set_title(f"{_title(config, pde)}: PINN training", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def _interval_methods(config) -> list:
+    """The methods with their own Monte Carlo intervals (a shrunk twin shares its source's interval)."""
+    from ._runner import estimate_sources
+
+    sources = estimate_sources(config.methods)
+    return [m for m in config.methods if m.kind != "surrogate" and sources[m.name] == m.name]
+
+
+def calibration_figure(config, pde, results, metrics) -> Figure | None:
+    """(a) histogram of z = (estimate − reference) / stderr against N(0, 1); (b) coverage vs nominal level."""
+    methods = [m for m in _interval_methods(config)
+               if metrics["methods"][m.name].get("interval_calibration") is not None]
+    if not methods:
+        return None
+    colors = method_colors(config)
+    zs = {m.name: np.concatenate([z_scores(r, p) for r, p in zip(results.methods[m.name], results.points,
+                                                                   strict=True)]) for m in methods}
+    fig = new_figure(10, 4.2)
+    ax1, ax2 = fig.subplots(1, 2)
+    normal = NormalDist()
+    reach = max(4.0, min(8.0, max(float(np.quantile(np.abs(z), 0.995)) for z in zs.values())))
+    edges = np.linspace(-reach, reach, 41)
+    grid = np.linspace(-reach, reach, 400)
+    for m in methods:
+        z = zs[m.name]
+        outside = int(np.sum(np.abs(z) > reach))
+        label = f"{m.name}: RMS z {np.sqrt(np.mean(z * z)):.2f}" + (f" ({outside} beyond ±{reach:.0f})" if outside
+                                                                     else "")
+        ax1.hist(np.clip(z, -reach, reach), bins=edges, density=True, histtype="step", lw=1.5, color=colors[m.name],
+                 label=label)
+    ax1.plot(grid, [normal.pdf(g) for g in grid], "k--", lw=1, label="N(0, 1)")
+    ax1.set_xlim(-reach, reach)
+    ax1.set_xlabel("z = (estimate − reference) / standard error")
+    ax1.set_ylabel("density")
+    ax1.set_title("z-scores (calibrated: N(0, 1))", fontsize=10)
+    ax1.legend(fontsize=8, loc="upper left")
+    ax1.grid(alpha=0.3)
+
+    levels = np.linspace(0.01, 0.995, 200)
+    n = min(z.size for z in zs.values())
+    spread = 1.96 * np.sqrt(levels * (1 - levels) / n)
+    ax2.fill_between(100 * levels, 100 * (levels - spread), 100 * (levels + spread), color="grey", alpha=0.25,
+                     lw=0, label=f"±1.96 binomial s.e. ({n} points)")
+    ax2.plot([0, 100], [0, 100], "k--", lw=1, label="nominal")
+    for m in methods:
+        z = zs[m.name]
+        c95 = coverage_at(z, 0.95)
+        ax2.plot(100 * levels, [100 * coverage_at(z, level) for level in levels], color=colors[m.name], lw=1.5,
+                 label=f"{m.name}: {100 * c95:.1f} % at 95 % (dot)")
+        ax2.plot(95, 100 * c95, "o", color=colors[m.name], ms=5)
+    ax2.set_xlim(0, 100)
+    ax2.set_ylim(0, 100)
+    ax2.set_aspect("equal")
+    ax2.set_xlabel("nominal level of the interval ± q·stderr (%)")
+    ax2.set_ylabel("share of points inside (%)")
+    ax2.set_title("coverage vs nominal level", fontsize=10)
+    ax2.legend(fontsize=8, loc="upper left")
+    ax2.grid(alpha=0.3)
+    total = config.evaluation.points * config.evaluation.repetitions
+    fig.suptitle(f"{_title(config, pde)}: calibration of the error bars ({total} points)", fontsize=11)
+    return fig
+
+
+def band_figure(config, pde, results, points: int = 40) -> Figure | None:
+    """The first ``points`` test points of repetition 0, ordered by the reference: SCaSML ± 1.96 stderr, the
+    surrogate and the reference; below, SCaSML's error with its 95 % interval (the surrogate's error in the
+    title: on the scale of the interval it would flatten everything else)."""
+    targets = [m for m in _interval_methods(config) if m.kind == "scasml"] or _interval_methods(config)
+    if not targets:
+        return None
+    target = targets[0]
+    colors = method_colors(config)
+    ref = results.points[0]
+    k = min(points, len(ref["t"]))
+    order = np.argsort(ref["exact"][:k], kind="stable")
+    exact = ref["exact"][:k][order]
+    arrays = results.methods[target.name][0].arrays
+    centre = (0.5 * (arrays["lower"] + arrays["upper"]))[:k][order]
+    half = 1.959963984540054 * np.hypot(arrays["stderr"][:k][order], ref["exact_stderr"][:k][order])
+    rank = np.arange(k)
+    baselines = config.methods_of_kind("surrogate")
+    base = results.methods[baselines[0].name][0].prediction[:k][order] if baselines else None
+    fig = new_figure(9, 6.2)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.3, 1]})
+    ax1.errorbar(rank, centre, yerr=half, fmt="o", ms=3.5, color=colors[target.name], ecolor=colors[target.name],
+                 elinewidth=1.2, capsize=2.5, label=f"{target.name} with its 95 % interval")
+    if base is not None:
+        ax1.plot(rank, base, "x", color=COLORS["surrogate"], ms=5, label=baselines[0].name)
+    ax1.plot(rank, exact, "_", color="black", ms=12, mew=1.5, label="reference")
+    ax1.set_ylabel("u(t, x)")
+    ax1.legend(fontsize=8, loc="upper left")
+    ax1.grid(alpha=0.3)
+    ax1.set_title(f"{_title(config, pde)}: values at {k} test points with 95 % intervals", fontsize=11)
+    ax2.errorbar(rank, centre - exact, yerr=half, fmt="o", ms=3.5, color=colors[target.name],
+                 ecolor=colors[target.name], elinewidth=1.2, capsize=2.5,
+                 label=f"{target.name} − reference, ± 1.96 standard errors")
+    ax2.axhline(0, color="black", lw=0.8)
+    inside = int(np.sum(np.abs(centre - exact) <= half))
+    title = f"{target.name}'s error: the reference lies in its interval at {inside} of {k} points"
+    if base is not None:
+        title += f"\n({baselines[0].name}'s error at these points: RMS {np.sqrt(np.mean((base - exact) ** 2)):.2e})"
+    ax2.set_xlabel("test point (repetition 0), ordered by the reference value")
+    ax2.set_ylabel("error")
+    ax2.set_title(title, fontsize=10)
+    ax2.legend(fontsize=8, loc="upper left")
+    ax2.grid(alpha=0.3)
     return fig

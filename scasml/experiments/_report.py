@@ -15,7 +15,7 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig
-from ._metrics import compute_metrics, compute_timings
+from ._metrics import NOMINAL_LEVELS, compute_metrics, compute_timings, evaluation_split
 from ._rundir import RunDirectory, read_json
 from ._runner import collect_results
 
@@ -49,18 +49,56 @@ def _gain(metrics: dict, name: str) -> str:
     return ""
 
 
+def _coverage_cell(mm: dict) -> str:
+    cal = mm.get("interval_calibration")
+    if mm["interval_coverage"] is None or cal is None:
+        return "—"
+    return f"{100 * mm['interval_coverage']:.1f} %"
+
+
 def table_rows(config: ExperimentConfig, metrics: dict, timings: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "description", "rel. L2", "95% CI (reps)", "mean |err|", "max |err|", "evals/point",
-              "seconds", "compiled s", "vs surrogate"]
+    """The main table (console and report.md): accuracy, error bars, gain and wall-clock time per method."""
+    header = ["method", "description", "rel. L2", "95% CI (reps)", "mean |err|", "max |err|", "mean stderr",
+              "95% coverage", "vs surrogate", "seconds"]
     rows = []
     for m in config.methods:
         mm = metrics["methods"][m.name]
         rows.append([
             m.name, m.label(), fmt(mm["relative_l2"], ".3e"), _ci(mm["relative_l2_ci95"]),
-            fmt(mm["mean_absolute"], ".2e"), fmt(mm["max_absolute"], ".2e"),
-            str(sum(mm["evaluations_per_point"].values())), fmt(timings["methods"][m.name]["seconds"], ".1f"),
-            fmt(timings["methods"][m.name]["seconds_warm_estimate"], ".2f"), _gain(metrics, m.name),
+            fmt(mm["mean_absolute"], ".2e"), fmt(mm["max_absolute"], ".2e"), fmt(mm["mean_stderr"], ".2e"),
+            _coverage_cell(mm), _gain(metrics, m.name), fmt(timings["methods"][m.name]["seconds"], ".1f"),
         ])
+    return header, rows
+
+
+def cost_rows(config: ExperimentConfig, metrics: dict, timings: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "plain evaluations / point", "residual evaluations / point", "seconds (wall clock)",
+              "seconds without compilation (estimate)"]
+    rows = []
+    for m in config.methods:
+        mm, tm = metrics["methods"][m.name], timings["methods"][m.name]
+        plain, residual = evaluation_split(mm["evaluations_per_point"])
+        rows.append([m.name, str(plain), str(residual), fmt(tm["seconds"], ".2f"),
+                     fmt(tm["seconds_warm_estimate"], ".2f")])
+    return header, rows
+
+
+def calibration_rows(config: ExperimentConfig, metrics: dict) -> tuple[list[str], list[list[str]]]:
+    levels = [f"{level:g}" for level in NOMINAL_LEVELS if level != 0.95]
+    header = ["method", "mean stderr", "coverage of 95 % intervals (95 % CI)",
+              *(f"coverage at {100 * float(level):g} %" for level in levels), "mean z", "RMS z", "points"]
+    rows = []
+    for m in config.methods:
+        mm = metrics["methods"][m.name]
+        cal = mm.get("interval_calibration")
+        if cal is None:
+            continue
+        lo, hi = cal["coverage_95_ci95"]
+        by = cal["coverage_by_nominal_level"]
+        rows.append([m.name, fmt(mm["mean_stderr"], ".2e"),
+                     f"{100 * by['0.95']:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]",
+                     *(f"{100 * by[level]:.1f} %" for level in levels), f"{cal['z_mean']:+.2f}",
+                     f"{cal['z_rms']:.2f}", str(cal["points"])])
     return header, rows
 
 
@@ -95,10 +133,13 @@ def summary_line(config: ExperimentConfig, metrics: dict, timings: dict) -> str:
 
 
 def write_point_results(run: RunDirectory, config: ExperimentConfig, results) -> list[str]:
-    """results/points.csv (x summarised by its sum and norm) and results/points.npz (full x)."""
+    """results/points.csv and results/points.npz: every test point (t, x0 … x{d-1}) with the reference and each
+    method's prediction, error, standard error and 95 % interval. The coordinate columns are named as
+    ``scasml calibrate --points`` reads them."""
     names = [m.name for m in config.methods]
     fields = ("prediction", "stderr", "lower", "upper")
-    header = ["repetition", "index", "t", "x_sum", "x_norm", "exact", "exact_stderr"]
+    dim = results.points[0]["x"].shape[1]
+    header = ["repetition", "index", "t", *(f"x{i}" for i in range(dim)), "exact", "exact_stderr"]
     header += [f"{n}_{f}" for n in names for f in ("prediction", "error", "stderr", "lower", "upper")]
     lines = [",".join(header)]
     arrays: dict[str, list] = {k: [] for k in ("t", "x", "exact", "exact_stderr")}
@@ -106,8 +147,8 @@ def write_point_results(run: RunDirectory, config: ExperimentConfig, results) ->
         for f in (*fields, "error"):
             arrays[f"{n}_{f}"] = []
     for r, pts in enumerate(results.points):
-        cols = [np.full(len(pts["t"]), r), np.arange(len(pts["t"])), pts["t"], pts["x"].sum(axis=1),
-                np.linalg.norm(pts["x"], axis=1), pts["exact"], pts["exact_stderr"]]
+        cols = [np.full(len(pts["t"]), r), np.arange(len(pts["t"])), pts["t"], *pts["x"].T, pts["exact"],
+                pts["exact_stderr"]]
         for k in ("t", "x", "exact", "exact_stderr"):
             arrays[k].append(pts[k])
         for n in names:
@@ -129,13 +170,15 @@ def write_point_results(run: RunDirectory, config: ExperimentConfig, results) ->
 def write_sweep_table(run: RunDirectory, metrics: dict, timings: dict) -> list[str]:
     if not metrics["sweeps"]:
         return []
-    header = ["sweep", "value", "method", "relative_l2", "mean_absolute", "max_absolute", "evaluations_per_point",
-              "seconds", "seconds_warm_estimate"]
+    header = ["sweep", "value", "method", "relative_l2", "mean_absolute", "max_absolute",
+              "plain_evaluations_per_point", "residual_evaluations_per_point", "seconds",
+              "seconds_without_compilation_estimate"]
     lines = [",".join(header)]
     for row, t in zip(metrics["sweeps"], timings["sweeps"], strict=True):
         lines.append(",".join(str(v) for v in (row["sweep"], row["value"], row["method"], row["relative_l2"],
                                                 row["mean_absolute"], row["max_absolute"],
-                                                row["evaluations_per_point"], t["seconds"],
+                                                row["plain_evaluations_per_point"],
+                                                row["residual_evaluations_per_point"], t["seconds"],
                                                 t["seconds_warm_estimate"])))
     atomic_write_text(run.file("results", "sweeps.csv"), "\n".join(lines) + "\n")
     return ["results/sweeps.csv"]
@@ -175,11 +218,14 @@ def _pct(ci) -> str:
 def _sweep_section(metrics: dict, timings: dict) -> list[str]:
     if not metrics["sweeps"]:
         return []
-    header = ["sweep", "value", "method", "rel. L2", "max |err|", "evals/point", "seconds (compiled)"]
+    header = ["sweep", "value", "method", "rel. L2", "max |err|", "plain evaluations / point",
+              "residual evaluations / point", "seconds without compilation (estimate)"]
     rows = [[r["sweep"], str(r["value"]), r["method"], fmt(r["relative_l2"]), fmt(r["max_absolute"], ".2e"),
-             str(r["evaluations_per_point"]), fmt(t["seconds_warm_estimate"], ".2f")]
+             str(r["plain_evaluations_per_point"]), str(r["residual_evaluations_per_point"]),
+             fmt(t["seconds_warm_estimate"], ".2f")]
             for r, t in zip(metrics["sweeps"], timings["sweeps"], strict=True)]
-    return ["## Sweeps", "", "On the first test points of repetition 0.", "", markdown_table(header, rows), ""]
+    note = "On the first test points of repetition 0 (the same rows: [results/sweeps.csv](results/sweeps.csv))."
+    return ["## Sweeps", "", note, "", markdown_table(header, rows), ""]
 
 
 def _surrogate_line(config: ExperimentConfig) -> str:
@@ -199,7 +245,67 @@ def _surrogate_line(config: ExperimentConfig) -> str:
                f"{tr.collocation} collocation points per step, {tr.trace} Laplacian)"))
 
 
-def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict, figures: dict[str, str]) -> str:
+CAPTIONS = {
+    "errors": "Pointwise absolute errors of every method (log10 scale), pooled over repetitions; the black "
+              "crossbar of each violin is its median, the whiskers its minimum and maximum.",
+    "scatter": "Per-point error of the surrogate (x) against SCaSML (y); points below the diagonal improved.",
+    "improvement": "Relative L2 error per method (mean, 95 % CI over repetitions, repetitions as dots) and the "
+                   "reduction of the error achieved over the surrogate.",
+    "calibration": "Calibration of the Monte Carlo error bars: z = (estimate − reference) / standard error against "
+                   "N(0, 1), and the coverage of the intervals at every nominal level (on the diagonal when the "
+                   "standard errors are right; the grey band is the spread expected from the finite number of "
+                   "points).",
+    "band": "Values at the first test points of repetition 0, ordered by the reference value (test points, not a "
+            "line through the domain: the report draws only stored results): SCaSML with its 95 % interval, the "
+            "surrogate and the reference; below, SCaSML's error with the same interval.",
+    "scaling": "Inference-time scaling: error against M / levels and against the evaluations per point.",
+    "convergence": "Error against the surrogate's training budget, before and after calibration.",
+    "training": "Training loss of the surrogate.",
+}
+
+
+def _error_bar_section(config: ExperimentConfig, metrics: dict) -> list[str]:
+    header, rows = calibration_rows(config, metrics)
+    if not rows:
+        return []
+    mc_reference = not metrics["reference"].startswith("exact")
+    return [
+        "## Error bars",
+        "",
+        markdown_table(header, rows),
+        "",
+        "Each Monte Carlo method reports a standard error per point and the 95 % interval estimate ± 1.96 "
+        "standard errors. Coverage is the share of test points whose reference lies inside the interval (nominal: "
+        "the level); the bracket is its 95 % Wilson interval over the points. z = (estimate − reference) / "
+        "standard error should be close to N(0, 1): mean 0, RMS 1; RMS z > 1 means the error bars are too "
+        "narrow. "
+        + ("The reference is itself a Monte Carlo estimate: z and the per-level coverage use the combined "
+           "standard error √(stderr² + reference stderr²), the 95 % coverage of the main table the interval "
+           "alone. " if mc_reference else "")
+        + "A method with SURE shrinkage keeps the interval of the estimate it shrinks.",
+        "",
+    ]
+
+
+def _cost_section(config: ExperimentConfig, metrics: dict, timings: dict) -> list[str]:
+    header, rows = cost_rows(config, metrics, timings)
+    return [
+        "## Cost",
+        "",
+        markdown_table(header, rows),
+        "",
+        "Plain evaluations are values of the equation's g and f and of the surrogate and its gradient; a "
+        "residual evaluation computes the surrogate's PDE residual, its Laplacian included, and costs "
+        "several plain ones. Wall-clock seconds include compilation (in the "
+        "first chunk of each method in a process); the estimate without compilation scales the time of the "
+        "chunks that ran already compiled up to all chunks (timings.json: `seconds_warm_estimate`).",
+        "",
+    ]
+
+
+def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict, figures: dict[str, str],
+                    files: list[str] = ()) -> str:
+    """report.md; ``files`` (relative to the run directory) are the data files it may link to."""
     ev = config.evaluation
     header, rows = table_rows(config, metrics, timings)
     surrogate = _surrogate_line(config)
@@ -218,31 +324,32 @@ def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict,
         "",
         markdown_table(header, rows),
         "",
-        "Relative L2 = ‖prediction − reference‖₂ / ‖reference‖₂ over the test points (mean over repetitions). "
-        "'vs surrogate' is the reduction of the relative L2 error. Seconds are wall-clock including compilation; "
-        "'compiled s' extrapolates the time of already-compiled chunks to all points (see timings.json).",
+        "Relative L2 = ‖prediction − reference‖₂ / ‖reference‖₂ over the test points (mean over repetitions; the "
+        "95 % CI is over repetitions). 'mean stderr' is the mean Monte Carlo standard error of a prediction and "
+        "'95% coverage' the share of points whose reference lies in the method's 95 % interval (see Error bars). "
+        "'vs surrogate' is the reduction of the relative L2 error. Seconds: wall clock, including compilation "
+        "(see Cost).",
         "",
+        *_error_bar_section(config, metrics),
+        *_cost_section(config, metrics, timings),
         *_statistics_section(metrics),
         *_sweep_section(metrics, timings),
         "## Figures",
         "",
     ]
-    captions = {
-        "errors": "Pointwise absolute errors (log scale) of every method.",
-        "scatter": "Per-point error of the surrogate (x) against SCaSML (y); points below the diagonal improved.",
-        "improvement": "Relative L2 error per method and the reduction achieved over the surrogate.",
-        "scaling": "Inference-time scaling: error against M / levels and against the evaluations per point.",
-        "convergence": "Error against the surrogate's training budget, before and after calibration.",
-        "training": "Training loss of the surrogate.",
-    }
     for name, path in figures.items():
-        lines += [f"![{name}]({path})", "", f"*{captions[name]}* ([PDF]({path[:-4]}.pdf))", ""]
+        lines += [f"![{name}]({path})", "", f"*{CAPTIONS[name]}* ([PDF]({path[:-4]}.pdf))", ""]
     clipped = [m.name for m in config.methods if m.kind != "surrogate" and m.is_picard and m.options.clip is not None]
+    data = [("metrics.json", "metrics.json (deterministic for a given config)"),
+            ("timings.json", "timings.json (wall clock)"),
+            ("results/points.csv", "results/points.csv"), ("results/points.npz", "results/points.npz"),
+            ("results/sweeps.csv", "results/sweeps.csv")]
+    linked = [f"[{text}]({name})" for name, text in data if name in files]
     lines += [
         "## Notes",
         "",
-        "- Numbers: metrics.json (deterministic for a given config), timings.json (wall clock), "
-        "results/points.csv and results/points.npz (per point), results/sweeps.csv.",
+        "- Numbers: " + ", ".join(linked) + ". The per-point files hold t, the coordinates x0 … x"
+        f"{pde.dim - 1}, the reference and each method's prediction, error, standard error and interval.",
         "- Reproduce: `scasml run config.toml`; re-render this report: `scasml report <run directory>`.",
     ]
     if clipped:
@@ -268,6 +375,8 @@ def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> 
         "errors": _plots.errors_figure(config, pde, results, metrics),
         "scatter": _plots.scatter_figure(config, pde, results, metrics),
         "improvement": _plots.improvement_figure(config, pde, results, metrics),
+        "calibration": _plots.calibration_figure(config, pde, results, metrics),
+        "band": _plots.band_figure(config, pde, results),
         "scaling": _plots.scaling_figure(config, pde, metrics),
         "convergence": _plots.convergence_figure(config, pde, metrics),
         "training": _plots.training_figure(config, pde, results.training_curve),
@@ -279,7 +388,7 @@ def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> 
         _plots.save_figure(fig, run.file("figures", name))
         written[name] = f"figures/{name}.png"
         files += [f"figures/{name}.png", f"figures/{name}.pdf"]
-    atomic_write_text(run.path / "report.md", report_markdown(config, pde, metrics, timings, written))
+    atomic_write_text(run.path / "report.md", report_markdown(config, pde, metrics, timings, written, files))
     files.append("report.md")
     run.finish("report", {"seconds": 0.0, "inputs_sha256": run.stages_digest(), "files": files})
     log.info("report written: %s", run.path / "report.md")
