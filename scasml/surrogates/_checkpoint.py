@@ -7,9 +7,11 @@ the package version, every leaf's shape and dtype, the payload length and its SH
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import struct
 from collections.abc import Callable
 
@@ -25,6 +27,7 @@ from ._pinn import PINN
 MAGIC = b"SCASML-CHECKPOINT\n"
 FORMAT_VERSION = 1
 _MAX_HEADER = 16 * 2**20
+_MAX_FILE = 64 * 2**30  # bytes; refused unread beyond (a mistaken path to a huge file)
 
 
 class CheckpointError(ValueError):
@@ -82,13 +85,56 @@ def read_header(path) -> dict:
     return header
 
 
-def _read(path):
-    path = os.fspath(path)
+def _read_file(path: str) -> bytes:
+    """The bytes of the regular file ``path``. Anything else (a FIFO, a device, a directory) is refused before a
+    byte is read: opening a FIFO would block until someone writes to it."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never blocks, even on a FIFO
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path!r}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path!r} is a directory, not a checkpoint file") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot open the checkpoint {path!r}: {err.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+    with os.fdopen(fd, "rb") if stat.S_ISREG(info.st_mode) else contextlib.nullcontext() as fh:
+        if stat.S_ISDIR(info.st_mode):
+            raise CheckpointError(f"{path!r} is a directory, not a checkpoint file")
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path!r} is not a regular file ({_file_kind(info.st_mode)}); a checkpoint is a "
+                                  "file written by scasml.save_surrogate or `scasml train`")
+        if info.st_size > _MAX_FILE:
+            raise CheckpointError(f"{path!r} is {info.st_size / 2**30:.1f} GiB, more than any scasml checkpoint "
+                                  f"({_MAX_FILE // 2**30} GiB at most); not a checkpoint")
+        os.set_blocking(fh.fileno(), True)
+        return fh.read()
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_bytes(path) -> bytes:
+    """The raw bytes of the checkpoint file ``path``, after checking that it is one (file type, size, header,
+    checksum): what a run directory copies."""
+    path = os.fspath(path)
+    data = _read_file(path)
+    _parse(data, path)
+    return data
+
+
+def _read(path):
+    path = os.fspath(path)
+    return _parse(_read_file(path), path)
+
+
+def _parse(data: bytes, path: str):
     if not data.startswith(MAGIC):
         raise CheckpointError(f"{path!r} is not a scasml checkpoint (bad magic bytes)")
     offset = len(MAGIC)
@@ -187,6 +233,10 @@ def load(path, pde=None) -> AbstractSurrogate:
     specs = header["leaves"]
     if len(specs) != len(leaves):
         raise CheckpointError(f"{path!r}: {len(specs)} parameter arrays stored, the architecture has {len(leaves)}")
+    sizes = [int(np.prod(spec["shape"], dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize for spec in specs]
+    if sum(sizes) != len(payload):
+        raise CheckpointError(f"{path!r} is corrupt: its header describes {sum(sizes)} bytes of parameters, the file "
+                              f"holds {len(payload)}")
     new_leaves, offset = [], 0
     for i, (spec, leaf) in enumerate(zip(specs, leaves, strict=True)):
         if tuple(spec["shape"]) != leaf.shape or spec["dtype"] != str(leaf.dtype):
