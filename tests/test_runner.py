@@ -296,13 +296,20 @@ def test_run_directories_are_protected(finished_run, tmp_path):
     assert not resumed and not (fresh.path / "stages").exists()
     with fresh.lock(), pytest.raises(RunDirectoryError, match="in use by another scasml process"), fresh.lock():
         pass
-    # killed while creating the folder (before its marker): the next run takes it over
+    # killed while creating the folder (the marker is written first): the next run takes it over
     half = tmp_path / "half"
     half.mkdir()
-    (half / "config.toml").write_text("partial")
-    (half / ".config.json.abc.tmp").write_text("partial")
+    (half / ".lock").write_text("")
+    (half / ".scasml-run.json.abcd1234.tmp").write_text("partial")
     assert not RunDirectory.prepare(half, config)[1]
-    assert (half / "config.toml").read_text() != "partial"
+    assert (half / "config.toml").read_text() != "partial" and not (half / ".scasml-run.json.abcd1234.tmp").exists()
+    # a folder holding only a user's config.toml is the user's, not a leftover: refused, the file kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.toml").write_text("partial")
+    with pytest.raises(RunDirectoryError, match="is not empty and is not a scasml run directory"):
+        RunDirectory.prepare(mine, config)
+    assert (mine / "config.toml").read_text() == "partial"
 
 
 def test_incomplete_run_cannot_be_reported(tmp_path):

@@ -15,7 +15,9 @@ Layout (everything written atomically: temporary file + rename)::
     figures/*.png|pdf, report.md
 
 A stage is finished when its marker exists; the marker is written after the stage's outputs, so a run killed at
-any moment resumes at the first unfinished stage.
+any moment resumes at the first unfinished stage. Every process holds ``.lock`` (``flock``) before it touches
+anything in the folder; ``scasml-run.json`` is written first, so a folder without it was not made by scasml
+and is never overwritten or deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -37,11 +40,20 @@ from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig, config_from_dict
 
 MARKER = "scasml-run.json"
+LOCK = ".lock"
+# What a run writes at the top of its folder: --force deletes a run folder only if it holds nothing else.
+RUN_ENTRIES = frozenset({MARKER, LOCK, "config.toml", "config.json", "run.log", "checkpoint.scasml", "training.csv",
+                         "stages", "raw", "results", "sweep", "figures", "metrics.json", "timings.json", "report.md"})
+# The temporary files of ``atomic_write_bytes`` (".<name>.<8 random characters>.tmp"), left by a killed write.
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
-def _creation_leftover(name: str) -> bool:
-    """Files a run killed while creating its folder may leave before the marker (safe to overwrite)."""
-    return name in ("config.toml", "config.json", ".lock") or (name.startswith(".") and name.endswith(".tmp"))
+def _creation_leftover(entry: Path) -> bool:
+    """What a run killed while creating its folder may leave before its marker: the (empty) lock file and a
+    temporary file of the marker itself. Nothing else is taken for a leftover: a user's config.toml is not."""
+    if entry.name == LOCK:
+        return entry.is_file() and not entry.is_symlink() and entry.stat().st_size == 0
+    return entry.name.startswith(f".{MARKER}.") and bool(_TEMPORARY.match(entry.name)) and entry.is_file()
 
 
 def read_json(path: Path) -> dict | None:
@@ -58,47 +70,117 @@ class RunDirectoryError(RuntimeError):
 
 
 class RunDirectory:
-    """A run folder (see module docstring). Create with ``prepare`` (for running) or ``open`` (for reporting)."""
+    """A run folder (see module docstring). Create with ``session`` or ``prepare`` (for running) or ``open``
+    (for reporting)."""
 
     def __init__(self, path):
         self.path = Path(path)
 
     # ---- creation ---------------------------------------------------------------------------------------
     @classmethod
-    def prepare(cls, path, config: ExperimentConfig, force: bool = False) -> tuple[RunDirectory, bool]:
-        """Create the run folder or reopen it to resume. Returns (run directory, resumed?).
+    @contextlib.contextmanager
+    def session(cls, path, config: ExperimentConfig, force: bool = False):
+        """Lock the run folder, then create it or reopen it to resume; yields (run directory, resumed?) with the
+        lock held.
 
-        A folder holding a run of a different configuration is refused unless ``force`` (which deletes it);
-        a non-empty folder that is not a run is always refused.
+        Nothing in the folder is touched before the lock is held, so a live run is never disturbed (``force``
+        included). A folder holding a run of a different configuration is refused unless ``force``, which
+        empties it, and only if it holds nothing but what a run writes (``RUN_ENTRIES``). A non-empty folder
+        that is not a run is always refused. Stale temporary files of killed writes are removed.
         """
         run = cls(path)
-        marker = run.path / MARKER
-        if run.path.exists() and not run.path.is_dir():
-            raise RunDirectoryError(f"{run.path} exists and is not a directory")
-        if marker.is_file():
+        run._inspect(config, force)  # read-only: a refusal leaves no trace (not even a lock file)
+        created = not run.path.exists()
+        run.path.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(run.lock())
+                resumed = run._set_up(config, run._inspect(config, force))  # inspected again, now under the lock
+            except RunDirectoryError:
+                if created and not (run.path / MARKER).exists():  # refused in a folder made just now: no trace
+                    stack.close()
+                    with contextlib.suppress(OSError):
+                        (run.path / LOCK).unlink(missing_ok=True)
+                        run.path.rmdir()
+                raise
+            yield run, resumed
+
+    @classmethod
+    def prepare(cls, path, config: ExperimentConfig, force: bool = False) -> tuple[RunDirectory, bool]:
+        """``session`` without keeping the lock: create or reopen the folder. Returns (run directory, resumed?)."""
+        with cls.session(path, config, force) as (run, resumed):
+            return run, resumed
+
+    def _inspect(self, config: ExperimentConfig, force: bool) -> bool:
+        """Whether the folder holds this configuration's run (resume); raises if it may not be used."""
+        marker = self.path / MARKER
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirectoryError(f"{self.path} exists and is not a directory")
+        if not self.path.exists():
+            return False
+        entries = list(self.path.iterdir())
+        if marker.is_file() and not marker.is_symlink():
             stored = read_json(marker)
-            if stored is None:
+            if stored is None or not isinstance(stored.get("config_sha256"), str):
                 raise RunDirectoryError(f"{marker} is corrupt; choose another --out (or delete the folder)")
-            if stored.get("config_sha256") == config.fingerprint() and not force:
-                return run, True
+            if stored["config_sha256"] == config.fingerprint() and not force:
+                return True
             if not force:
                 raise RunDirectoryError(
-                    f"{run.path} holds a run of a different configuration ({stored.get('experiment')!r}); "
+                    f"{self.path} holds a run of a different configuration ({stored.get('experiment')!r}); "
                     "choose another --out or pass --force to delete it"
                 )
-            shutil.rmtree(run.path)
-        elif run.path.is_dir() and not all(_creation_leftover(p.name) for p in run.path.iterdir()):
+            foreign = sorted(p.name for p in entries if p.name not in RUN_ENTRIES and not _TEMPORARY.match(p.name))
+            if foreign:
+                raise RunDirectoryError(
+                    f"{self.path} holds a scasml run but also files scasml did not write ({', '.join(foreign)}); "
+                    "--force deletes only what a run wrote: move them away or choose another --out"
+                )
+            return False
+        if not all(_creation_leftover(p) for p in entries):
             raise RunDirectoryError(
-                f"{run.path} is not empty and is not a scasml run directory; choose another --out"
+                f"{self.path} is not empty and is not a scasml run directory (no {MARKER}); choose another --out"
                 + (" (--force deletes only run directories)" if force else "")
             )
-        run.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run.path / "config.toml", "# resolved configuration; rerun: scasml run config.toml\n"
-                          + config.to_toml())
-        atomic_write_text(run.path / "config.json", config.to_json())
-        atomic_write_json(marker, {"config_sha256": config.fingerprint(), "experiment": config.name,
-                                   "scasml_version": __version__})
-        return run, False
+        return False
+
+    def _set_up(self, config: ExperimentConfig, resumed: bool) -> bool:
+        """Under the lock: empty a forced folder, remove stale temporary files, write marker and config."""
+        marker = self.path / MARKER
+        if not resumed:
+            # only RUN_ENTRIES and temporary files (checked by _inspect); the marker stays until it is replaced,
+            # so that a kill in the middle leaves a folder that is still provably a run
+            for entry in self.path.iterdir():
+                if entry.name in (LOCK, MARKER):
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        self.remove_temporary_files()
+        if not resumed:  # the marker first: from here on the folder is provably a run, whatever is killed when
+            atomic_write_json(marker, {"config_sha256": config.fingerprint(), "experiment": config.name,
+                                       "scasml_version": __version__})
+        if not resumed or not (self.path / "config.toml").is_file():
+            atomic_write_text(self.path / "config.toml", "# resolved configuration; rerun: scasml run config.toml\n"
+                              + config.to_toml())
+        if not resumed or read_json(self.path / "config.json") is None:
+            atomic_write_text(self.path / "config.json", config.to_json())
+        return resumed
+
+    def remove_temporary_files(self) -> list[str]:
+        """Delete the temporary files that killed atomic writes left in the run folder (call with the lock
+        held: then no write is in flight). Returns their paths relative to the folder."""
+        removed = []
+        for root, dirs, files in os.walk(self.path):  # symbolic links to folders are not followed
+            for name in files:
+                if _TEMPORARY.match(name):
+                    path = Path(root, name)
+                    if path.is_symlink() or path.is_file():
+                        path.unlink()
+                        removed.append(path.relative_to(self.path).as_posix())
+            dirs.sort()
+        return removed
 
     @classmethod
     def open(cls, path) -> RunDirectory:
@@ -117,12 +199,16 @@ class RunDirectory:
     @contextlib.contextmanager
     def lock(self):
         """Hold an exclusive lock (released automatically if the process dies)."""
-        fh = open(self.path / ".lock", "a")  # noqa: SIM115 - held for the duration of the context
+        try:
+            fh = open(self.path / LOCK, "a")  # noqa: SIM115 - held for the duration of the context
+        except OSError as err:
+            raise RunDirectoryError(f"cannot lock {self.path}: {err.strerror} ({self.path / LOCK})") from None
         try:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RunDirectoryError(f"{self.path} is in use by another scasml process") from None
+                raise RunDirectoryError(f"{self.path} is in use by another scasml process (a live run is never "
+                                        "interrupted or deleted, --force included); wait for it to end") from None
             yield self
         finally:
             fh.close()
