@@ -17,6 +17,7 @@ as a one-process run.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 import zlib
 
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import check_key, is_integer, is_real
+from ._checks import check_cost, check_key, is_integer, is_real
 from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
@@ -35,6 +36,7 @@ from .estimators._base import source_block, terminal_value_and_z
 from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
+Z95 = 1.959963984540054  # the 97.5 % normal quantile: 95 % intervals are estimate ± Z95·stderr
 
 
 def default_memory_budget(device=None) -> float:
@@ -48,16 +50,31 @@ def default_memory_budget(device=None) -> float:
     return DEFAULT_MEMORY_BUDGET if not limit else 0.25 * float(limit)
 
 
+def device_memory(device) -> float | None:
+    """Bytes the device has in all (CPUs: the machine's physical memory), or None when unknown."""
+    if device.platform == "cpu":
+        try:
+            return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    limit = (device.memory_stats() or {}).get("bytes_limit")
+    return float(limit) if limit else None
+
+
 class Estimate(eqx.Module):
     """Monte Carlo estimate of (u, z = σᵀ∇u) at N points, with standard errors.
 
-    ``finite`` flags points whose estimate is finite; ``evaluations`` gives per-point evaluation counts.
+    ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr. ``finite`` flags the points
+    where every output (u, z, both standard errors and the interval) is finite; ``evaluations`` gives per-point
+    evaluation counts.
     """
 
     u: Float[Array, " N"]
     z: Float[Array, "N d"]
     stderr: Float[Array, " N"]
     z_stderr: Float[Array, "N d"]
+    lower: Float[Array, " N"]
+    upper: Float[Array, " N"]
     finite: Array
     evaluations: dict = eqx.field(static=True)
 
@@ -66,7 +83,8 @@ class CalibratedPrediction(eqx.Module):
     """SCaSML output at N points: ``u = surrogate + defect`` with a Monte Carlo standard error.
 
     ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr; ``defect_z`` is the estimate
-    of σᵀ∇(u − û); ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
+    of σᵀ∇(u − û); ``finite`` flags the points where every output (u, defect, defect_z, stderr and the interval)
+    is finite; ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
     ``threshold``: None, or the garrote threshold (in standard errors) when ``scasml.shrink`` shrank ``defect``
     (then ``lower``/``upper`` stay the interval of the unshrunk estimate).
     """
@@ -138,14 +156,54 @@ def default_chunk_size(pde, estimator: AbstractEstimator, memory_budget: float, 
     and-gradient twice that; a residual carries d directional derivatives of each activation (~256·d floats);
     ×4 for temporaries. For d = 160, n = 2, M = 16 this is ≈ 0.3 GB per point.
     """
+    per_point = point_bytes(pde, estimator, directions)
+    cap = CPU_LANES if jax.default_backend() == "cpu" else 512
+    return int(max(1, min(cap, memory_budget // per_point)))
+
+
+def point_bytes(pde, estimator: AbstractEstimator, directions: int | None = None, compressed: bool = False) -> int:
+    """Bytes one query point takes in the Monte Carlo program (the model of ``default_chunk_size``).
+    ``compressed``: a PINN's sweep directions counted at most its layer width (what its residual carries)."""
     ev = estimator.evaluations(pde)
     d = pde.dim
     itemsize = jnp.dtype(pde.dtype).itemsize
     k = d if directions is None else directions  # second-order directions per residual (d, or Hutchinson probes)
+    width = getattr(getattr(pde, "surrogate", None), "width", None)
+    if compressed and isinstance(width, int):
+        k = min(k, width)
     floats = ev["terminal"] * (d + 256) + ev["increment"] * (d + 512) + ev["source"] * (d + 256 * (k + 2))
-    per_point = max(1, 4 * floats * itemsize)
-    cap = CPU_LANES if jax.default_backend() == "cpu" else 512
-    return int(max(1, min(cap, memory_budget // per_point)))
+    return max(1, 4 * floats * itemsize)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def _check_memory(pde, estimator, n: int, chunk: int, devices, directions, memory_budget) -> None:
+    """Refuse, before anything is traced, a call whose single query point, or whose points' inputs and results,
+    cannot fit in a device's memory (``memory_budget``, when larger, overrides the device's size)."""
+    capacity = device_memory(devices[0])
+    if capacity is None:
+        return
+    capacity = max(capacity, memory_budget or 0.0)
+    point = point_bytes(pde, estimator, directions, compressed=True)
+    if point > capacity:
+        raise ValueError(
+            f"one query point of {estimator!r} in d = {pde.dim} needs about {_gib(point)} of memory "
+            f"({sum(estimator.evaluations(pde).values()):.3g} function evaluations), more than the device's "
+            f"{_gib(capacity)}; lower levels or base (or, if this estimate is too pessimistic, pass memory_budget= "
+            "in bytes to allow it)"
+        )
+    itemsize = jnp.dtype(pde.dtype).itemsize
+    share = math.ceil(n / len(devices))
+    held = share * (3 * pde.dim + 6) * itemsize + min(chunk, share) * point  # x, z, z_stderr, scalars + a chunk
+    if held > capacity:
+        raise ValueError(
+            f"{n} query points in d = {pde.dim} need about {_gib(held)} per device for their inputs, results and "
+            f"one chunk, more than the device's {_gib(capacity)}; split the points over several calls with "
+            "index_offset= (point i's result depends only on key and index_offset + i, so the results are "
+            "identical)"
+        )
 
 
 def _chunk(arrays, n: int, chunk: int, n_chunks: int):
@@ -219,12 +277,18 @@ def _program(pde, estimator, key, index, t, x, mesh, lanes, block):
     return jax.shard_map(chunks, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec)(index, t, x)
 
 
-def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0):
+def _check_estimator(estimator, pde, max_evaluations) -> dict[str, int]:
+    """The estimator's type, applicability and cost (before any tracing); returns its evaluation counts."""
     if not isinstance(estimator, AbstractEstimator):
         raise TypeError(
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
         )
+    counts = check_cost(estimator, pde, max_evaluations)
     estimator.check(pde)
+    return counts
+
+
+def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0):
     key = check_key(key)
     if isinstance(devices, jax.Device):
         devices = [devices]
@@ -233,6 +297,9 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("devices must name at least one device")
+    repeated = sorted({str(d) for d in devices if devices.count(d) > 1})
+    if repeated:
+        raise ValueError(f"devices lists {', '.join(repeated)} more than once; name each device once")
     if memory_budget is not None and not (is_real(memory_budget) and 0 < memory_budget < math.inf):
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     budget = default_memory_budget(devices[0]) if memory_budget is None else memory_budget
@@ -247,6 +314,7 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
             f"index_offset + number of points must be at most 2**32 (point i uses fold_in(key, index_offset + i) "
             f"with a uint32 index); got {offset} + {x.shape[0]}"
         )
+    _check_memory(pde, estimator, x.shape[0], chunk, devices, directions, memory_budget)
     chunk = min(chunk, x.shape[0])  # never pad beyond the points there are (results do not depend on the chunk)
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
@@ -340,13 +408,22 @@ def _run_processes(pde, estimator, key, t, x, layout, devices, offset):
     return jax.tree.map(lambda a: np.asarray(a[:n]), gathered)
 
 
-def _flag_nonfinite(est, label: str):
-    finite = np.isfinite(est.u) & np.all(np.isfinite(est.z), axis=-1)
+def _flag_nonfinite(label: str, scalars, vectors):
+    """Points where every output is finite (``scalars``: (N,) arrays, ``vectors``: (N, d)); warns otherwise. An
+    estimate whose error bar or interval is not finite is no result, even where u itself is finite."""
+    finite = np.ones(np.shape(scalars[0]), bool)
+    for a in scalars:
+        finite &= np.isfinite(a)
+    for a in vectors:
+        finite &= np.all(np.isfinite(a), axis=-1)
     bad = int(np.sum(~finite))
     if bad:
+        first = int(np.argmin(finite))
         warnings.warn(
-            f"{label}: the Monte Carlo estimate is not finite at {bad} point(s); they are flagged in `.finite`. "
-            "Consider clipping (clip=...) or checking the surrogate and equation there.",
+            f"{label}: the Monte Carlo estimate is not finite at {bad} point(s) of {finite.size} (u, z, a standard "
+            f"error or the 95 % interval; first: point {first}); they are flagged False in `.finite`. "
+            "Consider clipping (clip=...), fewer levels, or checking the surrogate and equation there (does a "
+            "solution exist?).",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -370,6 +447,7 @@ def solve(
     memory_budget: float | None = None,
     devices=None,
     index_offset: int = 0,
+    max_evaluations: float | None = None,
 ) -> Estimate:
     """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,)).
 
@@ -378,31 +456,44 @@ def solve(
     ``fold_in(key, index_offset + i)``: splitting points over calls with matching offsets reproduces one call.
     In a multi-process run (``jax.distributed.initialize``) every process must make this same call (same
     arguments); the points are split over the processes and every process gets the full result.
+
+    Refused before any tracing: an estimator of more than ``max_evaluations`` function evaluations per point
+    (default ``MAX_EVALUATIONS_PER_POINT`` = 1e8; ``math.inf`` lifts it), and sizes that cannot fit in memory.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
+    counts = _check_estimator(estimator, pde, max_evaluations)
     t, x, single = _as_points(pde, t, x)
     est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset)
-    finite = _flag_nonfinite(est, "solve")
-    out = Estimate(est.u, est.z, est.u_stderr, est.z_stderr, finite, estimator.evaluations(pde))
+    u, stderr = np.asarray(est.u), np.asarray(est.u_stderr)
+    lower, upper = u - Z95 * stderr, u + Z95 * stderr
+    finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
+    out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts)
     return _as_output(out, single)
 
 
-_VALUE_BATCH = 65536  # points per vmap when evaluating û at the query points (bounds its memory for huge N)
+# Points per vmap when evaluating û at the query points. Fixed, whatever N: a matrix product's rows are rounded
+# alike only within programs of one shape (XLA picks other kernels, e.g. a matrix-vector product for one point,
+# that round differently), so û at a point is bit-identical for every N, chunking and position of the point.
+_VALUE_BATCH = 256
 
 
 @eqx.filter_jit
 def _surrogate_values(surrogate, t, x):
-    if t.shape[0] <= _VALUE_BATCH:
-        return jax.vmap(surrogate)(t, x)
-    return jax.lax.map(lambda point: surrogate(*point), (t, x), batch_size=_VALUE_BATCH)
+    batches = jax.tree.map(lambda a: a.reshape((-1, _VALUE_BATCH) + a.shape[1:]), (t, x))
+    return jax.lax.map(lambda b: jax.vmap(surrogate)(*b), batches).reshape(-1)
 
 
 def surrogate_values(surrogate, t, x) -> np.ndarray:
     """û at points t (N,), x (N, d), on the host: the values ``calibrate`` corrects (full-precision matrix
-    products, batches of 65,536 points)."""
+    products, batches of ``_VALUE_BATCH`` points padded to a full batch, so that a point's û does not depend on
+    the other points)."""
+    t, x = np.asarray(t), np.asarray(x)
+    n = t.shape[0]
+    batches = max(1, math.ceil(n / _VALUE_BATCH))
+    tc, xc = _chunk([t, x], n, _VALUE_BATCH, batches)
     with full_float32_matmuls():
-        return np.asarray(_surrogate_values(surrogate, t, x))
+        return np.asarray(_surrogate_values(surrogate, tc.reshape(-1), xc.reshape((-1,) + x.shape[1:])))[:n]
 
 
 def calibrate(
@@ -418,18 +509,21 @@ def calibrate(
     memory_budget: float | None = None,
     devices=None,
     index_offset: int = 0,
+    max_evaluations: float | None = None,
 ) -> CalibratedPrediction:
     """SCaSML: û + a Monte Carlo estimate of the defect u − û at points t (N,), x (N, d) (or one point).
 
     The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
     solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
-    ``devices``, ``index_offset`` and multi-process runs as in ``solve``.
+    ``devices``, ``index_offset``, multi-process runs and the refusals (``max_evaluations``, memory) as in
+    ``solve``.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     if not isinstance(trace, AbstractTraceEstimator):
         raise TypeError(f"trace must be an AbstractTraceEstimator (ExactTrace() or HutchinsonTrace(probes)), got "
                         f"{type(trace).__name__}")
+    _check_estimator(estimator, pde, max_evaluations)  # before the surrogate is traced
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
     u_hat = surrogate_values(surrogate, t, x)
@@ -444,10 +538,12 @@ def calibrate(
     directions = getattr(trace, "probes", None)
     est = _run(defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
                index_offset)
-    finite = _flag_nonfinite(est, "calibrate")
     ev = estimator.evaluations(defect)
     counts = {"surrogate_values": ev["terminal"] + 1, "surrogate_gradients": ev["increment"], "residuals": ev["source"]}
-    u = u_hat + est.u
-    half = 1.959963984540054 * est.u_stderr
-    out = CalibratedPrediction(u, u_hat, est.u, est.u_stderr, est.z, u - half, u + half, finite, counts)
+    defect_u, stderr = np.asarray(est.u), np.asarray(est.u_stderr)
+    u = u_hat + defect_u
+    half = Z95 * stderr
+    lower, upper = u - half, u + half
+    finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
+    out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts)
     return _as_output(out, single)

@@ -34,3 +34,30 @@ def check_key(key):
         return jax.random.wrap_key_data(key, impl="threefry2x32")
     raise TypeError(f"key must be a jax.random key (one, e.g. jax.random.key(0)), got dtype {key.dtype} and shape "
                     f"{key.shape}")
+
+
+# Function evaluations per query point beyond which solve/calibrate (and config files) refuse an estimator unless
+# told otherwise: 1e8 evaluations of even a small surrogate take minutes per point, and the unrolled program of
+# such an estimator takes longer to trace than to forget (levels=30 never finishes tracing).
+MAX_EVALUATIONS_PER_POINT = 10**8
+
+
+def check_cost(estimator, pde, max_evaluations=None) -> dict[str, int]:
+    """``estimator.evaluations(pde)``, refused (ValueError) when their sum exceeds ``max_evaluations`` (default
+    ``MAX_EVALUATIONS_PER_POINT``). Pure Python arithmetic: nothing is traced."""
+    if max_evaluations is None:
+        limit = MAX_EVALUATIONS_PER_POINT
+    elif is_real(max_evaluations) and max_evaluations > 0:  # inf: no limit
+        limit = max_evaluations
+    else:
+        raise ValueError(f"max_evaluations must be a positive number (or math.inf), got {max_evaluations!r}")
+    counts = estimator.evaluations(pde)
+    cost = sum(counts.values())
+    if cost > limit:
+        detail = ", ".join(f"{v:.3g} {k}" for k, v in counts.items())
+        raise ValueError(
+            f"{estimator!r} needs {cost:.3g} function evaluations per query point ({detail}), more than the limit "
+            f"of {limit:.3g}; lower levels or base, or pass max_evaluations=math.inf (or at least {cost}) to "
+            "allow it"
+        )
+    return counts
