@@ -87,6 +87,22 @@ def _check_output(path: Path, flag: str, directory: bool = False) -> None:
         raise CommandError(f"{flag} {path}: cannot write in {ancestor}")
 
 
+def _check_input_file(path: str, flag: str) -> None:
+    """Fail at once, without opening it, when ``path`` is not a regular file (opening a FIFO blocks)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CommandError(f"{flag} {path}: no such file") from None
+    except OSError as err:
+        raise CommandError(f"{flag} {path}: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise CommandError(f"{flag} {path} is a directory; give a file")
+    if not stat.S_ISREG(mode):
+        raise CommandError(f"{flag} {path} is not a regular file (a FIFO, device or socket); give a file")
+
+
 def _config(args):
     from .experiments import load_config, resolve_config_path
 
@@ -118,6 +134,7 @@ def cmd_report(args) -> int:
 
     run = RunDirectory.open(args.dir)
     with run.lock(), log_to_file(run.path / "run.log"):
+        run.remove_temporary_files()  # left by a killed write; none is in flight while the lock is held
         report = render_report(run)
     print(report.table)
     print()
@@ -235,6 +252,7 @@ def cmd_calibrate(args) -> int:
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
     from .experiments._progress import ProgressBar
 
+    _check_input_file(args.points, "--points")
     pde, surrogate = _calibration_surrogate(args)
     t, x = read_points(args.points, pde.dim, pde.horizon)
     t, x = t.astype(np.dtype(pde.dtype)), x.astype(np.dtype(pde.dtype))

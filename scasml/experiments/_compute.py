@@ -8,9 +8,10 @@ Randomness (all keys derive from the config's seeds, so the same config gives th
 * repetition r: ``k_r = fold_in(key(evaluation.seed), r)``; test points from ``fold_in(k_r, 0)``, the Monte
   Carlo reference from ``fold_in(k_r, 1)``, method m from ``fold_in(fold_in(k_r, 2), crc32(m))``.
 * chunks: a method's points are split into ``evaluation.chunks`` equal chunks (the last padded by repeating
-  its final point); chunk c uses ``fold_in(method key, c)``, so point i's noise depends only on the config,
-  never on where a run was interrupted. (``scasml.calibrate`` folds in the index *within* the arrays it gets,
-  hence the per-chunk key; changing ``evaluation.chunks`` changes the noise, as a different seed would.)
+  its final point); each chunk is one call of ``scasml.solve``/``scasml.calibrate`` with the method key and
+  ``index_offset`` = the index of its first point, so point i draws its noise from ``fold_in(method key, i)``
+  exactly as one library call on all points would: the numbers depend neither on ``evaluation.chunks`` nor on
+  where a run was interrupted.
 """
 
 from __future__ import annotations
@@ -125,6 +126,27 @@ def test_points(config: ExperimentConfig, pde, repetition: int) -> dict[str, np.
     return {k: np.asarray(v) for k, v in {"t": t, "x": x, "exact": exact, "exact_stderr": stderr}.items()}
 
 
+def check_run_memory(config: ExperimentConfig, capacity: float | None = None) -> None:
+    """Refuse, before any work, a run whose test points and per-point results cannot fit in memory (``capacity``
+    bytes; default: this machine's physical memory): the points of a repetition are drawn at once, and the
+    report holds every repetition's results and writes them as text."""
+    from .._calibrate import device_memory
+
+    capacity = capacity or device_memory(jax.local_devices()[0])
+    if capacity is None:
+        return
+    ev, d = config.evaluation, config.equation.dim
+    methods = len(config.methods)
+    per_point = (d + 4) * 4 * 4 + methods * 8 * 8 + (d + 2 + 6 * methods) * 24  # draws, results, CSV text
+    need = ev.repetitions * ev.points * per_point
+    if need > capacity:
+        raise ConfigError(
+            f"evaluation.points: {ev.points} test points in d = {d} ({ev.repetitions} repetition(s), {methods} "
+            f"method(s)) need about {need / 2**30:.3g} GiB of memory for the points and their results, more than "
+            f"this machine's {capacity / 2**30:.3g} GiB; lower evaluation.points (or evaluate on a larger machine)"
+        )
+
+
 # ---- methods -------------------------------------------------------------------------------------------
 
 
@@ -150,8 +172,10 @@ def chunk_slice(t, x, index: int, size: int):
     return tc, xc, stop - start
 
 
-def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t, x, key) -> tuple[dict, dict]:
-    """Run one method on points (t, x): (arrays, evaluation counts per point).
+def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t, x, key,
+                    index_offset: int = 0) -> tuple[dict, dict]:
+    """Run one method on points (t, x), the first being point ``index_offset`` of the method's points:
+    (arrays, evaluation counts per point).
 
     Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, finite, and for SCaSML
     also the surrogate value and the estimated defect.
@@ -166,13 +190,12 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
         }
     estimator = method.estimator()
     if method.kind == "mlp":
-        est = solve(pde, t, x, estimator, key=key, chunk_size=batch)
-        u, stderr = np.asarray(est.u), np.asarray(est.stderr)
-        arrays = {"prediction": u, "stderr": stderr, "lower": u - Z95 * stderr, "upper": u + Z95 * stderr,
-                  "finite": np.asarray(est.finite)}
+        est = solve(pde, t, x, estimator, key=key, chunk_size=batch, index_offset=index_offset)
+        arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
+                  "upper": np.asarray(est.upper), "finite": np.asarray(est.finite)}
         return arrays, dict(est.evaluations)
     trace = make_trace(ev.trace, ev.probes)
-    cal = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, chunk_size=batch)
+    cal = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, chunk_size=batch, index_offset=index_offset)
     arrays = {"prediction": np.asarray(cal.u), "stderr": np.asarray(cal.stderr), "lower": np.asarray(cal.lower),
               "upper": np.asarray(cal.upper), "finite": np.asarray(cal.finite),
               "surrogate": np.asarray(cal.surrogate), "defect": np.asarray(cal.defect)}

@@ -18,7 +18,9 @@ import numpy as np
 from .. import surrogates
 from .._io import atomic_write_bytes, atomic_write_text
 from .._shrinkage import shrunk_prediction
+from ..surrogates._checkpoint import read_bytes as read_checkpoint_bytes
 from ._compute import (
+    check_run_memory,
     chunk_layout,
     chunk_slice,
     evaluate_method,
@@ -63,13 +65,13 @@ def run_experiment(config: ExperimentConfig, out, *, force: bool = False, progre
     """Run (or resume) ``config`` in the folder ``out``; returns the ``Report`` (see ``render_report``)."""
     from ._report import cached_report, render_report
 
+    check_run_memory(config)  # sizes that cannot fit fail here, not deep in XLA
     user = None
     if config.surrogate_family == "python":  # import, build and check it before any file is written
         from ._user import load_user_surrogate
 
         user = timed(load_user_surrogate, config.surrogate.kind, config.make_pde())
-    run, resumed = RunDirectory.prepare(out, config, force=force)
-    with run.lock(), log_to_file(run.path / "run.log"):
+    with RunDirectory.session(out, config, force=force) as (run, resumed), log_to_file(run.path / "run.log"):
         log.info("%s run %r in %s", "resuming" if resumed else "starting", config.name, run.path)
         start = time.perf_counter()
         Pipeline(run, config, progress, user).execute()
@@ -106,8 +108,7 @@ class Pipeline:
             source = self.config.surrogate.checkpoint
             if source:
                 log.info("using the trained surrogate %s", source)
-                with open(source, "rb") as fh:
-                    atomic_write_bytes(path, fh.read())
+                atomic_write_bytes(path, read_checkpoint_bytes(source))  # a regular, valid checkpoint only
                 self.run.finish("train", {"seconds": 0.0, "source": source})
             elif self.config.surrogate_family == "gp":
                 self.fit_gp(path)
@@ -177,7 +178,8 @@ class Pipeline:
             t, x = t[:limit], x[:limit]
         size, n_chunks = chunk_layout(len(t), self.config.evaluation.chunks)
         stages = [f"{prefix}/chunk-{c:03d}" for c in range(n_chunks)]
-        todo = [c for c in range(n_chunks) if not self.run.has_results(stages[c])]
+        key_data = np.asarray(jax.random.key_data(key)).tolist()
+        todo = [c for c in range(n_chunks) if not self.chunk_done(stages[c], key_data, c * size)]
         if not todo:
             log.debug("%s: cached", label)
             return
@@ -189,17 +191,24 @@ class Pipeline:
         signature = (method.kind, repr(method.estimator()), size)
         for done, c in enumerate(todo, start=n_chunks - len(todo) + 1):
             tc, xc, valid = chunk_slice(t, x, c, size)
-            chunk_key = jax.random.fold_in(key, c)
             warm = signature in _COMPILED
             (arrays, evaluations), seconds = timed(evaluate_method, method, self.config, self.pde, surrogate, tc, xc,
-                                                   chunk_key)
+                                                   key, c * size)  # point i: fold_in(key, i), as in the library
             _COMPILED.add(signature)
             arrays = {k: v[:valid] for k, v in arrays.items()}
             self.run.save_arrays(stages[c], index=np.arange(c * size, c * size + valid), **arrays)
             self.run.finish(stages[c], {"seconds": seconds, "warm": warm, "points": valid, "evaluations": evaluations,
-                                        "key_data": np.asarray(jax.random.key_data(chunk_key)).tolist()})
+                                        "key_data": key_data, "index_offset": c * size})
             bar.update(done)
         bar.close()
+
+    def chunk_done(self, stage: str, key_data: list, offset: int) -> bool:
+        """Whether ``stage`` holds this chunk's results: its marker records the method key and first point index
+        of the current noise scheme (a chunk of an older scheme or another layout is redone, never mixed in)."""
+        if not self.run.has_results(stage):
+            return False
+        info = self.run.stage_info(stage)
+        return info.get("key_data") == key_data and info.get("index_offset") == offset
 
     # ---- sweeps -------------------------------------------------------------------------------------------
     def sweeps(self, surrogate) -> None:
