@@ -1,0 +1,384 @@
+"""Hostile inputs: every bad input fails at once with an error naming the problem; nothing a user had is lost."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+import threading
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scasml
+from scasml.cli import main
+from scasml.experiments import ConfigError, RunDirectory, RunDirectoryError, apply_overrides, config_from_dict
+from scasml.experiments._compute import check_run_memory
+from scasml.surrogates import CheckpointError, read_header
+from scasml.surrogates._checkpoint import MAGIC
+
+PDE = scasml.equations.get("vb", dim=3)
+T, X = np.array([0.1, 0.2], np.float32), np.zeros((2, 3), np.float32)
+SMALL = scasml.MultilevelPicard(1, 4)
+KEY = jax.random.key(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_global_compile_cache(monkeypatch):
+    monkeypatch.setenv("SCASML_COMPILE_CACHE", "none")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "vb3.scasml"
+    scasml.save_surrogate(path, scasml.PINN(3, PDE.horizon, jax.random.key(0), width=8, depth=1), PDE)
+    return path
+
+
+# ---- API: cost (item 4), memory (item 5), devices (item 8) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator, cost", [(scasml.MultilevelPicard(levels=30, base=10), "2.22e+39"),
+                                             (scasml.MultilevelPicard(levels=8, base=10), "3.12e+10"),
+                                             (scasml.MultilevelPicard(levels=5, base=50, variant="quadrature"), ""),
+                                             (scasml.FeynmanKac(paths=10**9), "2e+09")])
+@pytest.mark.parametrize("entry", ["solve", "calibrate"])
+def test_estimators_beyond_any_budget_are_refused_before_tracing(estimator, cost, entry):
+    start = time.perf_counter()
+    pde = scasml.equations.get("heat", dim=3) if isinstance(estimator, scasml.FeynmanKac) else PDE
+    call = (lambda: scasml.solve(pde, T, X, estimator, key=KEY)) if entry == "solve" else \
+        (lambda: scasml.calibrate(lambda t, x: jnp.sum(x), pde, T, X, estimator, key=KEY))
+    message = rf"needs {re.escape(cost)}.*function evaluations per query point.*more than the limit of 1e\+08"
+    with pytest.raises(ValueError, match=message + ".*max_evaluations=math.inf"):
+        call()
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("limit", [0, -1, "many", None.__class__, float("nan") * 0 - 1])
+def test_bad_max_evaluations(limit):
+    with pytest.raises(ValueError, match="max_evaluations must be a positive number"):
+        scasml.solve(PDE, T, X, SMALL, key=KEY, max_evaluations=limit)
+
+
+def test_an_explicit_lower_limit_refuses_and_an_override_reaches_the_memory_check():
+    with pytest.raises(ValueError, match="more than the limit of 5"):
+        scasml.solve(PDE, T, X, SMALL, key=KEY, max_evaluations=5)
+    with pytest.raises(ValueError, match=r"one query point of MultilevelPicard\(levels=8\).* needs about .* GiB of "
+                                         r"memory .*lower levels or base"):
+        scasml.solve(PDE, T, X, scasml.MultilevelPicard(8, 10), key=KEY, max_evaluations=math.inf)
+
+
+def test_points_that_cannot_fit_are_refused_with_what_to_change(monkeypatch):
+    monkeypatch.setattr(scasml._calibrate, "device_memory", lambda device: 2.0**20)  # a 1 MiB device
+    x = np.zeros((50_000, 3), np.float32)
+    with pytest.raises(ValueError, match=r"50000 query points in d = 3 need about .* per device .*index_offset="):
+        scasml.solve(PDE, 0.1, x, SMALL, key=KEY)
+    with pytest.raises(ValueError, match="one query point .* needs about"):
+        scasml.calibrate(lambda t, x: jnp.sum(x), PDE, T, X, scasml.MultilevelPicard(3, 10), key=KEY)
+
+
+def test_a_device_named_twice_is_refused():
+    d0 = jax.local_devices()[0]
+    with pytest.raises(ValueError, match=r"devices lists .* more than once"):
+        scasml.solve(PDE, T, X, SMALL, key=KEY, devices=[d0, d0])
+
+
+def test_a_run_too_large_for_memory_is_refused_before_any_file(tmp_path):
+    config = config_from_dict({"experiment": {"name": "huge"}, "equation": {"name": "vb", "dim": 3},
+                               "evaluation": {"points": 10**9}, "methods": {"surrogate": {"kind": "surrogate"}}})
+    with pytest.raises(ConfigError, match=r"evaluation.points: 1000000000 test points in d = 3 .* GiB .*lower "
+                                          "evaluation.points"):
+        check_run_memory(config)
+    with pytest.raises(ConfigError, match="evaluation.points"):
+        scasml.experiments.run_experiment(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    check_run_memory(config_from_dict({**config.to_dict(), "evaluation": {"points": 100}}))  # fine
+
+
+# ---- API: finite flags (item 3) and interval on Estimate ------------------------------------------------
+
+
+def test_calibrate_flags_an_infinite_error_bar_although_u_is_finite():
+    pde = scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=lambda t, x, u, z: u**5,
+                               terminal=lambda x: 10 + x @ x)  # no solution exists
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = scasml.calibrate(lambda t, x: 10 + x @ x, pde, 0.0, np.zeros((3, 2), np.float32),
+                               scasml.MultilevelPicard(2, 10), key=KEY)
+    assert np.all(np.isfinite(out.u)) and not np.any(np.isfinite(out.stderr))
+    assert not np.any(out.finite)
+    assert any("not finite at 3 point(s) of 3" in str(w.message) for w in caught)
+
+
+def test_solve_flags_infinite_standard_errors_and_gives_its_interval():
+    pde = scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=lambda t, x, u, z: 0.0 * u,
+                               terminal=lambda x: 1e20 * x[0], linear=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = scasml.solve(pde, 0.0, np.zeros((3, 2), np.float32), scasml.FeynmanKac(paths=64), key=KEY)
+    assert np.all(np.isfinite(est.u)) and np.all(np.isfinite(est.z)) and not np.any(est.finite)
+    assert any("solve: the Monte Carlo estimate is not finite at 3 point(s)" in str(w.message) for w in caught)
+    good = scasml.solve(PDE, T, X, SMALL, key=KEY)
+    np.testing.assert_allclose(good.lower, good.u - 1.959963984540054 * good.stderr, rtol=1e-6)
+    np.testing.assert_allclose(good.upper, good.u + 1.959963984540054 * good.stderr, rtol=1e-6)
+    assert bool(np.all(good.finite))
+
+
+# ---- API: reproducibility of û (item 8) ---------------------------------------------------------------
+
+
+def test_surrogate_values_do_not_depend_on_the_other_points():
+    pinn = scasml.PINN(3, PDE.horizon, jax.random.key(3), width=16, depth=2)
+    t, x = (np.asarray(a) for a in PDE.sample_domain(jax.random.key(1), 300))
+    full = scasml._calibrate.surrogate_values(pinn, t, x)
+    for lo, hi in [(0, 1), (3, 7), (255, 260), (299, 300)]:
+        np.testing.assert_array_equal(scasml._calibrate.surrogate_values(pinn, t[lo:hi], x[lo:hi]), full[lo:hi])
+    one = scasml.calibrate(pinn, PDE, t[5], x[5], SMALL, key=KEY, index_offset=5)
+    four = scasml.calibrate(pinn, PDE, t[3:7], x[3:7], SMALL, key=KEY, index_offset=3)
+    assert one.surrogate == four.surrogate[2] and one.u == four.u[2]
+
+
+# ---- checkpoints (items 6 and 8) ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """A FIFO; a writer thread opens it after 3 s (so that a reader that blocks gets EOF rather than hanging)."""
+    path = tmp_path / "model.scasml"
+    os.mkfifo(path)
+    stop = threading.Event()
+
+    def writer():
+        if not stop.wait(3.0):
+            os.close(os.open(path, os.O_WRONLY))
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    yield path
+    stop.set()
+
+
+def test_a_fifo_checkpoint_is_refused_at_once(fifo, capsys):
+    start = time.perf_counter()
+    for call in (lambda: scasml.load_surrogate(fifo, PDE), lambda: read_header(fifo)):
+        with pytest.raises(CheckpointError, match=rf"{fifo}.* is not a regular file \(a FIFO\)"):
+            call()
+    assert main(["calibrate", str(fifo), "--points", str(fifo)]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+    assert time.perf_counter() - start < 2.5
+
+
+def _parts(path):
+    data = path.read_bytes()
+    o = len(MAGIC)
+    (n,) = struct.unpack("<Q", data[o:o + 8])
+    return json.loads(data[o + 8:o + 8 + n]), data[o + 8 + n:]
+
+
+def _write(path, header, payload, magic=MAGIC):
+    raw = json.dumps(header).encode()
+    path.write_bytes(magic + struct.pack("<Q", len(raw)) + raw + payload)
+    return path
+
+
+def _edit(field, value):
+    def apply(header, payload):
+        header = dict(header)
+        header[field] = value
+        return header, payload
+    return apply
+
+
+def _wider(header, payload):  # architecture and shapes edited consistently, payload unchanged
+    header = json.loads(json.dumps(header))
+    header["architecture"]["width"] = 16
+    for leaf in header["leaves"]:
+        leaf["shape"] = [16 if v == 8 else v for v in leaf["shape"]]
+    return header, payload
+
+
+CORRUPTIONS = [
+    ("bad magic", lambda p, h, b: p.write_bytes(b"\x80\x04pickle" + b"\0" * 40), "not a scasml checkpoint"),
+    ("empty", lambda p, h, b: p.write_bytes(b""), "not a scasml checkpoint"),
+    ("no length", lambda p, h, b: p.write_bytes(MAGIC + b"\1"), "header length is missing"),
+    ("huge header", lambda p, h, b: p.write_bytes(MAGIC + struct.pack("<Q", 2**40)), "header of 1099511627776"),
+    ("cut header", lambda p, h, b: p.write_bytes(MAGIC + struct.pack("<Q", 500) + b"{}"), "truncated or corrupt"),
+    ("not json", lambda p, h, b: p.write_bytes(MAGIC + struct.pack("<Q", 3) + b"{x}"), "corrupt header"),
+    ("not object", lambda p, h, b: p.write_bytes(MAGIC + struct.pack("<Q", 2) + b"[]"), "not a JSON object"),
+    ("no version", lambda p, h, b: _write(p, *_edit("format_version", None)(h, b)), "no format_version"),
+    ("newer", lambda p, h, b: _write(p, *_edit("format_version", 99)(h, b)), "format version 99, newer"),
+    ("short payload", lambda p, h, b: _write(p, h, b[:-4]), "expected 196 bytes of parameters, found 192"),
+    ("checksum", lambda p, h, b: _write(p, h, b[:-4] + b"\0\0\0\1"), "checksum mismatch"),
+    ("arch", lambda p, h, b: _write(p, *_edit("architecture", "pinn")(h, b)), "architecture must be a table"),
+    ("pde", lambda p, h, b: _write(p, *_edit("pde", [1])(h, b)), "pde must be a table or null"),
+    ("dtype", lambda p, h, b: _write(p, *_edit("dtype", "int8")(h, b)), "dtype must be 'float32' or 'float64'"),
+    ("leaves", lambda p, h, b: _write(p, *_edit("leaves", {})(h, b)), "leaves must be a list"),
+    ("leaf", lambda p, h, b: _write(p, *_edit("leaves", [{"shape": [-1], "dtype": "float32"}])(h, b)),
+     r"leaves\[0\] must give a shape"),
+    ("kind", lambda p, h, b: _write(p, *_edit("architecture", {"kind": "tree"})(h, b)), "unknown surrogate kind"),
+    ("unbuildable", lambda p, h, b: _write(p, *_edit("architecture", {"kind": "pinn"})(h, b)), "cannot be built"),
+    ("leaf count", lambda p, h, b: _write(p, *_edit("leaves", h["leaves"][:3])(h, b)),
+     "3 parameter arrays stored, the architecture has 4"),
+    ("sizes vs payload", lambda p, h, b: _write(p, *_wider(h, b)), "header describes 388 bytes of parameters, the "
+                                                                  "file holds 196"),
+]
+
+
+@pytest.mark.parametrize("name, damage, message", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_damaged_checkpoints_name_the_file_and_the_problem(checkpoint, tmp_path, name, damage, message):
+    header, payload = _parts(checkpoint)
+    path = tmp_path / "damaged.scasml"
+    damage(path, header, payload)
+    with pytest.raises(CheckpointError, match=message) as err:
+        scasml.load_surrogate(path, PDE)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("target, message", [("dir", "is a directory"), ("/dev/null", "a character device"),
+                                             ("missing", "no checkpoint at")])
+def test_checkpoints_that_are_not_files(tmp_path, target, message):
+    path = {"dir": tmp_path, "missing": tmp_path / "nope.scasml"}.get(target, target)
+    with pytest.raises(CheckpointError, match=message):
+        read_header(path)
+
+
+def test_a_checkpoint_for_another_pde_is_refused(checkpoint):
+    with pytest.raises(CheckpointError, match=r"was trained for .* which does not match"):
+        scasml.load_surrogate(checkpoint, scasml.equations.get("vb", dim=4))
+
+
+def test_a_fifo_in_a_config_is_a_config_error(fifo):
+    raw = {"experiment": {"name": "f"}, "equation": {"name": "vb", "dim": 3},
+           "surrogate": {"checkpoint": str(fifo)}, "methods": {"surrogate": {"kind": "surrogate"}}}
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"surrogate.checkpoint: .* is not a regular file \(a FIFO\)"):
+        config_from_dict(raw)
+    assert time.perf_counter() - start < 2.5
+
+
+# ---- run directories (items 1, 2, 8) --------------------------------------------------------------------
+
+TINY = {"experiment": {"name": "tiny"}, "equation": {"name": "vb", "dim": 3}, "surrogate": {"width": 8, "depth": 1},
+        "evaluation": {"points": 8, "chunks": 2}, "methods": {"surrogate": {"kind": "surrogate"}}}
+
+
+@pytest.fixture
+def config():
+    return config_from_dict(TINY)
+
+
+@pytest.fixture
+def other(config):
+    return config_from_dict(apply_overrides(config.to_dict(), ["evaluation.seed=1"]))
+
+
+@pytest.mark.parametrize("name", ["config.toml", "config.json", "notes.txt", ".lock.bak", "stages"])
+def test_a_users_folder_is_never_taken_over(tmp_path, config, name):
+    (tmp_path / name).write_text("mine")
+    for force in (False, True):
+        with pytest.raises(RunDirectoryError, match="is not empty and is not a scasml run directory"):
+            RunDirectory.prepare(tmp_path, config, force=force)
+    assert (tmp_path / name).read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_force_against_a_live_run_deletes_nothing(tmp_path, config, other):
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    (run.path / "stages").mkdir()
+    (run.path / "stages" / "train.json").write_text("{}")
+    before = sorted(p.relative_to(run.path) for p in run.path.rglob("*"))
+    with run.lock():  # the live run
+        with pytest.raises(RunDirectoryError, match="in use by another scasml process.*--force included"):
+            RunDirectory.prepare(run.path, other, force=True)
+    assert sorted(p.relative_to(run.path) for p in run.path.rglob("*")) == before
+    assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == config.fingerprint()
+
+
+def test_force_deletes_only_a_run_and_refuses_a_run_with_user_files(tmp_path, config, other):
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    (run.path / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match=r"also files scasml did not write \(notes.txt\)"):
+        RunDirectory.prepare(run.path, other, force=True)
+    assert (run.path / "notes.txt").read_text() == "mine"
+    (run.path / "notes.txt").unlink()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    (run.path / "results").symlink_to(outside)
+    (run.path / "stages").mkdir()
+    _, resumed = RunDirectory.prepare(run.path, other, force=True)
+    assert not resumed and not (run.path / "stages").exists() and not (run.path / "results").exists()
+    assert (outside / "keep.txt").read_text() == "mine"  # a link is removed, never followed
+    assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == other.fingerprint()
+
+
+def test_a_refused_folder_is_left_untouched(tmp_path, config):
+    (tmp_path / "config.toml").write_text("mine")
+    with pytest.raises(RunDirectoryError):
+        RunDirectory.prepare(tmp_path, config)
+    assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize("damage, message", [("corrupt", "is corrupt"), ("dir", "not a scasml run directory"),
+                                             ("file", "exists and is not a directory")])
+def test_damaged_run_folders(tmp_path, config, damage, message):
+    path = tmp_path / "run"
+    if damage == "file":
+        path.write_text("mine")
+    else:
+        path.mkdir()
+        if damage == "corrupt":
+            (path / "scasml-run.json").write_text('{"experiment": 1}')
+        else:
+            (path / "scasml-run.json").mkdir()
+    with pytest.raises(RunDirectoryError, match=message):
+        RunDirectory.prepare(path, config)
+
+
+def test_resume_removes_stale_temporary_files_and_rewrites_a_lost_config(tmp_path, config):
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    stale = [run.path / ".metrics.json.abcd_123.tmp", run.file("raw", "eval", ".chunk-000.npz.zz99aa11.tmp")]
+    for path in stale:
+        path.write_text("partial")
+    (run.path / "notes.tmp").write_text("mine")
+    (run.path / "config.json").unlink()
+    _, resumed = RunDirectory.prepare(run.path, config)
+    assert resumed and not any(p.exists() for p in stale) and (run.path / "notes.tmp").read_text() == "mine"
+    assert json.loads((run.path / "config.json").read_text()) == json.loads(config.to_json())
+
+
+def test_cli_refuses_user_folders_and_locked_runs(tmp_path, config, capsys):
+    (tmp_path / "cfg.toml").write_text(config.to_toml())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.toml").write_text("my notes")
+    assert main(["run", str(tmp_path / "cfg.toml"), "--out", str(mine), "--quiet"]) == 2
+    assert "is not a scasml run directory" in capsys.readouterr().err
+    assert (mine / "config.toml").read_text() == "my notes"
+    run, _ = RunDirectory.prepare(tmp_path / "live", config)
+    with run.lock():
+        for extra in ([], ["--force", "--set", "evaluation.seed=3"]):
+            assert main(["run", str(tmp_path / "cfg.toml"), "--out", str(run.path), "--quiet", *extra]) == 2
+            assert "in use by another scasml process" in capsys.readouterr().err
+        assert main(["report", str(run.path)]) == 2
+        assert "in use by another scasml process" in capsys.readouterr().err
+    assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == config.fingerprint()
+
+
+def test_cli_refuses_huge_runs_and_costs_before_any_work(tmp_path, checkpoint, capsys):
+    assert main(["run", "quickstart", "--out", str(tmp_path / "huge"), "--set", "evaluation.points=1000000000"]) == 2
+    assert "evaluation.points: 1000000000 test points" in capsys.readouterr().err
+    assert not (tmp_path / "huge").exists()
+    points = tmp_path / "p.csv"
+    points.write_text("t,x0,x1,x2\n0.1,0,0,0\n")
+    start = time.perf_counter()
+    assert main(["calibrate", str(checkpoint), "--points", str(points), "--levels", "30"]) == 2
+    assert "function evaluations per query point" in capsys.readouterr().err
+    assert time.perf_counter() - start < 5 and not (tmp_path / "p.calibrated.csv").exists()
+    assert main(["calibrate", str(checkpoint), "--points", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
