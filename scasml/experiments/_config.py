@@ -43,7 +43,7 @@ from ._schema import (
 )
 
 TOP_LEVEL = ("experiment", "equation", "surrogate", "training", "evaluation", "methods", "sweep")
-MAX_EVALUATIONS_PER_POINT = 10**8
+from .._checks import MAX_EVALUATIONS_PER_POINT  # noqa: E402 - the single home of the limit
 
 
 @dataclasses.dataclass(frozen=True)
