@@ -382,3 +382,31 @@ def test_cli_refuses_huge_runs_and_costs_before_any_work(tmp_path, checkpoint, c
     assert time.perf_counter() - start < 5 and not (tmp_path / "p.calibrated.csv").exists()
     assert main(["calibrate", str(checkpoint), "--points", str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+# ---- the runner's noise does not depend on the chunking (item 7) -----------------------------------------
+
+
+def test_run_results_do_not_depend_on_evaluation_chunks(tmp_path, checkpoint):
+    from scasml.experiments import run_experiment
+    from scasml.experiments._compute import method_key
+
+    raw = {"experiment": {"name": "chunks"}, "equation": {"name": "vb", "dim": 3},
+           "surrogate": {"width": 8, "depth": 1, "checkpoint": str(checkpoint)},
+           "evaluation": {"points": 8, "chunks": 2},
+           "methods": {"mlp": {"kind": "mlp", "levels": 1, "base": 4},
+                       "scasml": {"kind": "scasml", "levels": 1, "base": 4}}}
+    runs = {}
+    for chunks in (2, 3):
+        config = config_from_dict({**raw, "evaluation": {"points": 8, "chunks": chunks}})
+        run_experiment(config, tmp_path / f"c{chunks}", progress=False)
+        runs[chunks] = np.load(tmp_path / f"c{chunks}" / "results" / "points.npz", allow_pickle=False)
+    for name in ("mlp_prediction", "scasml_prediction", "scasml_stderr"):
+        np.testing.assert_array_equal(runs[2][name], runs[3][name])
+    # and they are those of one library call on all the points with the method key (to float32 rounding: a
+    # program whose chunk loop runs once is compiled differently from one whose loop runs twice)
+    points = runs[2]
+    pinn = scasml.load_surrogate(checkpoint, PDE)
+    key = method_key(config, 0, "scasml")
+    direct = scasml.calibrate(pinn, PDE, points["t"][0], points["x"][0], scasml.MultilevelPicard(1, 4), key=key)
+    np.testing.assert_allclose(points["scasml_prediction"][0], direct.u, rtol=2e-7, atol=0)
