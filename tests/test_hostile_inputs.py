@@ -410,3 +410,25 @@ def test_run_results_do_not_depend_on_evaluation_chunks(tmp_path, checkpoint):
     key = method_key(config, 0, "scasml")
     direct = scasml.calibrate(pinn, PDE, points["t"][0], points["x"][0], scasml.MultilevelPicard(1, 4), key=key)
     np.testing.assert_allclose(points["scasml_prediction"][0], direct.u, rtol=2e-7, atol=0)
+
+
+def test_a_lock_held_by_another_process_is_respected_and_released_by_kill_9(tmp_path, config, other):
+    import signal
+    import subprocess
+    import sys
+
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; fh = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(fh, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(run.path / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryError, match="in use by another scasml process"):
+            RunDirectory.prepare(run.path, other, force=True)
+        assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == config.fingerprint()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    _, resumed = RunDirectory.prepare(run.path, other, force=True)  # the killed holder's lock is gone
+    assert not resumed
+    assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == other.fingerprint()
