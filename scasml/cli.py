@@ -87,14 +87,14 @@ def _check_output(path: Path, flag: str, directory: bool = False) -> None:
         raise CommandError(f"{flag} {path}: cannot write in {ancestor}")
 
 
-def _check_input_file(path: str, flag: str) -> None:
+def _check_points_file(path: str, flag: str) -> None:
     """Fail at once, without opening it, when ``path`` is not a regular file (opening a FIFO blocks)."""
     import stat
 
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise CommandError(f"{flag} {path}: no such file") from None
+        raise CommandError(f"{flag} {path}: no such points file") from None
     except OSError as err:
         raise CommandError(f"{flag} {path}: {err.strerror}") from None
     if stat.S_ISDIR(mode):
@@ -252,7 +252,7 @@ def cmd_calibrate(args) -> int:
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
     from .experiments._progress import ProgressBar
 
-    _check_input_file(args.points, "--points")
+    _check_points_file(args.points, "--points")
     pde, surrogate = _calibration_surrogate(args)
     t, x = read_points(args.points, pde.dim, pde.horizon)
     t, x = t.astype(np.dtype(pde.dtype)), x.astype(np.dtype(pde.dtype))
