@@ -432,3 +432,34 @@ def test_a_lock_held_by_another_process_is_respected_and_released_by_kill_9(tmp_
     _, resumed = RunDirectory.prepare(run.path, other, force=True)  # the killed holder's lock is gone
     assert not resumed
     assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == other.fingerprint()
+
+
+API_REFUSALS = [
+    ({"t": np.array([0.1, 0.6], np.float32)}, ValueError, r"t must lie in \[0, T\]"),
+    ({"t": np.array([-1e-3, 0.1], np.float32)}, ValueError, r"t must lie in \[0, T\]"),
+    ({"t": np.array([np.nan, 0.1], np.float32)}, ValueError, "t has 1 non-finite entries"),
+    ({"t": np.zeros(3, np.float32)}, ValueError, r"t must be a scalar or have shape \(2,\)"),
+    ({"x": np.full((2, 3), np.inf, np.float32)}, ValueError, "x has 6 non-finite entries"),
+    ({"x": np.zeros((2, 4), np.float32)}, ValueError, r"x must have shape \(N, 3\)"),
+    ({"x": np.zeros((0, 3), np.float32)}, ValueError, "no query points"),
+    ({"x": np.array([["a"] * 3] * 2)}, TypeError, "x must hold real numbers"),
+    ({"key": None}, ValueError, "a PRNG key is required"),
+    ({"key": np.zeros(3)}, TypeError, "key must be a jax.random key"),
+    ({"key": jax.random.split(KEY, 2)}, TypeError, "key must be a jax.random key"),
+    ({"estimator": "picard"}, TypeError, "estimator must be an AbstractEstimator"),
+    ({"chunk_size": 0}, ValueError, "chunk_size must be a positive integer"),
+    ({"chunk_size": True}, ValueError, "chunk_size must be a positive integer"),
+    ({"memory_budget": -1.0}, ValueError, "memory_budget must be a positive number"),
+    ({"memory_budget": float("inf")}, ValueError, "memory_budget must be a positive number"),
+    ({"index_offset": -1}, ValueError, "index_offset must be a non-negative integer"),
+    ({"index_offset": 2**32}, ValueError, r"at most 2\*\*32"),
+    ({"devices": []}, ValueError, "devices must name at least one device"),
+    ({"devices": ["cpu:0"]}, TypeError, "devices must be a list of jax devices"),
+]
+
+
+@pytest.mark.parametrize("change, error, message", API_REFUSALS, ids=[str(i) for i in range(len(API_REFUSALS))])
+def test_bad_api_arguments_are_refused_before_any_work(change, error, message):
+    args = {"t": T, "x": X, "estimator": SMALL, "key": KEY, **change}
+    with pytest.raises(error, match=message):
+        scasml.solve(PDE, args.pop("t"), args.pop("x"), args.pop("estimator"), **args)
