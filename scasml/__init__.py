@@ -52,7 +52,7 @@ from .surrogates import GPSurrogate as GPSurrogate
 from .surrogates import MLPSurrogate as MLPSurrogate
 from .surrogates import WeightFileError as WeightFileError
 from .surrogates import fit_gp as fit_gp
-from .surrogates import load_mlp_weights as load_mlp_weights
 from .surrogates import load as load_surrogate  # noqa: F401
+from .surrogates import load_mlp_weights as load_mlp_weights
 from .surrogates import save as save_surrogate  # noqa: F401
 from .surrogates import train as train

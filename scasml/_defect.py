@@ -12,7 +12,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
 
 from ._derivatives import AbstractTraceEstimator, ExactTrace, residual, residual_parts
 from ._domain import AbstractDomain

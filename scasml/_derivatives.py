@@ -1,8 +1,9 @@
 """Derivatives of scalar functions u(t, x) and the PDE residual of a surrogate.
 
 All functions act on one point (scalar ``t``, ``x`` of shape ``(d,)``); ``jax.vmap`` them over points.
-Second-order terms are traces Tr(σσᵀ∇²u) = Σ_j (σe_j)ᵀ ∇²u (σe_j), σ = σ(t, x) of the PDE's dynamics, computed either exactly (d forward-over-
-forward directional second derivatives) or by Hutchinson's estimator with Rademacher probes (unbiased).
+Second-order terms are traces Tr(σσᵀ∇²u) = Σ_j (σe_j)ᵀ ∇²u (σe_j), σ = σ(t, x) of the PDE's dynamics, computed
+either exactly (d forward-over-forward directional second derivatives) or by Hutchinson's estimator with Rademacher
+probes (unbiased).
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ def test_closed_form_residual_parts_match_autodiff(vb, fitted, test_points):
     closed = jax.jit(jax.vmap(lambda ti, xi: gp.residual_parts(vb, ti, xi)))(t, x)
     for a, b in ((auto.value, closed.value), (auto.gradient, closed.gradient), (auto.residual, closed.residual)):
         np.testing.assert_allclose(b, a, rtol=20 * _tol(), atol=20 * _tol())
-    directions = vb.dynamics.diffusion_directions(0.0, jnp.zeros(DIM, vb.dtype)) * jnp.arange(1, DIM + 1, dtype=vb.dtype)[:, None]
+    scale = jnp.arange(1, DIM + 1, dtype=vb.dtype)[:, None]
+    directions = vb.dynamics.diffusion_directions(0.0, jnp.zeros(DIM, vb.dtype)) * scale
     fwd = lambda ti, xi: jnp.sum(
         jax.vmap(lambda v: jax.jvp(lambda y: jax.jvp(lambda z: gp(ti, z), (y,), (v,))[1], (xi,), (v,))[1])(directions)
     )

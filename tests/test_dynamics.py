@@ -1,0 +1,236 @@
+"""Statistical tests of every dynamics against exact solutions in d = 10 (fixed keys; tolerances from the
+reported standard errors), the Euler scheme's weak order, and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+from conftest import assert_within_stderr
+
+import scasml
+
+D, T = 10, 1.0
+BOX = scasml.Box(0.5, 1.5)
+FK = scasml.FeynmanKac(paths=2000, time_samples=1)
+FK_GAUSS = scasml.FeynmanKac(paths=1000, time_samples=3, time_rule="gauss_legendre")
+MLP = scasml.MultilevelPicard(levels=2, base=10)
+MLP_QUAD = scasml.MultilevelPicard(levels=2, base=10, variant="quadrature")
+ESTIMATORS = {"fk": FK, "fk-gauss": FK_GAUSS, "mlp": MLP, "mlp-quad": MLP_QUAD}
+
+MU = jnp.linspace(-0.2, 0.3, D)
+VOL = jnp.linspace(0.2, 0.5, D)
+CORRELATION = 0.3 * np.ones((D, D)) + 0.7 * np.eye(D)
+
+
+def _square_norm_pde(dynamics, exact):
+    """The linear PDE ∂_t u + Lu = 0, u(T) = ‖x‖², for ``dynamics``; ``exact(t, x)`` its solution."""
+    return scasml.SemilinearPDE(dim=D, horizon=T, dynamics=dynamics, nonlinearity=lambda t, x, u, z: 0.0 * u,
+                                terminal=lambda x: x @ x, exact=exact, domain=BOX, linear=True)
+
+
+def _gbm(correlation=None):
+    dynamics = scasml.GeometricBrownianMotion(D, drift=MU, volatility=VOL, correlation=correlation)
+    return _square_norm_pde(dynamics, lambda t, x: jnp.sum(x**2 * jnp.exp((2 * MU + VOL**2) * (T - t))))
+
+
+OU_OFFSET, OU_RATE, OU_SIGMA = jnp.linspace(-0.5, 0.5, D), jnp.linspace(-1.0, 0.5, D), jnp.linspace(0.3, 0.8, D)
+
+
+def _ou_diagonal_moments(t, x):
+    tau = T - t
+    e = jnp.exp(OU_RATE * tau)
+    mean = e * x + OU_OFFSET * jnp.expm1(OU_RATE * tau) / OU_RATE
+    var = OU_SIGMA**2 * jnp.expm1(2 * OU_RATE * tau) / (2 * OU_RATE)
+    return mean, var
+
+
+def _ou_diagonal():
+    dynamics = scasml.OrnsteinUhlenbeck(D, offset=OU_OFFSET, matrix=OU_RATE, diffusion=OU_SIGMA)
+    return _square_norm_pde(dynamics, lambda t, x: (lambda m, v: m @ m + jnp.sum(v))(*_ou_diagonal_moments(t, x)))
+
+
+_RNG = np.random.default_rng(3)
+B_FULL = -np.eye(D) + 0.2 * _RNG.standard_normal((D, D)) / np.sqrt(D)
+S_FULL = 0.5 * np.eye(D) + 0.1 * _RNG.standard_normal((D, D)) / np.sqrt(D)
+A_FULL = np.linspace(-0.3, 0.3, D)
+
+
+def _ou_full_moments(tau: float, x: np.ndarray):
+    """Mean and covariance of the full OU transition in float64 by SciPy's matrix exponential."""
+    van_loan = scipy.linalg.expm(np.block([[B_FULL, S_FULL @ S_FULL.T], [np.zeros((D, D)), -B_FULL.T]]) * tau)
+    exp_b = van_loan[:D, :D]
+    cov = van_loan[:D, D:] @ exp_b.T
+    affine = scipy.linalg.expm(np.block([[B_FULL, A_FULL[:, None]], [np.zeros((1, D + 1))]]) * tau)
+    return exp_b @ x + affine[:D, D], cov, exp_b
+
+
+def _ou_full():
+    dynamics = scasml.OrnsteinUhlenbeck(D, offset=A_FULL, matrix=B_FULL, diffusion=S_FULL)
+    return _square_norm_pde(dynamics, None)
+
+
+def _ou_full_exact(t, x):
+    """(u, z) of the full-OU problem at host points: u = ‖m‖² + tr Σ, z = σᵀ e^{Bᵀτ} 2m."""
+    u, z = [], []
+    for ti, xi in zip(np.asarray(t, np.float64), np.asarray(x, np.float64), strict=True):
+        mean, cov, exp_b = _ou_full_moments(T - ti, xi)
+        u.append(mean @ mean + np.trace(cov))
+        z.append(S_FULL.T @ exp_b.T @ (2 * mean))
+    return np.array(u), np.array(z)
+
+
+def _exact_u_z(pde, t, x):
+    if pde.exact_fn is None:
+        return _ou_full_exact(t, x)
+    u = jax.vmap(pde.exact)(t, x)
+    grad = jax.vmap(jax.grad(pde.exact, argnums=1))(t, x)
+    return u, jax.vmap(pde.dynamics.sigma_transpose)(t, x, grad)
+
+
+PROBLEMS = {"gbm": _gbm, "gbm-correlated": lambda: _gbm(CORRELATION), "ou-diagonal": _ou_diagonal,
+            "ou-full": _ou_full}
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_linear_u_and_z_within_stderr(problem, name):
+    if problem == "ou-full" and name != "fk":
+        pytest.skip("the full OU transition costs O(d³) per sample: one estimator checks it")
+    pde = PROBLEMS[problem]()
+    t, x = pde.sample_domain(jax.random.key(0), 150)
+    est = scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(1))
+    u, z = _exact_u_z(pde, t, x)
+    assert bool(jnp.all(est.stderr > 0)) and bool(jnp.all(est.z_stderr > 0))
+    assert_within_stderr(est.u, u, est.stderr)
+    assert_within_stderr(est.z, z, est.z_stderr)
+
+
+def test_black_scholes_barenblatt_semilinear():
+    """Black–Scholes–Barenblatt (Raissi 2018) in d = 10: GBM without drift, f = −r(u − Σ_i x_i∂_iu) written with
+    z = σ(x)ᵀ∇u = σ x ⊙ ∇u as −r(u − Σ_i z_i/σ); u = exp((r + σ²)(T − t))‖x‖²."""
+    r, vol = 0.05, 0.4
+    dynamics = scasml.GeometricBrownianMotion(D, drift=0.0, volatility=vol)
+    pde = scasml.SemilinearPDE(dim=D, horizon=T, dynamics=dynamics, domain=BOX, terminal=lambda x: x @ x,
+                               nonlinearity=lambda t, x, u, z: -r * (u - jnp.sum(z) / vol),
+                               exact=lambda t, x: jnp.exp((r + vol**2) * (T - t)) * (x @ x))
+    t, x = pde.sample_domain(jax.random.key(2), 150)
+    np.testing.assert_allclose(jax.vmap(lambda ti, xi: scasml.residual(pde, pde.exact, ti, xi))(t, x), 0, atol=2e-4)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(levels=3, base=8), key=jax.random.key(3))
+    u, z = _exact_u_z(pde, t, x)
+    assert_within_stderr(est.u, u, est.stderr)
+    assert_within_stderr(est.z, z, est.z_stderr)
+
+
+def test_gradient_quadratic_control_with_ou_dynamics():
+    """HJB f = −½‖z‖² with diagonal OU dynamics and g = c‖x‖²: by Cole–Hopf,
+    u = Σ_i ½log(1 + 2cv_i) + c m_i²/(1 + 2cv_i) with (m, v) the transition's mean and variance."""
+    c = 0.5
+    dynamics = scasml.OrnsteinUhlenbeck(D, offset=OU_OFFSET, matrix=OU_RATE, diffusion=OU_SIGMA)
+
+    def exact(t, x):
+        m, v = _ou_diagonal_moments(t, x)
+        return jnp.sum(0.5 * jnp.log1p(2 * c * v) + c * m**2 / (1 + 2 * c * v))
+
+    pde = scasml.SemilinearPDE(dim=D, horizon=T, dynamics=dynamics, domain=scasml.Box(-1.0, 1.0),
+                               terminal=lambda x: c * (x @ x), nonlinearity=lambda t, x, u, z: -0.5 * (z @ z),
+                               exact=exact, gradient_quadratic=-0.5)
+    t, x = pde.sample_domain(jax.random.key(4), 150)
+    np.testing.assert_allclose(jax.vmap(lambda ti, xi: scasml.residual(pde, exact, ti, xi))(t, x), 0, atol=2e-5)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(levels=2, base=10), key=jax.random.key(5))
+    u, z = _exact_u_z(pde, t, x)
+    assert_within_stderr(est.u, u, est.stderr)
+    assert_within_stderr(est.z, z, est.z_stderr)
+
+
+def test_calibrate_under_gbm_corrects_a_perturbed_surrogate():
+    pde = _gbm()
+    surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + 0.2 * jnp.sin(jnp.sum(x) + t))
+    t, x = pde.sample_domain(jax.random.key(6), 150)
+    out = scasml.calibrate(surrogate, pde, t, x, MLP, key=jax.random.key(7))
+    assert_within_stderr(out.u, jax.vmap(pde.exact)(t, x), out.stderr)
+
+
+def test_pinn_residual_sweep_matches_autodiff_under_state_dependent_dynamics(x64):
+    pinn = scasml.PINN(D, T, jax.random.key(0), width=16, depth=2, dtype=jnp.float64)
+    pde = _gbm(CORRELATION)
+    t, x = jnp.asarray(0.3), jnp.linspace(0.6, 1.4, D)
+    fast = scasml.residual(pde, pinn, t, x)
+    autodiff = scasml._derivatives.residual_parts(pde, pinn, t, x).residual
+    np.testing.assert_allclose(fast, autodiff, rtol=1e-10)
+
+
+def test_euler_scheme_on_gbm_converges_with_weak_order_one():
+    """``ItoDiffusion`` with GBM coefficients: the error of u against the exact GBM value falls like steps^−1
+    (the discretisation bias is ~20 standard errors even at the finest step, so the fit sees the bias)."""
+    mu, vol = 0.5, 0.3
+    gbm = scasml.GeometricBrownianMotion(D, drift=mu, volatility=vol)
+    x0 = jnp.ones((50, D))
+    exact = D * np.exp((2 * mu + vol**2) * T)
+    errors, stderrs = [], []
+    for steps in (4, 8, 16, 32):
+        ito = scasml.ItoDiffusion(D, drift=gbm.drift, diffusion=gbm.diffusion, steps=steps)
+        pde = _square_norm_pde(ito, None)
+        est = scasml.solve(pde, jnp.zeros(50), x0, scasml.FeynmanKac(paths=4000), key=jax.random.key(steps))
+        errors.append(abs(float(jnp.mean(est.u)) - exact))
+        stderrs.append(float(jnp.sqrt(jnp.mean(est.stderr**2) / 50)))
+    assert errors[-1] > 10 * stderrs[-1], (errors, stderrs)
+    order = -np.polyfit(np.log([4, 8, 16, 32]), np.log(errors), 1)[0]
+    assert 0.8 <= order <= 1.2, (order, errors)
+
+
+def test_euler_scheme_is_exact_for_constant_coefficients():
+    """With constant μ and a full σ, Euler–Maruyama is exact: u and z within their standard errors."""
+    sigma = np.asarray(S_FULL)
+    const = scasml.ConstantCoefficients(D, drift=0.1, diffusion=sigma)
+    ito = scasml.ItoDiffusion(D, drift=lambda t, x: jnp.full((D,), 0.1, x.dtype),
+                              diffusion=lambda t, x: jnp.asarray(sigma, x.dtype), steps=3)
+    exact = lambda t, x: (lambda m: m @ m + (T - t) * np.sum(sigma**2))(x + 0.1 * (T - t))
+    pde = _square_norm_pde(ito, exact)
+    t, x = pde.sample_domain(jax.random.key(8), 150)
+    for estimator in (FK, FK_GAUSS, MLP):
+        est = scasml.solve(pde, t, x, estimator, key=jax.random.key(9))
+        u = jax.vmap(exact)(t, x)
+        z = jax.vmap(lambda ti, xi: const.sigma_transpose(ti, xi, jax.grad(exact, argnums=1)(ti, xi)))(t, x)
+        assert_within_stderr(est.u, u, est.stderr)
+        assert_within_stderr(est.z, z, est.z_stderr)
+
+
+def test_paths_records_and_parameters():
+    for pde in (_gbm(CORRELATION), _ou_diagonal()):
+        params = pde.parameters()
+        assert params["dynamics"]["kind"] in ("gbm", "ornstein_uhlenbeck")
+    assert "dynamics" not in scasml.equations.get("vb", dim=5).parameters()  # constant: as before
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: scasml.OrnsteinUhlenbeck(D, diffusion=jnp.zeros(D).at[0].set(1.0)), "non-singular"),
+        (lambda: scasml.OrnsteinUhlenbeck(D, matrix=jnp.ones((3, 3))), "OU matrix B must be"),
+        (lambda: scasml.GeometricBrownianMotion(D, volatility=jnp.ones(3)), r"volatility σ must have shape \(10,\)"),
+        (lambda: scasml.GeometricBrownianMotion(D, volatility=np.inf), "volatility σ must be finite"),
+        (lambda: scasml.GeometricBrownianMotion(D, correlation=np.eye(D) * 2), "unit diagonal"),
+        (lambda: scasml.GeometricBrownianMotion(D, correlation=np.ones((D, D))), "positive definite"),
+        (lambda: scasml.ItoDiffusion(D, lambda t, x: x, lambda t, x: 1.0 + 0 * t, steps=0), "steps must be"),
+        (lambda: scasml.ItoDiffusion(D, lambda t, x: x[:3], lambda t, x: 1.0 + 0 * t), "drift"),
+        (lambda: scasml.ItoDiffusion(D, lambda t, x: x, lambda t, x: jnp.ones((D, 2))), "diffusion"),
+        (lambda: scasml.ItoDiffusion(D, "mu", lambda t, x: 1.0 + 0 * t), "callable"),
+        (lambda: scasml.SemilinearPDE(dim=D, horizon=1.0, dynamics=scasml.ConstantCoefficients(D), drift=1.0,
+                                      nonlinearity=lambda t, x, u, z: u, terminal=lambda x: x[0]), "not both"),
+        (lambda: scasml.SemilinearPDE(dim=D, horizon=1.0, dynamics=scasml.ConstantCoefficients(3),
+                                      nonlinearity=lambda t, x, u, z: u, terminal=lambda x: x[0]), "dim=3"),
+    ],
+)
+def test_bad_dynamics_get_clear_errors(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
+
+
+def test_singular_diffusion_on_a_path_is_flagged_not_silent():
+    """σ(t, x) = diag(x) is singular at x = 0: the Euler weight divides by it and the estimate is flagged."""
+    ito = scasml.ItoDiffusion(D, drift=lambda t, x: 0 * x, diffusion=lambda t, x: x, steps=2)
+    pde = _square_norm_pde(ito, None)
+    with pytest.warns(UserWarning):
+        est = scasml.solve(pde, jnp.zeros(2), jnp.zeros((2, D)), FK, key=jax.random.key(0))
+    assert not bool(jnp.any(est.finite))
