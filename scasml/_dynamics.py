@@ -78,9 +78,62 @@ def apply_sigma_transpose(sigma: Array, v: Vector) -> Vector:
     return sigma.T @ v if sigma.ndim == 2 else sigma * v
 
 
-def solve_sigma(sigma: Array, v: Vector) -> Vector:
-    """σ⁻¹ v (not finite where σ is singular)."""
-    return jnp.linalg.solve(sigma, v) if sigma.ndim == 2 else v / sigma
+def solve_sigma_transpose(sigma: Array, v: Vector) -> Vector:
+    """σ⁻ᵀ v = (σᵀ)⁻¹ v (not finite where σ is singular)."""
+    return _solve(sigma.T, v) if sigma.ndim == 2 else v / sigma
+
+
+# ---- small dense factorisations in plain jnp operations ---------------------------------------------------------
+# jaxlib 0.10's CPU runtime can stall for good on LAPACK custom calls (cholesky, LU) inside a large vmapped program
+# (seen: a full Ornstein–Uhlenbeck transition per sample, 150 points × 2000 paths, never returned; the same program
+# with the loops below runs). These run once per sample on (d, d) matrices, as loops of d vector steps.
+def _cholesky(a: Float[Array, "d d"]) -> Float[Array, "d d"]:
+    """Lower-triangular L with LLᵀ = a (a symmetric positive definite; not finite otherwise)."""
+    d = a.shape[-1]
+    index = jnp.arange(d)
+
+    def column(j, lower):
+        v = a[:, j] - lower @ lower[j]  # columns ≥ j of `lower` are still zero
+        return lower.at[:, j].set(jnp.where(index >= j, v / jnp.sqrt(v[j]), 0.0))
+
+    return jax.lax.fori_loop(0, d, column, jnp.zeros_like(a))
+
+
+def _cholesky_solve(lower: Float[Array, "d d"], b: Vector) -> Vector:
+    """a⁻¹b from the Cholesky factor of a."""
+    d = b.shape[-1]
+
+    def forward(i, y):
+        return y.at[i].set((b[i] - lower[i] @ y) / lower[i, i])
+
+    def backward(k, x):
+        i = d - 1 - k
+        return x.at[i].set((y[i] - lower[:, i] @ x) / lower[i, i])
+
+    y = jax.lax.fori_loop(0, d, forward, jnp.zeros_like(b))
+    return jax.lax.fori_loop(0, d, backward, jnp.zeros_like(b))
+
+
+def _solve(a: Float[Array, "d d"], b: Vector) -> Vector:
+    """a⁻¹b by Gaussian elimination with partial pivoting (not finite where a is singular)."""
+    d = b.shape[-1]
+    index = jnp.arange(d)
+
+    def eliminate(j, state):
+        m, r = state
+        pivot = jnp.argmax(jnp.where(index >= j, jnp.abs(m[:, j]), -1.0))
+        swap = jnp.where(index == j, pivot, jnp.where(index == pivot, j, index))
+        m, r = m[swap], r[swap]
+        factors = jnp.where(index > j, m[:, j] / m[j, j], 0.0)
+        return m - factors[:, None] * m[j][None, :], r - factors * r[j]
+
+    upper, rhs = jax.lax.fori_loop(0, d, eliminate, (a, b))
+
+    def backward(k, x):
+        i = d - 1 - k
+        return x.at[i].set((rhs[i] - upper[i] @ x) / upper[i, i])
+
+    return jax.lax.fori_loop(0, d, backward, jnp.zeros_like(b))
 
 
 def diffusion_directions(sigma: Array, dim: int) -> Float[Array, "d d"]:
@@ -289,14 +342,22 @@ class OrnsteinUhlenbeck(AbstractDynamics):
         X_{t+τ} ~ N(m_τ, Σ_τ),   m_τ = e^{Bτ}x + ∫_0^τ e^{Br}a dr,   Σ_τ = ∫_0^τ e^{Br}σσᵀe^{Bᵀr} dr,
 
     and, by Gaussian integration by parts, σᵀ∇_x E[φ(X_τ)] = E[φ(X_τ)·σᵀe^{Bᵀτ}Σ_τ⁻¹(X_τ − m_τ)]. With B and σ
-    both diagonal everything is per coordinate (closed form, O(d)); otherwise each transition takes matrix
-    exponentials of size 2d (O(d³) per sample).
+    both diagonal everything is per coordinate (closed form, O(d)). Otherwise B must be diagonalizable,
+    B = V diag(λ) V⁻¹ (computed once, in float64, at construction; refused when V is ill-conditioned): then
+    e^{Bτ} = V e^{λτ} V⁻¹ and Σ_τ = V (C ∘ Φ_τ) V^H with C = V⁻¹σσᵀV^{−H}, Φ_τ,ij = (e^{(λ_i+λ̄_j)τ} − 1)/(λ_i+λ̄_j),
+    so that each transition costs a few (d, d) products and one Cholesky factorisation (O(d³) per sample).
     """
 
     dim: int = eqx.field(static=True)
     offset: Float[Array, " d"]
     matrix: Array
     sigma: Array
+    eigenvalues: Array | None  # (d,) complex, for a full B or σ; None when both are diagonal
+    eigenvectors: Array | None  # V (d, d) complex
+    inverse_eigenvectors: Array | None  # V⁻¹ (d, d) complex
+    noise_in_eigenbasis: Array | None  # C = V⁻¹σσᵀV^{−H} (d, d) complex
+
+    MAX_CONDITION = 1e6  # of the eigenvector matrix V: beyond it e^{Bτ} and Σ_τ lose too many digits
 
     def __init__(self, dim: int, offset: Any = 0.0, matrix: Any = -1.0, diffusion: Any = 1.0, dtype=None):
         if not is_count(dim):
@@ -313,10 +374,26 @@ class OrnsteinUhlenbeck(AbstractDynamics):
         if singular:
             raise ValueError("OU diffusion σ must be non-singular: the gradient weight uses the inverse of the "
                              "transition covariance")
+        if self.matrix.ndim < 2 and self.sigma.ndim < 2:
+            self.eigenvalues = self.eigenvectors = self.inverse_eigenvectors = self.noise_in_eigenbasis = None
+            return
+        as_matrix = lambda m: m if m.ndim == 2 else np.diag(np.broadcast_to(m, (dim,)))  # compact form → (d, d)
+        b, s = as_matrix(np.asarray(self.matrix, np.float64)), as_matrix(sigma)
+        lam, vec = np.linalg.eig(b)
+        condition = np.linalg.cond(vec)
+        if not np.isfinite(condition) or condition > self.MAX_CONDITION:
+            raise ValueError(f"OU matrix B must be diagonalizable with well-conditioned eigenvectors (condition "
+                             f"number {condition:.3g} > {self.MAX_CONDITION:g}); a defective B is not supported")
+        inv = np.linalg.inv(vec)
+        complex_dtype = jnp.result_type(self.offset.dtype, jnp.complex64)
+        self.eigenvalues = jnp.asarray(lam, complex_dtype)
+        self.eigenvectors = jnp.asarray(vec, complex_dtype)
+        self.inverse_eigenvectors = jnp.asarray(inv, complex_dtype)
+        self.noise_in_eigenbasis = jnp.asarray(inv @ s @ s.T @ inv.conj().T, complex_dtype)
 
     @property
     def _diagonal(self) -> bool:
-        return self.matrix.ndim < 2 and self.sigma.ndim < 2
+        return self.eigenvalues is None
 
     def drift(self, t, x):
         return (self.offset + apply_sigma(self.matrix, x)).astype(x.dtype)
@@ -324,54 +401,48 @@ class OrnsteinUhlenbeck(AbstractDynamics):
     def diffusion(self, t, x):
         return self.sigma.astype(x.dtype)
 
-    def _transition_diagonal(self, tau):
-        """(e^{bτ}, ∫_0^τ e^{br}dr, Σ_τ) per coordinate, each (d,)."""
-        b = jnp.broadcast_to(self.matrix, (self.dim,))
-        sigma = jnp.broadcast_to(self.sigma, (self.dim,))
-        return jnp.exp(b * tau), tau * _phi1(b * tau), sigma**2 * tau * _phi1(2 * b * tau)
-
-    def _transition_full(self, tau):
-        """(e^{Bτ} (d, d), ∫_0^τ e^{Br}a dr (d,), Σ_τ (d, d)) by Van Loan's block exponentials."""
-        d, dtype = self.dim, self.offset.dtype
-        b = diffusion_directions(self.matrix, d).T  # B as a full matrix
-        s = diffusion_directions(self.sigma, d).T
-        zeros = jnp.zeros((d, d), dtype)
-        van_loan = jax.scipy.linalg.expm(jnp.block([[b, s @ s.T], [zeros, -b.T]]) * tau)
-        exp_b = van_loan[:d, :d]
-        cov = van_loan[:d, d:] @ exp_b.T
-        affine = jax.scipy.linalg.expm(jnp.block([[b, self.offset[:, None]], [jnp.zeros((1, d + 1), dtype)]]) * tau)
-        return exp_b, affine[:d, d], 0.5 * (cov + cov.T)
+    def _transition(self, tau):
+        """(e^{Bτ}, ∫_0^τ e^{Br}a dr, Σ_τ): per coordinate, each (d,), when B and σ are diagonal; else (d, d),
+        (d,), (d, d) from the eigendecomposition of B (pure products, no matrix exponential in the program)."""
+        if self._diagonal:
+            b = jnp.broadcast_to(self.matrix, (self.dim,))
+            sigma = jnp.broadcast_to(self.sigma, (self.dim,))
+            return jnp.exp(b * tau), tau * _phi1(b * tau) * self.offset, sigma**2 * tau * _phi1(2 * b * tau)
+        lam, vec, inv = self.eigenvalues, self.eigenvectors, self.inverse_eigenvectors
+        tau = tau.astype(lam.dtype)
+        exp_b = jnp.real((vec * jnp.exp(lam * tau)[None]) @ inv)
+        shift = jnp.real(vec @ (tau * _phi1(lam * tau) * (inv @ self.offset.astype(lam.dtype))))
+        pair = lam[:, None] + jnp.conj(lam)[None, :]
+        cov = jnp.real(vec @ (self.noise_in_eigenbasis * tau * _phi1(pair * tau)) @ jnp.conj(vec).T)
+        return exp_b, shift, 0.5 * (cov + cov.T)
 
     def path(self, t, x, elapsed, noise):
         normals = noise[:, 0]
         steps = _increments(elapsed)
         if self._diagonal:
-            def step(state, inputs):
-                h, n = inputs
-                e, integral, var = self._transition_diagonal(h)
-                return e * state + integral * self.offset + jnp.sqrt(var) * n, None
+            def step(state, h, n):
+                e, shift, var = self._transition(h)
+                return e * state + shift + jnp.sqrt(var) * n
 
             def weight(tau, point):
-                e, integral, var = self._transition_diagonal(tau)
+                e, shift, var = self._transition(tau)
                 sigma = jnp.broadcast_to(self.sigma, (self.dim,))
-                return jnp.sqrt(tau) * sigma * e * (point - e * x - integral * self.offset) / var
+                return jnp.sqrt(tau) * sigma * e * (point - e * x - shift) / var
         else:
-            def step(state, inputs):
-                h, n = inputs
-                exp_b, shift, cov = self._transition_full(h)
-                return exp_b @ state + shift + jnp.linalg.cholesky(cov) @ n, None
+            def step(state, h, n):
+                exp_b, shift, cov = self._transition(h)
+                return exp_b @ state + shift + _cholesky(cov) @ n
 
             def weight(tau, point):
-                exp_b, shift, cov = self._transition_full(tau)
-                centred = point - exp_b @ x - shift
-                solved = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(cov), True), centred)
+                exp_b, shift, cov = self._transition(tau)
+                solved = _cholesky_solve(_cholesky(cov), point - exp_b @ x - shift)
                 return jnp.sqrt(tau) * apply_sigma_transpose(self.sigma, exp_b.T @ solved)
 
-        def scan_step(state, inputs):
-            new, _ = step(state, inputs)
-            return new, new
-
-        _, points = jax.lax.scan(scan_step, x, (steps, normals))
+        points, state = [], x
+        for j in range(elapsed.shape[0]):  # k is static and small (a path's segments); unrolled, no loop primitive
+            state = step(state, steps[j], normals[j])
+            points.append(state)
+        points = jnp.stack(points)
         return points, jax.vmap(weight)(elapsed, points)
 
     @property
@@ -390,7 +461,7 @@ class ItoDiffusion(AbstractDynamics):
 
         X_{j+1} = X_j + μ(s_j, X_j)h + σ(s_j, X_j)√h N_j,
 
-    with the Elworthy–Bismut–Li weight of the discrete scheme, (1/τ)·σ(t, x)ᵀ Σ_j J_jᵀσ(s_j, X_j)⁻¹√h N_j, where
+    with the Elworthy–Bismut–Li weight of the discrete scheme, (1/τ)·σ(t, x)ᵀ Σ_j J_jᵀσ(s_j, X_j)⁻ᵀ√h N_j, where
     J_j = ∂X_j/∂x is the scheme's tangent (first-variation) process (computed by one reverse-mode pass, not as a
     d × d matrix). Weak order 1: values and gradients carry a bias O(1/steps); compare ``steps`` and 2·``steps``
     to see it. A singular σ on a path makes that estimate non-finite (flagged by ``solve``/``calibrate``).
@@ -446,6 +517,9 @@ class ItoDiffusion(AbstractDynamics):
 
     def path(self, t, x, elapsed, noise):
         k, dim = elapsed.shape[0], self.dim
+        # τ = 0 (a sampled time U²Δ with U = 0 exactly, about once in 10⁷ float32 draws) would make the weight 0/0:
+        # a floor of √tiny (1e-19 in float32) changes nothing else
+        elapsed = jnp.maximum(elapsed, jnp.sqrt(jnp.finfo(elapsed.dtype).tiny))
         h = jnp.repeat(_increments(elapsed) / self.steps, self.steps)  # (k·steps,)
         times = t + jnp.concatenate([jnp.zeros((1,), h.dtype), jnp.cumsum(h)[:-1]])
         normals = noise.reshape(k * self.steps, dim)
@@ -455,7 +529,7 @@ class ItoDiffusion(AbstractDynamics):
                 s, hj, n = inputs
                 dw = jnp.sqrt(hj) * n
                 sigma = self.diffusion_fn(s, state)
-                a = jax.lax.stop_gradient(solve_sigma(sigma, dw))  # σ(s_j, X_j)⁻¹ΔW_j, a constant for the VJP
+                a = jax.lax.stop_gradient(solve_sigma_transpose(sigma, dw))  # σ(s_j, X_j)⁻ᵀΔW_j, constant for the VJP
                 new = state + self.drift_fn(s, state) * hj + apply_sigma(sigma, dw)
                 return new, (new, state @ a)
 
