@@ -104,6 +104,10 @@ class CalibratedPrediction(eqx.Module):
 def _as_points(pde: AbstractSemilinearPDE, t, x):
     """Validate and convert query points; returns (t (N,), x (N, d), single_point)."""
     d = pde.dim
+    if any(isinstance(a, jax.core.Tracer) for a in (t, x)):
+        raise TypeError("solve and calibrate compile and run their own program and cannot be called inside "
+                        "jax.jit, jax.vmap or jax.grad (t or x is a traced value): call them from Python with "
+                        "concrete arrays")
     try:
         x_arr = np.asarray(x)
         t_arr = np.asarray(t)
@@ -459,6 +463,8 @@ def solve(
 
     Refused before any tracing: an estimator of more than ``max_evaluations`` function evaluations per point
     (default ``MAX_EVALUATIONS_PER_POINT`` = 1e8; ``math.inf`` lifts it), and sizes that cannot fit in memory.
+    A host-side call: it compiles its own program, so it cannot run inside ``jax.jit``/``jax.vmap`` (traced t or x
+    are refused with a ``TypeError``).
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
@@ -515,8 +521,8 @@ def calibrate(
 
     The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
     solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
-    ``devices``, ``index_offset``, multi-process runs and the refusals (``max_evaluations``, memory) as in
-    ``solve``.
+    ``devices``, ``index_offset``, multi-process runs and the refusals (``max_evaluations``, memory, traced
+    inputs under ``jax.jit``) as in ``solve``.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")

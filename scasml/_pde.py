@@ -254,3 +254,7 @@ class SemilinearPDE(AbstractSemilinearPDE):
     @property
     def name(self) -> str:
         return self.label
+
+    def __repr__(self) -> str:  # in the constructor's words (the fields quadratic/label are gradient_quadratic/name)
+        return (f"SemilinearPDE(name={self.label!r}, dim={self.dim}, horizon={self.horizon}, "
+                f"dynamics={self.dynamics!r}, linear={self.linear}, gradient_quadratic={self.quadratic})")

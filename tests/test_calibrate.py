@@ -301,3 +301,23 @@ def test_blocked_source_evaluation_matches_one_block():
     assert estimator.evaluations(defect)["source"] == 32
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(blocked), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
+def test_api_consistency_repr_tuple_and_jit():
+    """The PDE's repr uses the constructor's words; a (surrogate, log) tuple and a call under jax.jit are refused
+    with messages that say what to do."""
+    pde = scasml.SemilinearPDE(dim=3, horizon=1.0, nonlinearity=lambda t, x, u, z: -0.5 * (z @ z),
+                               terminal=lambda x: x @ x, gradient_quadratic=-0.5, name="mine")
+    text = repr(pde)
+    assert "gradient_quadratic=-0.5" in text and "name='mine'" in text
+    assert "quadratic=" not in text.replace("gradient_quadratic=", "") and "label=" not in text
+    vb = scasml.equations.get("vb", dim=3)
+    fake = (scasml.FunctionSurrogate(vb.exact), {"log": 1})
+    t, x = jnp.zeros(2), jnp.zeros((2, 3))
+    with pytest.raises((TypeError, ValueError), match=r"return \(surrogate, log\): unpack it"):
+        scasml.calibrate(fake, vb, t, x, scasml.MultilevelPicard(1, 2), key=jax.random.key(0))
+    with pytest.raises(TypeError, match="cannot be called inside jax.jit"):
+        jax.jit(lambda t, x: scasml.solve(vb, t, x, scasml.MultilevelPicard(1, 2), key=jax.random.key(0)).u)(t, x)
+    with pytest.raises(TypeError, match="cannot be called inside jax.jit"):
+        jax.jit(lambda t, x: scasml.calibrate(vb.exact, vb, t, x, scasml.MultilevelPicard(1, 2),
+                                              key=jax.random.key(0)).u)(t, x)

@@ -146,6 +146,10 @@ def as_surrogate(obj, params=None, *, layout: str | None = None) -> AbstractSurr
         return FlaxSurrogate(obj, params, layout or "xt")
     if layout is not None:
         return EquinoxSurrogate(obj, layout)
+    if isinstance(obj, tuple) and obj and isinstance(obj[0], AbstractSurrogate):
+        raise TypeError(f"cannot use a tuple as a surrogate: its first element is a {type(obj[0]).__name__}. "
+                        "scasml.train and scasml.fit_gp return (surrogate, log): unpack it, e.g. "
+                        "`gp, log = scasml.fit_gp(pde, key)`, and pass the surrogate")
     if not callable(obj):
         raise TypeError(f"cannot use a {type(obj).__name__} as a surrogate: it is not callable")
     return FunctionSurrogate(obj)
