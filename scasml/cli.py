@@ -230,11 +230,21 @@ def _calibration_surrogate(args):
             raise ValueError("expected python:module:function or python:path/to/file.py:function")
     except ValueError as err:
         raise CommandError(f"--surrogate {args.surrogate!r}: {err} (a checkpoint is given as CHECKPOINT)") from None
-    if args.equation.lower() not in equations.available():
-        raise CommandError(f"--equation {args.equation!r}: unknown; available: {', '.join(equations.available())}")
     if args.dim < 1:
         raise CommandError(f"--dim must be positive, got {args.dim}")
-    pde = equations.get(args.equation, dim=args.dim)
+    if args.equation.startswith("python:"):
+        from .experiments._user import load_user_pde
+
+        try:
+            pde = load_user_pde(resolve_kind(args.equation), args.dim)
+        except (ConfigError, ValueError) as err:
+            message = str(err).replace("equation.name:", "--equation:", 1).replace("equation.dim:", "--dim:", 1)
+            raise CommandError(message) from None
+    elif args.equation.lower() not in equations.available():
+        raise CommandError(f"--equation {args.equation!r}: unknown; available: {', '.join(equations.available())}; "
+                           "or your own PDE as python:path/to/file.py:pde")
+    else:
+        pde = equations.get(args.equation, dim=args.dim)
     try:
         return pde, load_user_surrogate(resolve_kind(args.surrogate), pde)
     except ConfigError as err:
@@ -247,7 +257,7 @@ def cmd_calibrate(args) -> int:
 
     from ._calibrate import calibrate
     from ._shrinkage import shrunk_prediction
-    from .estimators import MultilevelPicard
+    from .estimators import FeynmanKac, MultilevelPicard
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
     from .experiments._progress import ProgressBar
@@ -268,7 +278,15 @@ def cmd_calibrate(args) -> int:
     except ValueError:
         raise CommandError(f"--clip must be a number or 'none', got {args.clip!r}") from None
     try:
-        estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip)
+        if args.estimator == "feynman-kac":
+            if not pde.is_linear:
+                raise CommandError(f"--estimator feynman-kac needs a linear PDE (f independent of u and z), but "
+                                   f"{pde.name} is semilinear; use --estimator picard")
+            estimator = FeynmanKac(paths=args.paths)
+            described = f"FeynmanKac(paths={args.paths})"
+        else:
+            estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip)
+            described = f"MultilevelPicard(levels={args.levels}, base={args.base})"
     except ValueError as err:
         raise CommandError(str(err)) from None
     enable_compile_cache(args.compile_cache)
@@ -297,7 +315,7 @@ def cmd_calibrate(args) -> int:
     if pde.has_exact:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
     write_predictions(out, columns, x)
-    print(f"calibrated {len(t)} points with {estimator.__class__.__name__}(levels={args.levels}, base={args.base}) in "
+    print(f"calibrated {len(t)} points with {described} in "
           f"{time.perf_counter() - start:.1f} s; mean stderr {np.nanmean(columns['stderr']):.2e}{shrunk}; wrote {out}")
     return 0
 
@@ -328,7 +346,8 @@ def cmd_list(args) -> int:
         for path in files:
             try:
                 c = load_config(path)
-                print(f"  {path.stem:<16} {c.equation.name:<4} {f'd={c.equation.dim}':<6} {c.experiment.description}")
+                label, dim = c.equation_label.lower(), f"d={c.equation.dim}"
+                print(f"  {path.stem:<16} {label:<4} {dim:<6} {c.experiment.description}")
             except ConfigError as err:
                 print(f"  {path.stem:<16} INVALID: {err}")
     return 0
@@ -397,10 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate", metavar="python:MODULE:FUNCTION",
                    help="instead of a checkpoint: a function u(t, x) or factory f(pde) returning one, as "
                    "python:module:function or python:path/to/file.py:function (needs --equation and --dim)")
-    p.add_argument("--equation", metavar="NAME", help="with --surrogate: the equation (see `scasml list`)")
+    p.add_argument("--equation", metavar="NAME", help="with --surrogate: the equation (see `scasml list`), or your "
+                   "own PDE as python:module:name or python:path/to/file.py:name (a PDE, or a factory f(dim))")
     p.add_argument("--dim", type=int, metavar="D", help="with --surrogate: its dimension d")
     p.add_argument("--points", required=True, metavar="FILE", help="points file (.csv, .npy or .npz)")
     p.add_argument("--out", metavar="FILE", help="output .csv or .npz (default: <points>.calibrated.csv)")
+    p.add_argument("--estimator", default="picard", choices=("picard", "feynman-kac"),
+                   help="picard: multilevel Picard (any PDE); feynman-kac: plain Monte Carlo of the Feynman–Kac "
+                   "formula (linear PDEs only; the defect PDE of a linear PDE is linear)")
+    p.add_argument("--paths", type=int, default=1000, help="Feynman–Kac paths per point (default 1000)")
     p.add_argument("--levels", type=int, default=2, help="multilevel Picard levels n (default 2)")
     p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
     p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"))

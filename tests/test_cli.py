@@ -253,6 +253,45 @@ def test_calibrate_a_user_function(tmp_path, capsys):
         assert message in capsys.readouterr().err, argv
 
 
+USER_HEAT = """
+import scasml
+
+
+def heat(dim):
+    return scasml.SemilinearPDE(dim=dim, horizon=1.0, nonlinearity=lambda t, x, u, z: 0.0 * u,
+                                terminal=lambda x: x @ x, linear=True, exact=lambda t, x: x @ x + dim * (1.0 - t))
+
+
+def surrogate(t, x):
+    return 1.05 * (x @ x + 3 * (1.0 - t))
+"""
+
+
+def test_calibrate_a_user_pde_with_feynman_kac(tmp_path, capsys):
+    """--equation python:file.py:factory with --estimator feynman-kac; a semilinear PDE is refused clearly."""
+    module = tmp_path / "heat.py"
+    module.write_text(USER_HEAT)
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    out = tmp_path / "out.csv"
+    common = ["--surrogate", f"python:{module}:surrogate", "--dim", "3", "--points", str(src), "--out", str(out),
+              "--quiet", "--force"]
+    assert main(["calibrate", *common, "--equation", f"python:{module}:heat", "--estimator", "feynman-kac",
+                 "--paths", "400"]) == 0
+    assert "FeynmanKac(paths=400)" in capsys.readouterr().out
+    rows = read_rows(out)
+    exact, u, stderr = (np.array([float(r[c]) for r in rows]) for c in ("exact", "u", "stderr"))
+    surrogate = np.array([float(r["surrogate"]) for r in rows])
+    np.testing.assert_allclose(surrogate, 1.05 * exact, rtol=1e-5)
+    assert np.all(np.abs(u - exact) <= 4 * stderr + 1e-5)  # the defect −0.05·u is linear in (t, x²): FK is exact
+    for argv, message in [
+        (["--equation", "vb", "--estimator", "feynman-kac"], "--estimator feynman-kac needs a linear PDE"),
+        (["--equation", f"python:{module}:heet"], "--equation: 'python:"),
+        (["--equation", f"python:{module}:heat", "--estimator", "feynman-kac", "--paths", "0"], "paths"),
+    ]:
+        assert main(["calibrate", *common, *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
 def test_train_fits_a_gp_and_refuses_a_user_function(tmp_path, capsys):
     config = tmp_path / "gp.toml"
     config.write_text(TRAIN_CONFIG.replace("width = 8\ndepth = 1", 'kind = "gp"').replace(

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -370,6 +371,78 @@ def test_user_function_surrogate_runs_end_to_end_and_resumes(tmp_path):
                                           r"scalar"):
         run_experiment(bad, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()  # rejected before the run directory was created
+
+
+USER_PDE_MODULE = """
+import jax.numpy as jnp
+import scasml
+
+
+def heat(dim, scale=1.0):
+    # ∂_t u + ½Δu = 0 with g = scale·‖x‖²: u = scale·(‖x‖² + d(T − t))
+    return scasml.SemilinearPDE(dim=dim, horizon=1.0, nonlinearity=lambda t, x, u, z: 0.0 * u,
+                                terminal=lambda x: scale * (x @ x), linear=True, name="my_heat",
+                                exact=lambda t, x: scale * (x @ x + dim * (1.0 - t)))
+
+
+fixed = heat(3)
+no_exact = scasml.SemilinearPDE(dim=3, horizon=1.0, nonlinearity=lambda t, x, u, z: 0.0 * u,
+                                terminal=lambda x: x @ x)
+not_a_pde = 42
+
+
+def broken(dim):
+    raise RuntimeError("cannot build")
+"""
+
+
+def test_user_pde_runs_end_to_end_from_a_config_file(tmp_path):
+    """equation.name = 'python:file.py:factory' (relative to the config file) gives the full report, with a
+    Feynman–Kac method for this linear PDE; a PDE object works too, and every misuse is a ConfigError."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "my_pde.py").write_text(USER_PDE_MODULE)
+    (folder / "surrogate.py").write_text(USER_MODULE)
+    (folder / "run.toml").write_text(
+        '[equation]\nname = "python:my_pde.py:heat"\ndim = 3\nparameters = { scale = 2.0 }\n'
+        '[surrogate]\nkind = "python:surrogate.py:surrogate"\n'
+        "[evaluation]\npoints = 12\nchunks = 2\n"
+        '[methods.surrogate]\nkind = "surrogate"\n'
+        '[methods.fk]\nkind = "scasml"\nestimator = "feynman_kac"\npaths = 200\n'
+        '[methods.scasml]\nkind = "scasml"\nlevels = 2\nbase = 4\n')
+    config = load_config(folder / "run.toml")
+    assert config.equation.name == f"python:{folder / 'my_pde.py'}:heat" and config.equation_label == "heat"
+    pde = config.make_pde()
+    assert pde.name == "my_heat" and pde.dim == 3
+    np.testing.assert_allclose(pde.exact(0.0, jnp.ones(3)), 2.0 * (3 + 3))
+    report = run_experiment(config, tmp_path / "run", progress=False)
+    methods = report.metrics["methods"]
+    assert 0.005 < methods["surrogate"]["relative_l2"] < 0.05
+    for name in ("fk", "scasml"):
+        assert methods[name]["relative_l2"] < 0.5 * methods["surrogate"]["relative_l2"], name
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert text.startswith("# run: heat in 3 dimensions")
+    again = load_config(tmp_path / "run" / "config.toml")  # the run directory's config names the file absolutely
+    assert again.equation.name == config.equation.name
+
+    fixed = {**SMALL, "equation": {"name": f"python:{folder / 'my_pde.py'}:fixed", "dim": 3}}
+    assert config_from_dict(fixed).make_pde().dim == 3
+    bad = [
+        ("fixed", {"dim": 4}, r"^equation\.dim: 4, but the PDE .* has dim=3"),
+        ("fixed", {"parameters": {"scale": 1.0}}, r"^equation\.parameters: 'fixed' is a PDE object"),
+        ("no_exact", {}, r"^equation\.name: .* has no exact solution"),
+        ("not_a_pde", {}, r"^equation\.name: .*'not_a_pde' is a int, not a PDE"),
+        ("broken", {}, r"^equation\.name: .*broken\(dim=3, \*\*equation\.parameters\) raised RuntimeError"),
+        ("nothing", {}, r"^equation\.name: .*has no attribute 'nothing'"),
+    ]
+    for attribute, extra, message in bad:
+        table = {"name": f"python:{folder / 'my_pde.py'}:{attribute}", "dim": 3, **extra}
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({**SMALL, "equation": table})
+    with pytest.raises(ConfigError, match=r"^equation\.name: .*no such file"):
+        config_from_dict({**SMALL, "equation": {"name": "python:missing.py:heat", "dim": 3}})
+    with pytest.raises(ConfigError, match=r"^equation\.name: unknown equation 'vbb'.*python:path/to/file\.py:pde"):
+        config_from_dict({**SMALL, "equation": {"name": "vbb", "dim": 3}})
 
 
 def test_user_function_signature_rule():

@@ -19,11 +19,13 @@ from pathlib import Path
 import jax
 
 from .. import equations
+from .._checks import MAX_EVALUATIONS_PER_POINT
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
     ESTIMATORS,
     IDENTIFIER,
     METHOD_KINDS,
+    PYTHON_PREFIX,
     SECTIONS,
     SURROGATE_KEYS,
     TRAINING_KEYS,
@@ -43,7 +45,6 @@ from ._schema import (
 )
 
 TOP_LEVEL = ("experiment", "equation", "surrogate", "training", "evaluation", "methods", "sweep")
-from .._checks import MAX_EVALUATIONS_PER_POINT  # noqa: E402 - the single home of the limit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +128,21 @@ class ExperimentConfig:
         """'pinn', 'gp' or 'python' (a user function named by surrogate.kind = 'python:…')."""
         return surrogate_family(self.surrogate.kind)
 
+    @property
+    def user_equation(self) -> bool:
+        """True when equation.name names a user's PDE ('python:…')."""
+        return self.equation.name.startswith(PYTHON_PREFIX)
+
+    @property
+    def equation_label(self) -> str:
+        """The equation as titles show it: 'VB' for a built-in one, the object's name for a user's PDE."""
+        return self.equation.name.rpartition(":")[2] if self.user_equation else self.equation.name.upper()
+
     def make_pde(self):
+        if self.user_equation:
+            from ._user import load_user_pde
+
+            return load_user_pde(self.equation.name, self.equation.dim, self.equation.parameters)
         return equations.get(self.equation.name, dim=self.equation.dim, **self.equation.parameters)
 
     def to_dict(self) -> dict:
@@ -188,6 +203,11 @@ def _surrogate_kind(raw: dict):
     return table.get("kind") if isinstance(table, dict) else None
 
 
+def _equation_name(raw: dict):
+    table = raw.get("equation")
+    return table.get("name") if isinstance(table, dict) else None
+
+
 def load_config(path, overrides=()) -> ExperimentConfig:
     """Read, override and validate a TOML experiment config (``ConfigError`` on any problem).
 
@@ -204,16 +224,17 @@ def load_config(path, overrides=()) -> ExperimentConfig:
     default_name = path.stem if IDENTIFIER.match(path.stem) else "experiment"
     patched = apply_overrides(raw, overrides)
     base_dir = path.parent if _surrogate_kind(patched) == _surrogate_kind(raw) else None
-    return config_from_dict(patched, default_name=default_name, base_dir=base_dir)
+    equation_dir = path.parent if _equation_name(patched) == _equation_name(raw) else None
+    return config_from_dict(patched, default_name=default_name, base_dir=base_dir, equation_dir=equation_dir)
 
 
 def config_from_dict(raw: dict, default_name: str = "experiment", check_files: bool = True,
-                     base_dir=None) -> ExperimentConfig:
+                     base_dir=None, equation_dir=None) -> ExperimentConfig:
     """Validate a raw (parsed TOML) configuration.
 
     ``check_files``: also check surrogate.checkpoint and import a ``python:`` surrogate's module (without calling
     it). ``base_dir``: the folder that a relative ``.py`` path in ``surrogate.kind`` is relative to (default: the
-    current directory); the validated config holds the absolute path.
+    current directory); ``equation_dir`` the same for ``equation.name``; the validated config holds absolute paths.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a table, got {type(raw).__name__}")
@@ -245,6 +266,14 @@ def config_from_dict(raw: dict, default_name: str = "experiment", check_files: b
 
         resolved = resolve_kind(sections["surrogate"].kind, base_dir)
         sections["surrogate"] = dataclasses.replace(sections["surrogate"], kind=resolved)
+    if sections["equation"].name.startswith(PYTHON_PREFIX):
+        from ._user import EQUATION_KEY, resolve_kind
+
+        try:
+            resolved = resolve_kind(sections["equation"].name, equation_dir)
+        except ValueError as err:
+            raise ConfigError(f"{EQUATION_KEY}: {err}; got {sections['equation'].name!r}") from None
+        sections["equation"] = dataclasses.replace(sections["equation"], name=resolved)
     methods = _build_methods(raw["methods"])
     config = ExperimentConfig(methods=methods, **sections)
     _cross_check(config, check_files)
@@ -271,8 +300,15 @@ def _build_methods(raw) -> tuple[Method, ...]:
 
 def _check_equation(config: ExperimentConfig):
     eq = config.equation
+    if config.user_equation:
+        pde = config.make_pde()  # imports the user's file or module and builds the PDE (ConfigError if it fails)
+        if not pde.has_exact:
+            raise ConfigError(f"equation.name: the PDE {eq.name!r} has no exact solution (build it with exact=...): "
+                              "a run reports errors against it")
+        return pde
     if eq.name.lower() not in equations.available():
-        raise ConfigError(f"equation.name: unknown equation {eq.name!r}; available: {', '.join(equations.available())}")
+        raise ConfigError(f"equation.name: unknown equation {eq.name!r}; available: "
+                          f"{', '.join(equations.available())}; or your own PDE as 'python:path/to/file.py:pde'")
     try:  # abstract evaluation builds the equation's structure without running (or compiling) any array code
         pde = jax.eval_shape(config.make_pde)
     except (TypeError, ValueError):

@@ -61,7 +61,7 @@ def _plain_log_ticks(axis, values) -> None:
 
 
 def _title(config, pde) -> str:
-    return f"{config.equation.name.upper()}, d = {pde.dim}"
+    return f"{config.equation_label}, d = {pde.dim}"
 
 
 def _abs_errors(results, name):

@@ -115,7 +115,7 @@ def markdown_table(header, rows) -> str:
 
 
 def summary_line(config: ExperimentConfig, metrics: dict, timings: dict) -> str:
-    parts = [f"{config.name} ({config.equation.name.upper()}, d={config.equation.dim})"]
+    parts = [f"{config.name} ({config.equation_label}, d={config.equation.dim})"]
     headline = [c for c in metrics["comparisons"] if metrics["methods"][c["method"]]["kind"] == "scasml"
                 and metrics["methods"][c["baseline"]]["kind"] == "surrogate"]
     if headline:
@@ -310,7 +310,7 @@ def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict,
     header, rows = table_rows(config, metrics, timings)
     surrogate = _surrogate_line(config)
     lines = [
-        f"# {config.name}: {config.equation.name.upper()} in {pde.dim} dimensions",
+        f"# {config.name}: {config.equation_label} in {pde.dim} dimensions",
         "",
         *([config.experiment.description, ""] if config.experiment.description else []),
         "- equation: " + ", ".join(f"{k} = {v}" for k, v in metrics["equation"].items()),

@@ -103,7 +103,9 @@ class ExperimentSection:
 
 @dataclasses.dataclass(frozen=True)
 class EquationSection:
-    name: str = spec(doc="a name from scasml.equations.available()")
+    name: str = spec(doc="a name from scasml.equations.available(), or your own PDE as 'python:module:name' / "
+                     "'python:path/to/file.py:name' (a PDE object, or a factory f(dim, **parameters) returning one; "
+                     "it needs exact=...; a relative path is relative to the config file)")
     dim: int = spec(check=at_least(1), doc="spatial dimension d")
     parameters: dict = spec(factory=dict, doc="extra keyword arguments of the equation (e.g. seed for lqg)")
 

@@ -1,9 +1,14 @@
-"""User surrogates named in a config: ``surrogate.kind = "python:module:function"`` (or ``"python:file.py:function"``).
+"""User code named in a config: a surrogate (``surrogate.kind = "python:module:function"`` or
+``"python:file.py:function"``) or a PDE (``equation.name``, written the same way).
 
 The named object is either a factory ``function(pde)`` returning û (called once), or û itself, ``u(t, x)``: a
 callable whose signature takes one argument is a factory, one taking two is used as it is. The result is wrapped by
 ``scasml.surrogates.as_surrogate`` and checked by ``check_surrogate`` (JAX-traceable, scalar, twice differentiable,
 finite at a few domain points). Every problem is a ``ConfigError`` for ``surrogate.kind``.
+
+A PDE is named the same way: either an ``AbstractSemilinearPDE`` itself (``equation.dim`` must match, and
+``equation.parameters`` must be empty) or a factory called as ``f(dim=equation.dim, **equation.parameters)``
+returning one. Every problem is a ``ConfigError`` for ``equation.name``.
 
 A dotted module is imported with ``importlib.import_module`` (the current directory is tried after ``sys.path``);
 a ``.py`` file (its path made absolute when the config is loaded) is executed with
@@ -26,11 +31,12 @@ from pathlib import Path
 from ._schema import ConfigError, parse_python_kind
 
 KEY = "surrogate.kind"
+EQUATION_KEY = "equation.name"
 _FILE_MODULES: dict[tuple[str, int, int], object] = {}
 
 
-def _bad(kind: str, message: str) -> ConfigError:
-    return ConfigError(f"{KEY}: {kind!r}: {message}")
+def _bad(kind: str, message: str, key: str = KEY) -> ConfigError:
+    return ConfigError(f"{key}: {kind!r}: {message}")
 
 
 def resolve_kind(kind: str, base_dir=None) -> str:
@@ -57,10 +63,10 @@ def _importable(folder: str):
             sys.path.remove(folder)
 
 
-def _load_file(kind: str, target: str):
+def _load_file(kind: str, target: str, key: str = KEY):
     path = Path(target)
     if not path.is_file():
-        raise _bad(kind, f"no such file {str(path)!r}")
+        raise _bad(kind, f"no such file {str(path)!r}", key)
     stat = path.stat()
     cache_key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if cache_key in _FILE_MODULES:
@@ -68,7 +74,7 @@ def _load_file(kind: str, target: str):
     name = "_scasml_user_" + hashlib.sha256(cache_key[0].encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - a .py path always gets a source loader
-        raise _bad(kind, f"cannot load {str(path)!r} as a Python module")
+        raise _bad(kind, f"cannot load {str(path)!r} as a Python module", key)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -76,12 +82,12 @@ def _load_file(kind: str, target: str):
             spec.loader.exec_module(module)
     except Exception as err:
         sys.modules.pop(name, None)
-        raise _bad(kind, f"executing {str(path)!r} failed: {type(err).__name__}: {err}") from err
+        raise _bad(kind, f"executing {str(path)!r} failed: {type(err).__name__}: {err}", key) from err
     _FILE_MODULES[cache_key] = module
     return module
 
 
-def _import_module(kind: str, target: str):
+def _import_module(kind: str, target: str, key: str = KEY):
     def missing(err):
         return isinstance(err, ModuleNotFoundError) and err.name is not None and (
             target == err.name or target.startswith(err.name + "."))
@@ -90,28 +96,28 @@ def _import_module(kind: str, target: str):
         return importlib.import_module(target)
     except ModuleNotFoundError as err:
         if not missing(err):
-            raise _bad(kind, f"importing module {target!r} failed: {err}") from err
+            raise _bad(kind, f"importing module {target!r} failed: {err}", key) from err
     except Exception as err:
-        raise _bad(kind, f"importing module {target!r} failed: {type(err).__name__}: {err}") from err
+        raise _bad(kind, f"importing module {target!r} failed: {type(err).__name__}: {err}", key) from err
     try:  # the `scasml` script does not put the current directory on sys.path: try it last
         with _importable(os.getcwd()):
             return importlib.import_module(target)
     except ModuleNotFoundError as err:
         if missing(err):
             raise _bad(kind, f"no module named {err.name!r} (not on sys.path nor in the current directory; "
-                       "for a file write 'python:path/to/file.py:function')") from None
-        raise _bad(kind, f"importing module {target!r} failed: {err}") from err
+                       "for a file write 'python:path/to/file.py:name')", key) from None
+        raise _bad(kind, f"importing module {target!r} failed: {err}", key) from err
     except Exception as err:
-        raise _bad(kind, f"importing module {target!r} failed: {type(err).__name__}: {err}") from err
+        raise _bad(kind, f"importing module {target!r} failed: {type(err).__name__}: {err}", key) from err
 
 
-def resolve_object(kind: str):
-    """Import the module (or file) of ``kind`` and return the named object; ``ConfigError`` if missing."""
+def _named_object(kind: str, key: str):
+    """Import the module (or file) of ``kind`` and return the named object; ``ConfigError`` for ``key`` if missing."""
     try:
         target, attribute, is_file = parse_python_kind(kind)
     except ValueError as err:
-        raise ConfigError(f"{KEY}: {err}; got {kind!r}") from None
-    module = _load_file(kind, target) if is_file else _import_module(kind, target)
+        raise ConfigError(f"{key}: {err}; got {kind!r}") from None
+    module = _load_file(kind, target, key) if is_file else _import_module(kind, target, key)
     obj, where = module, (f"file {target!r}" if is_file else f"module {target!r}")
     for i, part in enumerate(attribute.split(".")):
         if not hasattr(obj, part):
@@ -119,8 +125,15 @@ def resolve_object(kind: str):
             close = difflib.get_close_matches(part, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             owner = where if i == 0 else repr(".".join(attribute.split(".")[:i]))
-            raise _bad(kind, f"{owner} has no attribute {part!r}{hint}")
+            raise _bad(kind, f"{owner} has no attribute {part!r}{hint}", key)
         obj = getattr(obj, part)
+    return obj
+
+
+def resolve_object(kind: str):
+    """The user surrogate's function or factory named by ``kind``; ``ConfigError`` if missing or not callable."""
+    obj = _named_object(kind, KEY)
+    attribute = kind.rpartition(":")[2]
     if not callable(obj):
         raise _bad(kind, f"{attribute!r} is a {type(obj).__name__}, not a function u(t, x) or a factory f(pde)")
     return obj
@@ -164,6 +177,34 @@ def load_user_surrogate(kind: str, pde, key=None):
         return check_surrogate(obj, pde, jax.random.key(0) if key is None else key)
     except SurrogateError as err:
         raise _bad(kind, f"{name} is not a usable surrogate: {err}") from None
+
+
+def load_user_pde(kind: str, dim: int, parameters: dict | None = None):
+    """The PDE named by ``equation.name = kind``: an ``AbstractSemilinearPDE``, or a factory called as
+    ``f(dim=dim, **parameters)`` returning one (``ConfigError`` for ``equation.name`` on any problem)."""
+    from .._pde import AbstractSemilinearPDE
+
+    obj = _named_object(kind, EQUATION_KEY)
+    name = kind.rpartition(":")[2]
+    parameters = dict(parameters or {})
+    if not isinstance(obj, AbstractSemilinearPDE):
+        if not callable(obj):
+            raise _bad(kind, f"{name!r} is a {type(obj).__name__}, not a PDE (scasml.SemilinearPDE or another "
+                       "AbstractSemilinearPDE) nor a factory f(dim, **parameters) returning one", EQUATION_KEY)
+        try:
+            obj = obj(dim=dim, **parameters)
+        except Exception as err:
+            raise _bad(kind, f"{name}(dim={dim}, **equation.parameters) raised {type(err).__name__}: {err}",
+                       EQUATION_KEY) from err
+        if not isinstance(obj, AbstractSemilinearPDE):
+            raise _bad(kind, f"{name}(dim={dim}, ...) returned a {type(obj).__name__}, not a PDE "
+                       "(scasml.SemilinearPDE or another AbstractSemilinearPDE)", EQUATION_KEY)
+    elif parameters:
+        raise ConfigError(f"equation.parameters: {name!r} is a PDE object, not a factory: it takes no parameters "
+                          f"(got {', '.join(sorted(parameters))})")
+    if obj.dim != dim:
+        raise ConfigError(f"equation.dim: {dim}, but the PDE {kind!r} has dim={obj.dim}")
+    return obj
 
 
 def _sha256(path) -> str | None:
