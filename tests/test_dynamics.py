@@ -170,7 +170,8 @@ def test_euler_scheme_on_gbm_converges_with_weak_order_one():
     exact = D * np.exp((2 * mu + vol**2) * T)
     errors, stderrs = [], []
     for steps in (4, 8, 16, 32):
-        ito = scasml.ItoDiffusion(D, drift=gbm.drift, diffusion=gbm.diffusion, steps=steps)
+        ito = scasml.ItoDiffusion(D, drift=lambda t, x: gbm.drift(t, x), diffusion=lambda t, x: gbm.diffusion(t, x),
+                                  steps=steps)
         pde = _square_norm_pde(ito, None)
         est = scasml.solve(pde, jnp.zeros(50), x0, scasml.FeynmanKac(paths=4000), key=jax.random.key(steps))
         errors.append(abs(float(jnp.mean(est.u)) - exact))
