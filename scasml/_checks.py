@@ -18,6 +18,12 @@ def is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def as_count(value):
+    """A NumPy integer as the Python int of the same value (so that ``is_count`` accepts ``np.int64(2)``); anything
+    else unchanged, for ``is_count`` to judge. Used as the converter of static sizes."""
+    return int(value) if is_integer(value) else value
+
+
 def is_real(value) -> bool:
     """A Python or NumPy real number (not a bool); may be inf or NaN."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._checks import is_count
+from ._checks import as_count, is_count
 from ._dynamics import apply_sigma_transpose
 
 Scalar = Float[Array, ""]
@@ -92,7 +92,7 @@ class HutchinsonTrace(AbstractTraceEstimator):
     Because the residual enters the calibrated estimate linearly, the calibration stays unbiased.
     """
 
-    probes: int = eqx.field(static=True, default=4)
+    probes: int = eqx.field(static=True, default=4, converter=as_count)
 
     def __check_init__(self):
         if not is_count(self.probes):

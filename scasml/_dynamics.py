@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import is_count
+from ._checks import as_count, is_count
 
 Scalar = Float[Array, ""]
 Vector = Float[Array, " d"]
@@ -245,6 +245,7 @@ class ConstantCoefficients(AbstractDynamics):
     sigma: Array
 
     def __init__(self, dim: int, drift: Any = 0.0, diffusion: Any = 1.0, dtype=None):
+        dim = as_count(dim)
         if not is_count(dim):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = dim
@@ -291,6 +292,7 @@ class GeometricBrownianMotion(AbstractDynamics):
     cholesky: Array | None
 
     def __init__(self, dim: int, drift: Any = 0.0, volatility: Any = 1.0, correlation: Any = None, dtype=None):
+        dim = as_count(dim)
         if not is_count(dim):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = dim
@@ -360,6 +362,7 @@ class OrnsteinUhlenbeck(AbstractDynamics):
     MAX_CONDITION = 1e6  # of the eigenvector matrix V: beyond it e^{Bτ} and Σ_τ lose too many digits
 
     def __init__(self, dim: int, offset: Any = 0.0, matrix: Any = -1.0, diffusion: Any = 1.0, dtype=None):
+        dim = as_count(dim)
         if not is_count(dim):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
         self.dim = dim
@@ -476,8 +479,10 @@ class ItoDiffusion(AbstractDynamics):
 
     def __init__(self, dim: int, drift: Callable, diffusion: Callable, steps: int = 16, dtype=None,
                  name: str = "ito"):
+        dim = as_count(dim)
         if not is_count(dim):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        steps = as_count(steps)
         if not is_count(steps):
             raise ValueError(f"ItoDiffusion steps must be a positive integer, got {steps!r}")
         for label, fn in (("drift", drift), ("diffusion", diffusion)):

@@ -463,3 +463,16 @@ def test_bad_api_arguments_are_refused_before_any_work(change, error, message):
     args = {"t": T, "x": X, "estimator": SMALL, "key": KEY, **change}
     with pytest.raises(error, match=message):
         scasml.solve(PDE, args.pop("t"), args.pop("x"), args.pop("estimator"), **args)
+
+
+def test_numpy_integers_are_sizes_and_everything_else_is_refused_consistently():
+    """np.int64(1) is a positive integer (it was refused with 'must be a positive integer, got np.int64(1)'); it is
+    stored as a Python int, so the estimator hashes and compares like one built from ints."""
+    mlp = scasml.MultilevelPicard(levels=np.int64(1), base=np.int32(4))
+    assert mlp == scasml.MultilevelPicard(levels=1, base=4) and type(mlp.levels) is int
+    assert scasml.FeynmanKac(paths=np.int64(8), time_samples=np.int16(2)).paths == 8
+    assert scasml.HutchinsonTrace(np.int64(3)).probes == 3
+    assert scasml.GeometricBrownianMotion(np.int64(4)).dim == 4
+    for bad in (np.float64(2.0), True, np.int64(0), -1):
+        with pytest.raises(ValueError, match=r"levels must be a positive integer, got "):
+            scasml.MultilevelPicard(levels=bad, base=4)

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._checks import is_count
+from .._checks import as_count, is_count
 from ._base import (
     AbstractEstimator,
     Component,
@@ -30,8 +30,8 @@ class FeynmanKac(AbstractEstimator):
     Cost: ``paths`` terminal and ``paths·time_samples`` source evaluations. Error ∝ paths^(−1/2).
     """
 
-    paths: int = eqx.field(static=True, default=1000)
-    time_samples: int = eqx.field(static=True, default=1)
+    paths: int = eqx.field(static=True, default=1000, converter=as_count)
+    time_samples: int = eqx.field(static=True, default=1, converter=as_count)
     time_rule: str = eqx.field(static=True, default="random")
 
     def __check_init__(self):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import is_count
+from .._checks import as_count, is_count
 from ._base import (
     AbstractEstimator,
     Component,
@@ -55,8 +55,8 @@ class MultilevelPicard(AbstractEstimator):
     The error decreases like M^(−n/2) up to logarithmic factors (full history).
     """
 
-    levels: int = eqx.field(static=True, default=2)
-    base: int = eqx.field(static=True, default=10)
+    levels: int = eqx.field(static=True, default=2, converter=as_count)
+    base: int = eqx.field(static=True, default=10, converter=as_count)
     variant: str = eqx.field(static=True, default="full_history")
     clip: float | None = eqx.field(static=True, default=None)
     debias: bool = eqx.field(static=True, default=True)
