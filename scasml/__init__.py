@@ -16,6 +16,7 @@ from ._derivatives import value_and_gradient as value_and_gradient
 from ._domain import AbstractDomain as AbstractDomain
 from ._domain import Ball as Ball
 from ._domain import Box as Box
+from ._domain import ScaledBox as ScaledBox
 from ._dynamics import AbstractDynamics as AbstractDynamics
 from ._dynamics import ConstantCoefficients as ConstantCoefficients
 from ._dynamics import GeometricBrownianMotion as GeometricBrownianMotion

@@ -59,3 +59,28 @@ class Ball(AbstractDomain):
 
     def describe(self):
         return {"kind": "ball", "radius": self.radius}
+
+
+class ScaledBox(AbstractDomain):
+    """Points c ⊙ u with u uniform on [low, high]^d around a centre c (d,): a box that scales with each
+    coordinate, for equations whose state is a price or a level near a reference point (e.g. x₀ in pricing)."""
+
+    center: tuple[float, ...] = eqx.field(static=True)
+    low: float = eqx.field(static=True, default=0.5)
+    high: float = eqx.field(static=True, default=1.5)
+
+    def __check_init__(self):
+        if not self.low < self.high:
+            raise ValueError(f"ScaledBox needs low < high, got [{self.low}, {self.high}]")
+        if not self.center:
+            raise ValueError("ScaledBox needs a non-empty centre")
+
+    def sample(self, key, n, dim, dtype=None):
+        if dim != len(self.center):
+            raise ValueError(f"ScaledBox has a centre of {len(self.center)} coordinates, asked for points in {dim} d")
+        dtype = dtype or jnp.result_type(float)
+        scale = jax.random.uniform(key, (n, dim), dtype=dtype, minval=self.low, maxval=self.high)
+        return jnp.asarray(self.center, dtype)[None] * scale
+
+    def describe(self):
+        return {"kind": "scaled_box", "center": list(self.center), "low": self.low, "high": self.high}

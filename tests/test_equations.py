@@ -6,11 +6,11 @@ import pytest
 import scasml
 from scasml import equations
 
-EXACT = ["heat", "lcd", "vb", "dr"]
+EXACT = ["heat", "lcd", "vb", "dr", "bsb", "lqou"]
 
 
 def test_listing_and_errors():
-    assert set(equations.available()) == {"heat", "lcd", "vb", "lqg", "hjb", "dr"}
+    assert set(equations.available()) == {"heat", "lcd", "vb", "lqg", "hjb", "dr", "bsb", "lqou"}
     with pytest.raises(ValueError, match="unknown equation 'nope'"):
         equations.get("nope", dim=3)
     pde = equations.get("lqg", dim=7, seed=3)
@@ -27,6 +27,42 @@ def test_exact_solution_has_zero_residual(name, dim, x64):
     assert float(jnp.max(jnp.abs(res))) <= 1e-8
     mismatch = jax.vmap(lambda xi: pde.exact(pde.horizon, xi) - pde.terminal(xi))(x)
     assert float(jnp.max(jnp.abs(mismatch))) <= 1e-12
+
+
+def test_state_dependent_equations_match_their_docstrings():
+    """BSB: Raissi's parameters (T = 1, r = 0.05, σ = 0.4, GBM without drift, points around x₀ = (1, 0.5, …));
+    LQ-OU: T = 1, b = −0.5, s = 0.5, q = G = λ = 1, f = ½q‖x‖² − (λ/2)‖z‖²; both round-trip through parameters."""
+    bsb = equations.get("bsb", dim=4)
+    assert (bsb.horizon, bsb.rate, bsb.volatility) == (1.0, 0.05, 0.4)
+    assert isinstance(bsb.dynamics, scasml.GeometricBrownianMotion) and bsb.domain.center == (1.0, 0.5, 1.0, 0.5)
+    x = jnp.array([1.0, 0.5, 2.0, 0.25])
+    np.testing.assert_allclose(bsb.dynamics.drift(0.0, x), 0.0)
+    np.testing.assert_allclose(bsb.dynamics.diffusion(0.0, x), 0.4 * x, rtol=1e-6)
+    np.testing.assert_allclose(bsb.exact(0.0, x), np.exp(0.21) * float(x @ x), rtol=1e-6)
+    lq = equations.get("lqou", dim=3)
+    assert (lq.horizon, lq.rate, lq.vol, lq.state_cost, lq.terminal_cost, lq.control_weight) == (
+        1.0, -0.5, 0.5, 1.0, 1.0, 1.0)
+    assert isinstance(lq.dynamics, scasml.OrnsteinUhlenbeck) and lq.gradient_quadratic == -0.5
+    np.testing.assert_allclose(lq.dynamics.drift(0.0, jnp.ones(3)), -0.5)
+    z = jnp.array([0.2, -0.4, 1.0])
+    np.testing.assert_allclose(lq.nonlinearity(0.0, jnp.ones(3), 0.0, z), 1.5 - 0.5 * float(z @ z), rtol=1e-6)
+    np.testing.assert_allclose(lq.exact(1.0, jnp.ones(3)), 1.5, rtol=1e-6)  # u(T) = ½G‖x‖²
+    for pde in (bsb, lq):
+        assert equations.from_parameters(pde.parameters()).parameters() == pde.parameters()
+
+
+@pytest.mark.parametrize("name", ["bsb", "lqou"])
+def test_state_dependent_equations_are_solved_within_their_standard_errors(name):
+    """Multilevel Picard against the exact u and z = σ(x)ᵀ∇u in d = 10 (fixed keys, tolerances from the reported
+    standard errors)."""
+    from conftest import assert_within_stderr
+
+    pde = equations.get(name, dim=10)
+    t, x = pde.sample_domain(jax.random.key(0), 150)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(levels=2, base=10), key=jax.random.key(1))
+    grad = jax.vmap(jax.grad(pde.exact, argnums=1))(t, x)
+    assert_within_stderr(est.u, jax.vmap(pde.exact)(t, x), est.stderr)
+    assert_within_stderr(est.z, jax.vmap(pde.dynamics.sigma_transpose)(t, x, grad), est.z_stderr)
 
 
 def test_nonzero_residual_is_detected(x64):

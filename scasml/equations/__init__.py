@@ -1,13 +1,14 @@
 """The benchmark equation library (SCIENCE.md §4) and the heat/HJB sanity anchors.
 
     scasml.equations.get("vb", dim=20)   ->  ViscousBurgers(dim=20)
-    scasml.equations.available()         ->  ("dr", "heat", "hjb", "lcd", "lqg", "vb")
+    scasml.equations.available()         ->  ("bsb", "dr", "heat", "hjb", "lcd", "lqg", "lqou", "vb")
 """
 
 from __future__ import annotations
 
 from .._checks import is_integer
 from .._pde import AbstractSemilinearPDE
+from .bsb import BlackScholesBarenblatt as BlackScholesBarenblatt
 from .dr import DiffusionReaction as DiffusionReaction
 from .heat import Heat as Heat
 from .hjb import AbstractHJB as AbstractHJB
@@ -15,6 +16,7 @@ from .hjb import HJBLog as HJBLog
 from .hjb import LinearQuadraticGaussian as LinearQuadraticGaussian
 from .hjb import cole_hopf_reference as cole_hopf_reference
 from .lcd import LinearConvectionDiffusion as LinearConvectionDiffusion
+from .lq import LinearQuadraticOU as LinearQuadraticOU
 from .vb import ViscousBurgers as ViscousBurgers
 
 _REGISTRY = {
@@ -24,6 +26,8 @@ _REGISTRY = {
     "lqg": LinearQuadraticGaussian,
     "hjb": HJBLog,
     "dr": DiffusionReaction,
+    "bsb": BlackScholesBarenblatt,
+    "lqou": LinearQuadraticOU,
 }
 
 
