@@ -256,11 +256,11 @@ def cmd_calibrate(args) -> int:
     import numpy as np
 
     from ._calibrate import calibrate
+    from ._progress import ProgressBar
     from ._shrinkage import shrunk_prediction
     from .estimators import FeynmanKac, MultilevelPicard
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
-    from .experiments._progress import ProgressBar
 
     _check_points_file(args.points, "--points")
     pde, surrogate = _calibration_surrogate(args)

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from scasml.experiments._progress import ProgressBar
+from scasml._progress import ProgressBar
 
 
 class Clock:
@@ -102,3 +102,16 @@ def test_disabled_bar_writes_nothing():
     bar.update(1)
     bar.close()
     assert out.getvalue() == ""
+
+
+def test_training_progress_in_a_log_is_plain_lines(capsys):
+    """scasml.train reports through the same ProgressBar: no carriage returns when stderr is not a terminal."""
+    import jax
+
+    import scasml
+
+    pde = scasml.equations.get("vb", dim=3)
+    pinn = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1)
+    scasml.train(pinn, pde, jax.random.key(1), steps=20, collocation=8, terminal_points=8, log_every=5)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines()[-1].startswith("[train] 20/20 (100 %)") and "loss" in err

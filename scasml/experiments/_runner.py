@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import surrogates
 from .._io import atomic_write_bytes, atomic_write_text
+from .._progress import ProgressBar
 from .._shrinkage import shrunk_prediction
 from ..surrogates._checkpoint import read_bytes as read_checkpoint_bytes
 from ._compute import (
@@ -33,7 +34,6 @@ from ._compute import (
 )
 from ._config import ExperimentConfig, Method
 from ._metrics import MethodResult, Results, SweepResult
-from ._progress import ProgressBar
 from ._rundir import RunDirectory, RunDirectoryError
 from ._schema import MethodSection
 

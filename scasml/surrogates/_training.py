@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 
 import equinox as eqx
@@ -17,6 +16,7 @@ from jaxtyping import PRNGKeyArray
 from .._checks import check_key, is_integer, is_real
 from .._derivatives import AbstractTraceEstimator, ExactTrace, residual
 from .._pde import AbstractSemilinearPDE
+from .._progress import ProgressBar
 from ._base import AbstractSurrogate
 
 
@@ -168,27 +168,20 @@ def train(
     params, static = eqx.partition(surrogate, eqx.is_inexact_array)
     opt_state = _optimiser(hyper).init(params)
     rows, start_time, done = [], time.perf_counter(), 0
-    while done < steps:
-        n = min(log_every, steps - done)
-        params, opt_state, last = _train_block(params, static, opt_state, key, jnp.asarray(done), pde, trace, hyper, n)
-        done += n
-        loss, res_loss, term_loss = (float(v) for v in last)
-        rows.append((done, loss, res_loss, term_loss))
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training diverged: the loss is {loss} after {done} steps (residual part {res_loss}, terminal part "
-                f"{term_loss}); lower the learning rate (now {learning_rate}) or check the equation"
-            )
-        if progress:
-            elapsed = time.perf_counter() - start_time
-            eta = elapsed / done * (steps - done)
-            bar = "#" * int(30 * done / steps)
-            print(
-                f"\r[train] {bar:<30} {done}/{steps}  loss {loss:.3e}  {elapsed:6.1f}s  eta {eta:5.1f}s",
-                end="" if done < steps else "\n",
-                file=sys.stderr,
-                flush=True,
-            )
+    with ProgressBar("train", steps, progress) as bar:  # a live bar on a terminal, plain lines in a log
+        while done < steps:
+            n = min(log_every, steps - done)
+            params, opt_state, last = _train_block(params, static, opt_state, key, jnp.asarray(done), pde, trace,
+                                                   hyper, n)
+            done += n
+            loss, res_loss, term_loss = (float(v) for v in last)
+            rows.append((done, loss, res_loss, term_loss))
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training diverged: the loss is {loss} after {done} steps (residual part {res_loss}, terminal "
+                    f"part {term_loss}); lower the learning rate (now {learning_rate}) or check the equation"
+                )
+            bar.update(done, note=f"loss {loss:.3e}")
     arr = np.asarray(rows, dtype=np.float64)
     log = TrainingLog(arr[:, 0].astype(int), arr[:, 1], arr[:, 2], arr[:, 3], time.perf_counter() - start_time)
     return eqx.combine(params, static), log
