@@ -2,7 +2,8 @@
 
     python experiments/train_pretrained.py              # all recipes
     python experiments/train_pretrained.py vb_20 lcd_10 # some
-    python experiments/train_pretrained.py --from-run runs/t1/lqg-100d lqg_100   # ship a run's checkpoint
+    python experiments/train_pretrained.py --from-run runs/t1/lqg-100d lqg_100 "an NVIDIA H100"  # ship a run's
+    python experiments/train_pretrained.py --from-run runs/bsb-100d bsb_100                      # checkpoint
 
 ``--from-run`` ships the surrogate a `scasml run` trained (e.g. a Table-1 row on a GPU), with that run's
 config.toml in the header; its error is measured here (the recorded number that tests reproduce).
@@ -55,7 +56,7 @@ def save(name, pde, pinn, summary, config, trace, seconds) -> None:
     print(f"{name}: relative L2 {error:.3e} ({kind}), {seconds:.0f} s", flush=True)
 
 
-def from_run(run_dir: str, name: str) -> None:
+def from_run(run_dir: str, name: str, machine: str = "the 2-core CPU") -> None:
     """Ship ``run_dir/checkpoint.scasml`` (trained by `scasml run`) as ``name``, recording the run's config."""
     run = Path(run_dir)
     header = scasml.surrogates.read_header(run / "checkpoint.scasml")
@@ -67,8 +68,9 @@ def from_run(run_dir: str, name: str) -> None:
     error, kind = recorded_error(surrogate, pde, TEST_POINTS)
     training = {
         **header["training"], "test_points": TEST_POINTS, "test_seed": 1, "relative_l2": error, "reference": kind,
-        "error_seconds": round(time.perf_counter() - start, 1), "machine": "trained on an NVIDIA H100; error measured "
-        "on the 2-core CPU", "script": "scasml run (see config), then experiments/train_pretrained.py --from-run",
+        "error_seconds": round(time.perf_counter() - start, 1),
+        "machine": f"trained on {machine}; error measured on the 2-core CPU",
+        "script": "scasml run (see config), then experiments/train_pretrained.py --from-run",
         "config": (run / "config.toml").read_text(),
     }
     scasml.save_surrogate(PRETRAINED_DIR / f"{name}.scasml", surrogate, pde, training)
@@ -77,7 +79,7 @@ def from_run(run_dir: str, name: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--from-run"]:
-        from_run(sys.argv[2], sys.argv[3])
+        from_run(*sys.argv[2:5])
     else:
         for name in sys.argv[1:] or list(RECIPES):
             train_one(name)

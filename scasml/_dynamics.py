@@ -45,6 +45,14 @@ def _float_array(value: Any, label: str, dtype=None) -> Array:
     return arr
 
 
+def _check_dim(dim) -> int:
+    """``dim`` as a Python int (NumPy integers accepted); ValueError unless it is a positive integer."""
+    dim = as_count(dim)
+    if not is_count(dim):
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    return dim
+
+
 def _check_finite(label: str, value: Array) -> None:
     if not isinstance(value, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(value))):  # no XLA op
         raise ValueError(f"{label} must be finite, got {value}")
@@ -245,10 +253,7 @@ class ConstantCoefficients(AbstractDynamics):
     sigma: Array
 
     def __init__(self, dim: int, drift: Any = 0.0, diffusion: Any = 1.0, dtype=None):
-        dim = as_count(dim)
-        if not is_count(dim):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = dim
+        self.dim = dim = _check_dim(dim)
         self.mu = _vector(drift, "drift μ", dim, dtype)
         self.sigma = _float_array(diffusion, "diffusion σ", self.mu.dtype)
         _check_compact("diffusion σ", self.sigma, dim)
@@ -292,10 +297,7 @@ class GeometricBrownianMotion(AbstractDynamics):
     cholesky: Array | None
 
     def __init__(self, dim: int, drift: Any = 0.0, volatility: Any = 1.0, correlation: Any = None, dtype=None):
-        dim = as_count(dim)
-        if not is_count(dim):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = dim
+        self.dim = dim = _check_dim(dim)
         self.mu = _vector(drift, "GBM drift μ", dim, dtype)
         self.volatility = _vector(volatility, "GBM volatility σ", dim, self.mu.dtype)
         if correlation is None:
@@ -362,10 +364,7 @@ class OrnsteinUhlenbeck(AbstractDynamics):
     MAX_CONDITION = 1e6  # of the eigenvector matrix V: beyond it e^{Bτ} and Σ_τ lose too many digits
 
     def __init__(self, dim: int, offset: Any = 0.0, matrix: Any = -1.0, diffusion: Any = 1.0, dtype=None):
-        dim = as_count(dim)
-        if not is_count(dim):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        self.dim = dim
+        self.dim = dim = _check_dim(dim)
         self.offset = _vector(offset, "OU offset a", dim, dtype)
         self.matrix = _float_array(matrix, "OU matrix B", self.offset.dtype)
         self.sigma = _float_array(diffusion, "OU diffusion σ", self.offset.dtype)
@@ -479,9 +478,7 @@ class ItoDiffusion(AbstractDynamics):
 
     def __init__(self, dim: int, drift: Callable, diffusion: Callable, steps: int = 16, dtype=None,
                  name: str = "ito"):
-        dim = as_count(dim)
-        if not is_count(dim):
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        dim = _check_dim(dim)
         steps = as_count(steps)
         if not is_count(steps):
             raise ValueError(f"ItoDiffusion steps must be a positive integer, got {steps!r}")

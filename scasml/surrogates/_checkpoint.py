@@ -34,12 +34,17 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be used (corrupt, truncated, newer format, or made for another PDE)."""
 
 
+def built_in_terminal(arch: dict, pde, kind: str):
+    """g of ``pde`` when ``arch`` has the terminal transform built in (None otherwise); the PDE is then required."""
+    if not arch.get("terminal_transform"):
+        return None
+    if pde is None:
+        raise CheckpointError(f"this {kind} has the terminal transform built in: pass the PDE to load it (pde=...)")
+    return pde.terminal
+
+
 def _build_pinn(arch: dict, pde, dtype) -> PINN:
-    terminal = None
-    if arch.get("terminal_transform"):
-        if pde is None:
-            raise CheckpointError("this PINN has the terminal transform built in: pass the PDE to load it (pde=...)")
-        terminal = pde.terminal
+    terminal = built_in_terminal(arch, pde, "PINN")
     return PINN(
         arch["dim"], arch["horizon"], jax.random.PRNGKey(0), width=arch["width"], depth=arch["depth"],
         activation=arch["activation"], terminal=terminal, dtype=dtype,

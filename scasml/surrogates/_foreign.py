@@ -167,13 +167,9 @@ class MLPSurrogate(AbstractSurrogate):
 
 def _build_mlp(arch: dict, pde, dtype) -> MLPSurrogate:
     """Checkpoint builder: an ``MLPSurrogate`` of ``arch``'s widths (zeros, to be filled by ``load``)."""
-    from ._checkpoint import CheckpointError
+    from ._checkpoint import built_in_terminal
 
-    terminal = None
-    if arch.get("terminal_transform"):
-        if pde is None:
-            raise CheckpointError("this MLP has the terminal transform built in: pass the PDE to load it (pde=...)")
-        terminal = pde.terminal
+    terminal = built_in_terminal(arch, pde, "MLP")
     widths = [int(n) for n in arch["widths"]]
     dtype = dtype if dtype is not None else jnp.result_type(float)
     weights = [jnp.zeros((n_out, n_in), dtype) for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)]
