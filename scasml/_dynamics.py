@@ -30,6 +30,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._checks import as_count, is_count
+from ._linalg import cholesky, cholesky_solve, solve
 
 Scalar = Float[Array, ""]
 Vector = Float[Array, " d"]
@@ -88,60 +89,7 @@ def apply_sigma_transpose(sigma: Array, v: Vector) -> Vector:
 
 def solve_sigma_transpose(sigma: Array, v: Vector) -> Vector:
     """σ⁻ᵀ v = (σᵀ)⁻¹ v (not finite where σ is singular)."""
-    return _solve(sigma.T, v) if sigma.ndim == 2 else v / sigma
-
-
-# ---- small dense factorisations in plain jnp operations ---------------------------------------------------------
-# jaxlib 0.10's CPU runtime can stall for good on LAPACK custom calls (cholesky, LU) inside a large vmapped program
-# (seen: a full Ornstein–Uhlenbeck transition per sample, 150 points × 2000 paths, never returned; the same program
-# with the loops below runs). These run once per sample on (d, d) matrices, as loops of d vector steps.
-def _cholesky(a: Float[Array, "d d"]) -> Float[Array, "d d"]:
-    """Lower-triangular L with LLᵀ = a (a symmetric positive definite; not finite otherwise)."""
-    d = a.shape[-1]
-    index = jnp.arange(d)
-
-    def column(j, lower):
-        v = a[:, j] - lower @ lower[j]  # columns ≥ j of `lower` are still zero
-        return lower.at[:, j].set(jnp.where(index >= j, v / jnp.sqrt(v[j]), 0.0))
-
-    return jax.lax.fori_loop(0, d, column, jnp.zeros_like(a))
-
-
-def _cholesky_solve(lower: Float[Array, "d d"], b: Vector) -> Vector:
-    """a⁻¹b from the Cholesky factor of a."""
-    d = b.shape[-1]
-
-    def forward(i, y):
-        return y.at[i].set((b[i] - lower[i] @ y) / lower[i, i])
-
-    def backward(k, x):
-        i = d - 1 - k
-        return x.at[i].set((y[i] - lower[:, i] @ x) / lower[i, i])
-
-    y = jax.lax.fori_loop(0, d, forward, jnp.zeros_like(b))
-    return jax.lax.fori_loop(0, d, backward, jnp.zeros_like(b))
-
-
-def _solve(a: Float[Array, "d d"], b: Vector) -> Vector:
-    """a⁻¹b by Gaussian elimination with partial pivoting (not finite where a is singular)."""
-    d = b.shape[-1]
-    index = jnp.arange(d)
-
-    def eliminate(j, state):
-        m, r = state
-        pivot = jnp.argmax(jnp.where(index >= j, jnp.abs(m[:, j]), -1.0))
-        swap = jnp.where(index == j, pivot, jnp.where(index == pivot, j, index))
-        m, r = m[swap], r[swap]
-        factors = jnp.where(index > j, m[:, j] / m[j, j], 0.0)
-        return m - factors[:, None] * m[j][None, :], r - factors * r[j]
-
-    upper, rhs = jax.lax.fori_loop(0, d, eliminate, (a, b))
-
-    def backward(k, x):
-        i = d - 1 - k
-        return x.at[i].set((rhs[i] - upper[i] @ x) / upper[i, i])
-
-    return jax.lax.fori_loop(0, d, backward, jnp.zeros_like(b))
+    return solve(sigma.T, v) if sigma.ndim == 2 else v / sigma
 
 
 def diffusion_directions(sigma: Array, dim: int) -> Float[Array, "d d"]:
@@ -433,11 +381,11 @@ class OrnsteinUhlenbeck(AbstractDynamics):
         else:
             def step(state, h, n):
                 exp_b, shift, cov = self._transition(h)
-                return exp_b @ state + shift + _cholesky(cov) @ n
+                return exp_b @ state + shift + cholesky(cov) @ n
 
             def weight(tau, point):
                 exp_b, shift, cov = self._transition(tau)
-                solved = _cholesky_solve(_cholesky(cov), point - exp_b @ x - shift)
+                solved = cholesky_solve(cholesky(cov), point - exp_b @ x - shift)
                 return jnp.sqrt(tau) * apply_sigma_transpose(self.sigma, exp_b.T @ solved)
 
         points, state = [], x

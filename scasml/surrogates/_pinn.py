@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
 from .._checks import is_integer, is_real
+from .._linalg import gram_factor
 from ._base import AbstractSurrogate
 
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "sin": jnp.sin, "gelu": jax.nn.gelu}
@@ -118,7 +119,7 @@ class PINN(AbstractSurrogate):
         if self.dim <= self.width or self.terminal is not None:
             rows, weight = HutchinsonTrace(probes).probe_directions(diffusion, self.dim, key)
             return weight * self.hessian_quadratic_sum(t, x, rows)
-        factor = jnp.linalg.qr(self._projected_diffusion(diffusion), mode="r")  # (width, width)
+        factor = gram_factor(self._projected_diffusion(diffusion))  # (width, width)
         signs = rademacher_from_bits(key, (probes, factor.shape[0]), factor.dtype)
         return self._sweep(t, x, signs @ factor).second / probes
 
@@ -151,7 +152,7 @@ class PINN(AbstractSurrogate):
         """
         act = _ACTIVATIONS[self.activation]
         if projected.shape[0] > self.width:
-            projected = jnp.linalg.qr(projected, mode="r")
+            projected = gram_factor(projected)
         layers = self.mlp.layers
         h = layers[0].weight @ jnp.concatenate([x, jnp.reshape(t, (1,))])
         h = h + (layers[0].bias if layers[0].bias is not None else 0.0)
