@@ -570,3 +570,18 @@ def test_kill_9_during_calibration_resumes_to_identical_metrics(tmp_path):
     log = (run / "run.log").read_text()
     assert "resuming run 'tiny-trained'" in log and f"{len(finished)} of 6 chunks already done" in log
     assert (run / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+
+
+def test_lqou_run_with_a_built_in_terminal_condition_wider_than_the_network(tmp_path):
+    """`scasml run lqou-100d` at d = 60 > width, in a new process (the command shards over every CPU core): the
+    terminal transform's derivative along constant σ directions inside the sharded program (jax's varying-axes
+    check refused it: 'mul requires varying manual axes to match')."""
+    overrides = ["equation.dim=60", "training.steps=10", "evaluation.points=12", "evaluation.chunks=2",
+                 "evaluation.repetitions=1"]
+    command = [sys.executable, "-m", "scasml", "run", "lqou-100d", "--out", str(tmp_path / "run"), "--quiet"]
+    for item in overrides:
+        command += ["--set", item]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert math.isfinite(metrics["methods"]["scasml"]["relative_l2"])
