@@ -61,7 +61,7 @@ BAD = [
     ("surrogate.width", 2.5, r"^surrogate\.width: expected an integer, got a float"),
     ("surrogate.activation", "relu", r"^surrogate\.activation: must be one of 'tanh', 'softplus', 'sin', 'gelu'"),
     ("surrogate.checkpoint", "/nonexistent/model.scasml", r"^surrogate\.checkpoint: no checkpoint at"),
-    ("equation.name", "navier_stokes", r"^equation\.name: unknown equation 'navier_stokes'; available: bsb, dr, heat"),
+    ("equation.name", "navier_stokes", r"^equation\.name: unknown equation 'navier_stokes'; available: bsb, bsdr"),
     ("equation.dim", DELETE, r"^equation\.dim: required key is missing"),
     ("equation.dim", 0, r"^equation\.dim: must be ≥ 1; got 0"),
     ("equation.parameters", {"viscosity": 1.0}, r"^equation\.parameters: cannot build 'vb' in 4 d"),

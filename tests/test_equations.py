@@ -10,7 +10,7 @@ EXACT = ["heat", "lcd", "vb", "dr", "bsb", "lqou"]
 
 
 def test_listing_and_errors():
-    assert set(equations.available()) == {"heat", "lcd", "vb", "lqg", "hjb", "dr", "bsb", "lqou"}
+    assert set(equations.available()) == {"heat", "lcd", "vb", "lqg", "hjb", "dr", "bsb", "lqou", "bsdr", "bsir"}
     with pytest.raises(ValueError, match="unknown equation 'nope'"):
         equations.get("nope", dim=3)
     pde = equations.get("lqg", dim=7, seed=3)
@@ -63,6 +63,39 @@ def test_state_dependent_equations_are_solved_within_their_standard_errors(name)
     grad = jax.vmap(jax.grad(pde.exact, argnums=1))(t, x)
     assert_within_stderr(est.u, jax.vmap(pde.exact)(t, x), est.stderr)
     assert_within_stderr(est.z, jax.vmap(pde.dynamics.sigma_transpose)(t, x, grad), est.z_stderr)
+
+
+def test_pricing_equations_match_their_docstrings():
+    """E–Han–Jentzen's parameters: default risk (T = 1, μ̄ = 0.02, σ̄ = 0.2, δ = 2/3, R = 0.02, Q piecewise linear
+    between 50 and 70) and different interest rates (T = 0.5, μ̄ = 0.06, σ̄ = 0.2, Rˡ = 0.04, Rᵇ = 0.06)."""
+    bsdr = equations.get("bsdr", dim=3)
+    assert (bsdr.horizon, bsdr.growth, bsdr.volatility, bsdr.recovery, bsdr.rate) == (1.0, 0.02, 0.2, 2 / 3, 0.02)
+    np.testing.assert_allclose(bsdr.intensity(jnp.array([40.0, 50.0, 60.0, 70.0, 80.0])),
+                               [0.2, 0.2, 0.11, 0.02, 0.02], rtol=1e-6)
+    np.testing.assert_allclose(bsdr.nonlinearity(0.0, jnp.ones(3), 60.0, jnp.zeros(3)),
+                               -(1 / 3) * 0.11 * 60 - 0.02 * 60, rtol=1e-6)
+    np.testing.assert_allclose(bsdr.terminal(jnp.array([90.0, 80.0, 120.0])), 80.0)
+    bsir = equations.get("bsir", dim=3)
+    assert (bsir.horizon, bsir.growth, bsir.volatility, bsir.lending, bsir.borrowing) == (0.5, 0.06, 0.2, 0.04, 0.06)
+    z = jnp.array([2.0, 1.0, 1.0])  # Σz/σ̄ = 20
+    np.testing.assert_allclose(bsir.nonlinearity(0.0, jnp.ones(3), 5.0, z), -0.2 - 0.02 * 20 + 0.02 * 15, rtol=1e-6)
+    np.testing.assert_allclose(bsir.nonlinearity(0.0, jnp.ones(3), 25.0, z), -1.0 - 0.02 * 20, rtol=1e-6)
+    np.testing.assert_allclose([bsir.terminal(jnp.array([100.0, m, 0.0])) for m in (110.0, 130.0, 160.0)],
+                               [0.0, 10.0, 20.0])
+    for pde in (bsdr, bsir):
+        assert isinstance(pde.dynamics, scasml.GeometricBrownianMotion) and not pde.has_exact
+        assert equations.from_parameters(pde.parameters()).parameters() == pde.parameters()
+
+
+@pytest.mark.parametrize("name", ["bsdr", "bsir"])
+def test_pricing_reference_agrees_with_the_literature_value(name):
+    """Plain multilevel Picard (n = 4, M = 8) at x₀ = 100·1 in 100 d, 64 independent estimates: their mean is within
+    4 standard errors (plus the literature's 3-decimal rounding) of E–Han–Jentzen's value."""
+    pde = equations.get(name, dim=100)
+    est = scasml.solve(pde, jnp.zeros(64), jnp.full((64, 100), 100.0), scasml.MultilevelPicard(levels=4, base=8),
+                       key=jax.random.key(0))
+    mean, stderr = float(jnp.mean(est.u)), float(jnp.sqrt(jnp.mean(est.stderr**2) / 64))
+    assert abs(mean - pde.LITERATURE_VALUE) <= 4 * stderr + 5e-4, (mean, stderr, pde.LITERATURE_VALUE)
 
 
 def test_nonzero_residual_is_detected(x64):

@@ -1,7 +1,7 @@
 """The benchmark equation library (SCIENCE.md §4) and the heat/HJB sanity anchors.
 
     scasml.equations.get("vb", dim=20)   ->  ViscousBurgers(dim=20)
-    scasml.equations.available()         ->  ("bsb", "dr", "heat", "hjb", "lcd", "lqg", "lqou", "vb")
+    scasml.equations.available()         ->  ("bsb", "bsdr", "bsir", "dr", "heat", "hjb", "lcd", "lqg", "lqou", "vb")
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from .hjb import LinearQuadraticGaussian as LinearQuadraticGaussian
 from .hjb import cole_hopf_reference as cole_hopf_reference
 from .lcd import LinearConvectionDiffusion as LinearConvectionDiffusion
 from .lq import LinearQuadraticOU as LinearQuadraticOU
+from .pricing import BlackScholesDefaultRisk as BlackScholesDefaultRisk
+from .pricing import DifferentInterestRates as DifferentInterestRates
 from .vb import ViscousBurgers as ViscousBurgers
 
 _REGISTRY = {
@@ -28,6 +30,8 @@ _REGISTRY = {
     "dr": DiffusionReaction,
     "bsb": BlackScholesBarenblatt,
     "lqou": LinearQuadraticOU,
+    "bsdr": BlackScholesDefaultRisk,
+    "bsir": DifferentInterestRates,
 }
 
 
