@@ -89,12 +89,13 @@ def test_pricing_equations_match_their_docstrings():
 
 @pytest.mark.parametrize("name", ["bsdr", "bsir"])
 def test_pricing_reference_agrees_with_the_literature_value(name):
-    """Plain multilevel Picard (n = 4, M = 8) at x₀ = 100·1 in 100 d, 64 independent estimates: their mean is within
-    4 standard errors (plus the literature's 3-decimal rounding) of E–Han–Jentzen's value."""
+    """Plain multilevel Picard (n = 3, M = 16) at x₀ = 100·1 in 100 d, 128 independent estimates: their mean is
+    within 4 standard errors (plus the literature's 3-decimal rounding) of E–Han–Jentzen's value. (n = 4, M = 8 is
+    ~1 % high on bsir: a bias of the budget, see experiments/RESULTS.md.)"""
     pde = equations.get(name, dim=100)
-    est = scasml.solve(pde, jnp.zeros(64), jnp.full((64, 100), 100.0), scasml.MultilevelPicard(levels=4, base=8),
+    est = scasml.solve(pde, jnp.zeros(128), jnp.full((128, 100), 100.0), scasml.MultilevelPicard(levels=3, base=16),
                        key=jax.random.key(0))
-    mean, stderr = float(jnp.mean(est.u)), float(jnp.sqrt(jnp.mean(est.stderr**2) / 64))
+    mean, stderr = float(jnp.mean(est.u)), float(jnp.sqrt(jnp.mean(est.stderr**2) / 128))
     assert abs(mean - pde.LITERATURE_VALUE) <= 4 * stderr + 5e-4, (mean, stderr, pde.LITERATURE_VALUE)
 
 
