@@ -15,6 +15,16 @@ from .._dynamics import GeometricBrownianMotion
 from ._base import AbstractBenchmarkPDE
 
 
+def _market(dim, drift: float, volatility: float, dtype) -> GeometricBrownianMotion:
+    """d uncorrelated assets dX_i = μ̄X_i ds + σ̄X_i dW_i (the market of both problems)."""
+    return GeometricBrownianMotion(int(dim), drift=drift, volatility=volatility, dtype=dtype)
+
+
+def _near_x0(dim) -> ScaledBox:
+    """Test points x₀ ⊙ U[0.7, 1.3]^d around x₀ = 100·1."""
+    return ScaledBox((100.0,) * int(dim), 0.7, 1.3)
+
+
 class BlackScholesDefaultRisk(AbstractBenchmarkPDE):
     """BSDR: Black–Scholes with default risk (Duffie–Schroder–Skiadas; E–Han–Jentzen §4.2), T = 1, d = 100 in the
     literature. dX_i = μ̄X_i ds + σ̄X_i dW_i with μ̄ = 0.02, σ̄ = 0.2; g(x) = min_i x_i;
@@ -33,8 +43,8 @@ class BlackScholesDefaultRisk(AbstractBenchmarkPDE):
 
     def __init__(self, dim: int, horizon: float = 1.0, drift: float = 0.02, volatility: float = 0.2,
                  recovery: float = 2 / 3, rate: float = 0.02, dtype=None):
-        dynamics = GeometricBrownianMotion(int(dim), drift=drift, volatility=volatility, dtype=dtype)
-        super().__init__(dim, horizon, None, None, ScaledBox((100.0,) * int(dim), 0.7, 1.3), dtype, dynamics=dynamics)
+        market = _market(dim, drift, volatility, dtype)
+        super().__init__(dim, horizon, None, None, _near_x0(dim), dtype, dynamics=market)
         self.growth, self.volatility = float(drift), float(volatility)
         self.recovery, self.rate = float(recovery), float(rate)
 
@@ -73,8 +83,8 @@ class DifferentInterestRates(AbstractBenchmarkPDE):
 
     def __init__(self, dim: int, horizon: float = 0.5, drift: float = 0.06, volatility: float = 0.2,
                  lending: float = 0.04, borrowing: float = 0.06, dtype=None):
-        dynamics = GeometricBrownianMotion(int(dim), drift=drift, volatility=volatility, dtype=dtype)
-        super().__init__(dim, horizon, None, None, ScaledBox((100.0,) * int(dim), 0.7, 1.3), dtype, dynamics=dynamics)
+        market = _market(dim, drift, volatility, dtype)
+        super().__init__(dim, horizon, None, None, _near_x0(dim), dtype, dynamics=market)
         self.growth, self.volatility = float(drift), float(volatility)
         self.lending, self.borrowing = float(lending), float(borrowing)
 
