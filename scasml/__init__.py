@@ -5,6 +5,10 @@ Convention (terminal-value problem, z = σ(t, x)ᵀ∇u; μ, σ from the PDE's d
 """
 
 from . import equations as equations
+from ._adaptive import AbstractAllocation as AbstractAllocation
+from ._adaptive import Budget as Budget
+from ._adaptive import TargetStderr as TargetStderr
+from ._adaptive import Uniform as Uniform
 from ._derivatives import AbstractTraceEstimator as AbstractTraceEstimator
 from ._derivatives import ExactTrace as ExactTrace
 from ._derivatives import HutchinsonTrace as HutchinsonTrace

@@ -20,6 +20,7 @@ import math
 import os
 import warnings
 import zlib
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._adaptive import AbstractAllocation, Allocated, run_allocated
 from ._checks import check_cost, check_key, is_integer, is_real
 from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
@@ -65,8 +67,10 @@ class Estimate(eqx.Module):
     """Monte Carlo estimate of (u, z = σᵀ∇u) at N points, with standard errors.
 
     ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr. ``finite`` flags the points
-    where every output (u, z, both standard errors and the interval) is finite; ``evaluations`` gives per-point
-    evaluation counts.
+    where every output (u, z, both standard errors and the interval) is finite; ``evaluations`` gives the
+    evaluation counts of one replica at one point; ``replicas`` (N,) the replicas each point received (all 1
+    without an ``allocation``), ``met`` (N,) whether a point met a ``TargetStderr`` (else None) and ``summary``
+    what an allocation did.
     """
 
     u: Float[Array, " N"]
@@ -77,6 +81,9 @@ class Estimate(eqx.Module):
     upper: Float[Array, " N"]
     finite: Array
     evaluations: dict = eqx.field(static=True)
+    replicas: Array | None = None
+    met: Array | None = None
+    summary: str | None = eqx.field(static=True, default=None)
 
 
 class CalibratedPrediction(eqx.Module):
@@ -86,7 +93,8 @@ class CalibratedPrediction(eqx.Module):
     of σᵀ∇(u − û); ``finite`` flags the points where every output (u, defect, defect_z, stderr and the interval)
     is finite; ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
     ``threshold``: None, or the garrote threshold (in standard errors) when ``scasml.shrink`` shrank ``defect``
-    (then ``lower``/``upper`` stay the interval of the unshrunk estimate).
+    (then ``lower``/``upper`` stay the interval of the unshrunk estimate). ``replicas``, ``met``, ``summary``:
+    as in ``Estimate`` (evaluations per point = replicas × the counts in ``evaluations``).
     """
 
     u: Float[Array, " N"]
@@ -99,6 +107,9 @@ class CalibratedPrediction(eqx.Module):
     finite: Array
     evaluations: dict = eqx.field(static=True)
     threshold: float | None = eqx.field(static=True, default=None)
+    replicas: Array | None = None
+    met: Array | None = None
+    summary: str | None = eqx.field(static=True, default=None)
 
 
 def _as_points(pde: AbstractSemilinearPDE, t, x):
@@ -254,14 +265,27 @@ def _source_block(pde, lanes: int, directions: int | None) -> int | None:
     return max(1, CPU_SWEEP_ROWS // (lanes * (k + 3)))
 
 
+def replica_key(key, index, replica=None):
+    """The key of replica ``replica`` of point ``index``: ``fold_in(key, index)`` for replica 0 (the key of a
+    uniform run), ``fold_in(fold_in(key, index), replica)`` for replica r ≥ 1."""
+    point = jax.random.fold_in(key, index)
+    if replica is None:
+        return point
+    data = jnp.where(replica == 0, jax.random.key_data(point), jax.random.key_data(jax.random.fold_in(point, replica)))
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+
+
 @eqx.filter_jit
-def _program(pde, estimator, key, index, t, x, mesh, lanes, block):
+def _program(pde, estimator, key, work, t, x, mesh, lanes, block):
     """lax.map over chunks (axis 0) and over groups of ``lanes`` points within a chunk, vmap over a group;
-    with a mesh, chunks are sharded over its devices. ``block``: see ``_source_block``."""
+    with a mesh, chunks are sharded over its devices. ``work``: (index,) or (index, replica, active): point
+    indices (chunks, chunk), with replica numbers (chunks, chunk) and a flag per chunk (chunks,); an inactive
+    chunk is skipped (zeros) at run time, so that one compiled program serves any number of items up to its
+    shape. ``block``: see ``_source_block``."""
 
     def group(a):
         with source_block(block):
-            estimate = lambda i, ti, xi: estimator.estimate_before_horizon(pde, jax.random.fold_in(key, i), ti, xi)
+            estimate = lambda i, r, ti, xi: estimator.estimate_before_horizon(pde, replica_key(key, i, r), ti, xi)
             return jax.vmap(estimate)(*a)
 
     def chunk(a):
@@ -272,18 +296,22 @@ def _program(pde, estimator, key, index, t, x, mesh, lanes, block):
         out = jax.lax.map(group, grouped)
         return jax.tree.map(lambda v: v.reshape((size,) + v.shape[2:]), out)
 
-    def chunks(index, t, x):
-        return jax.lax.map(chunk, (index, t, x))
+    def chunks(work, t, x):
+        if len(work) == 1:
+            return jax.lax.map(lambda a: chunk((a[0], None, a[1], a[2])), (work[0], t, x))
+        index, replica, active = work
+        skipped = lambda a: jax.tree.map(jnp.zeros_like, jax.eval_shape(chunk, a))
+        return jax.lax.map(lambda a: jax.lax.cond(a[0], chunk, skipped, a[1:]), (active, index, replica, t, x))
 
     if mesh is None:
-        return chunks(index, t, x)
+        return chunks(work, t, x)
     spec = jax.sharding.PartitionSpec("points")
     # Each device computes its points independently (no collectives), so the varying-axes type check has nothing
     # to protect; with it, jax 0.10 rejects a forward-mode derivative whose tangent does not vary over the points
     # (constant directions σe_j) at a primal that does ("mul requires varying manual axes to match": a PINN with
     # a built-in terminal condition under constant σ, d > width).
-    return jax.shard_map(chunks, mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec, check_vma=False)(
-        index, t, x)
+    specs = (tuple(spec for _ in work), spec, spec)
+    return jax.shard_map(chunks, mesh=mesh, in_specs=specs, out_specs=spec, check_vma=False)(work, t, x)
 
 
 def _check_estimator(estimator, pde, max_evaluations) -> dict[str, int]:
@@ -297,7 +325,37 @@ def _check_estimator(estimator, pde, max_evaluations) -> dict[str, int]:
     return counts
 
 
-def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0):
+class _Runner(NamedTuple):
+    """A checked Monte Carlo run: the key, the layout (points per chunk, points per vmap group, residuals per
+    block) and the devices. ``run`` computes items, ``finish`` adds the exact values at t = T."""
+
+    pde: AbstractSemilinearPDE
+    estimator: AbstractEstimator
+    key: PRNGKeyArray
+    layout: tuple
+    devices: list
+
+    def run(self, t, x, index, replica=None, valid=None):
+        """Host estimates (before the horizon: t < T) at items (t (n,), x (n, d)) of point ``index`` (n,) and,
+        with ``replica`` (n,), replica number; only the first ``valid`` items are needed (the others are skipped
+        chunk by chunk; one compiled program per n)."""
+        with full_float32_matmuls():
+            if jax.process_count() == 1:
+                return _run_local(self, t, x, index, replica, valid)
+            return _run_processes(self, t, x, index, replica, valid)
+
+    def finish(self, est, t, x):
+        """``est`` with the exact (g(x), σᵀ∇g(x)) and zero errors at the points with t = T."""
+        at_horizon = t >= self.pde.horizon
+        if not at_horizon.any():
+            return est
+        with full_float32_matmuls():
+            g_x, z_x = jax.device_get(_terminal_values(self.pde, x[at_horizon]))
+        return _with_terminal_values(est, at_horizon, g_x, z_x)
+
+
+def _runner(pde, estimator, key, n, chunk_size, memory_budget, devices=None, directions=None, offset=0) -> _Runner:
+    """Check the run's arguments for ``n`` points (before anything is traced) and choose its layout."""
     key = check_key(key)
     if isinstance(devices, jax.Device):
         devices = [devices]
@@ -317,28 +375,45 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
     chunk = int(chunk_size) if chunk_size is not None else default_chunk_size(pde, estimator, budget, directions)
     if not (is_integer(offset) and offset >= 0):
         raise ValueError(f"index_offset must be a non-negative integer, got {offset!r}")
-    offset = int(offset)
-    if offset + x.shape[0] > 2**32:
+    if offset + n > 2**32:
         raise ValueError(
             f"index_offset + number of points must be at most 2**32 (point i uses fold_in(key, index_offset + i) "
-            f"with a uint32 index); got {offset} + {x.shape[0]}"
+            f"with a uint32 index); got {offset} + {n}"
         )
-    _check_memory(pde, estimator, x.shape[0], chunk, devices, directions, memory_budget)
-    chunk = min(chunk, x.shape[0])  # never pad beyond the points there are (results do not depend on the chunk)
+    _check_memory(pde, estimator, n, chunk, devices, directions, memory_budget)
+    chunk = min(chunk, n)  # never pad beyond the points there are (results do not depend on the chunk)
     lanes = _lanes(chunk)
     chunk = math.ceil(chunk / lanes) * lanes  # a whole number of vmap groups
-    layout = (chunk, lanes, _source_block(pde, lanes, directions))
-    at_horizon = t >= pde.horizon  # exact there: computed apart, so that the Monte Carlo program carries no ∇g
-    live_t = np.where(at_horizon, np.zeros_like(t), t)
-    with full_float32_matmuls():
-        if jax.process_count() == 1:
-            est = _run_local(pde, estimator, key, live_t, x, layout, devices, offset)
-        else:
-            est = _run_processes(pde, estimator, key, live_t, x, layout, devices, offset)
-        if at_horizon.any():
-            g_x, z_x = jax.device_get(_terminal_values(pde, x[at_horizon]))
-            est = _with_terminal_values(est, at_horizon, g_x, z_x)
-    return est
+    return _Runner(pde, estimator, key, (chunk, lanes, _source_block(pde, lanes, directions)), devices)
+
+
+def point_indices(n: int, offset) -> np.ndarray:
+    return np.arange(int(offset), int(offset) + n, dtype=np.uint32)
+
+
+def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, directions=None, offset=0,
+         allocation=None, cost=1.0, offset_u=0.0, progress=False):
+    """Host estimates at points (t, x): one replica per point, or as many as ``allocation`` decides
+    (``scasml._adaptive``; ``cost``: evaluations of one replica at one point; ``offset_u``: added to u for relative
+    targets). Returns an object with u, z, u_stderr, z_stderr and, with an allocation, replicas, met, summary."""
+    if allocation is not None and not isinstance(allocation, AbstractAllocation):
+        raise TypeError(f"allocation must be None, scasml.TargetStderr(...) or scasml.Budget(...), got "
+                        f"{type(allocation).__name__}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    runner = _runner(pde, estimator, key, x.shape[0], chunk_size, memory_budget, devices, directions, offset)
+    index = point_indices(x.shape[0], offset)
+    if allocation is not None:
+        return run_allocated(runner, allocation, t, x, index, cost, offset_u, progress)
+    live_t = np.where(t >= pde.horizon, np.zeros_like(t), t)  # t = T: exact, computed apart (no ∇g in the program)
+    return runner.finish(runner.run(live_t, x, index), t, x)
+
+
+def _allocation_fields(est, n: int) -> dict:
+    """The ``replicas``/``met``/``summary`` of a result from ``_run``'s output."""
+    if isinstance(est, Allocated):
+        return {"replicas": est.replicas.astype(np.int32), "met": est.met, "summary": est.summary}
+    return {"replicas": np.ones(n, np.int32)}
 
 
 @eqx.filter_jit
@@ -360,49 +435,69 @@ def full_float32_matmuls():
     return jax.default_matmul_precision("highest")
 
 
-def _run_local(pde, estimator, key, t, x, layout, devices, offset):
-    """All n points on this process's ``devices``; point i uses ``fold_in(key, offset + i)``. ``layout`` =
-    (points per chunk, points per vmap group, residuals per block)."""
-    chunk, lanes, block = layout
+def _run_local(runner: _Runner, t, x, index, replica=None, valid=None):
+    """Items (t, x, index, replica) on this process's devices; item j uses ``replica_key(key, index[j],
+    replica[j])``. With ``valid``, only the first ``valid`` items are computed: their chunks are spread evenly
+    over the devices, the others skipped."""
+    chunk, lanes, block = runner.layout
+    devices = runner.devices
     n = x.shape[0]
     mesh = None
     if len(devices) > 1:
         mesh = jax.make_mesh((len(devices),), ("points",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
     n_chunks = math.ceil(n / chunk)
     n_chunks = math.ceil(n_chunks / len(devices)) * len(devices)  # every device gets the same number of chunks
-    index = np.arange(offset, offset + n, dtype=np.uint32)
-    index, tc, xc = _chunk([index, t, x], n, chunk, n_chunks)  # t, x: host arrays from _as_points
+    arrays = [index, t, x] if replica is None else [index, replica, t, x]
+    arrays = _chunk(arrays, n, chunk, n_chunks)  # t, x: host arrays from _as_points
+    order = None
+    if replica is not None:
+        used = math.ceil((n if valid is None else valid) / chunk)
+        per_device = n_chunks // len(devices)
+        order = np.arange(n_chunks)  # used chunk c goes to device c mod D, so that the work is balanced
+        order[:used] = (order[:used] % len(devices)) * per_device + order[:used] // len(devices)
+        rest = np.setdiff1d(np.arange(n_chunks), order[:used])
+        order[used:] = rest
+        placed = [np.empty_like(a) for a in arrays]
+        for a, p in zip(arrays, placed, strict=True):
+            p[order] = a
+        active = np.zeros(n_chunks, bool)
+        active[order[:used]] = True
+        arrays = placed[:2] + [active] + placed[2:]
     if mesh is not None:
         target = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("points"))
     else:
         target = devices[0]
-    index, tc, xc = jax.device_put((index, tc, xc), target)
-    out = jax.device_get(_program(pde, estimator, key, index, tc, xc, mesh, lanes, block))  # shards gathered
+    arrays = jax.device_put(tuple(arrays), target)
+    work, (tc, xc) = arrays[:-2], arrays[-2:]
+    out = jax.device_get(_program(runner.pde, runner.estimator, runner.key, work, tc, xc, mesh, lanes, block))
+    if order is not None:
+        out = jax.tree.map(lambda a: a[order], out)
     return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
-def _fingerprint(key, t, x, offset) -> np.ndarray:
+def _fingerprint(key, t, x, index, replica, valid) -> np.ndarray:
     """CRC32s of the inputs that decide a multi-process result (so that mismatched calls fail loudly)."""
     key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    parts = [np.asarray(key_data), np.asarray(t), np.asarray(x), np.asarray([x.shape[0], offset], np.int64)]
+    work = [index, np.zeros(0, np.uint32) if replica is None else replica, np.asarray([-1 if valid is None else valid])]
+    parts = [np.asarray(key_data), np.asarray(t), np.asarray(x), *(np.asarray(a, np.int64) for a in work)]
     return np.asarray([zlib.crc32(np.ascontiguousarray(a).tobytes()) for a in parts], np.uint32)
 
 
-def _run_processes(pde, estimator, key, t, x, layout, devices, offset):
+def _run_processes(runner: _Runner, t, x, index, replica=None, valid=None):
     """Several processes (``jax.distributed.initialize``): process p computes the p-th contiguous share of the
-    points on its own devices, with the index offset a single process would use for them, so per-point keys,
+    items on its own devices, with the point indices a single process would use for them, so per-point keys,
     and hence results, are those of a one-process run; the shares are then gathered onto every process.
     Every process must make the same call (same t, x, key, index_offset; checked by a fingerprint)."""
     from jax.experimental import multihost_utils
 
     me, count = jax.process_index(), jax.process_count()
-    foreign = [d for d in devices if d.process_index != me]
+    foreign = [d for d in runner.devices if d.process_index != me]
     if foreign:
         raise ValueError(
             f"in a multi-process run each process computes its share on its own devices; devices includes "
             f"{len(foreign)} device(s) of other processes (pass devices=None or a subset of jax.local_devices())"
         )
-    prints = multihost_utils.process_allgather(_fingerprint(key, t, x, offset))
+    prints = multihost_utils.process_allgather(_fingerprint(runner.key, t, x, index, replica, valid))
     if not (prints == prints[:1]).all():
         raise ValueError(
             "multi-process run: the processes passed different query points, keys or index_offset; every process "
@@ -412,7 +507,8 @@ def _run_processes(pde, estimator, key, t, x, layout, devices, offset):
     share = math.ceil(n / count)
     lo = me * share
     idx = np.minimum(np.arange(lo, lo + share), n - 1)  # shares past the end repeat the last point (dropped below)
-    out = _run_local(pde, estimator, key, t[idx], x[idx], layout, devices, offset + lo)
+    mine = None if valid is None else int(np.clip(valid - lo, 0, share))
+    out = _run_local(runner, t[idx], x[idx], index[idx], None if replica is None else replica[idx], mine)
     gathered = multihost_utils.process_allgather(out, tiled=True)  # (count · share, ...) on every process
     return jax.tree.map(lambda a: np.asarray(a[:n]), gathered)
 
@@ -457,6 +553,8 @@ def solve(
     devices=None,
     index_offset: int = 0,
     max_evaluations: float | None = None,
+    allocation: AbstractAllocation | None = None,
+    progress: bool = False,
 ) -> Estimate:
     """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,)).
 
@@ -470,16 +568,23 @@ def solve(
     (default ``MAX_EVALUATIONS_PER_POINT`` = 1e8; ``math.inf`` lifts it), and sizes that cannot fit in memory.
     A host-side call: it compiles its own program, so it cannot run inside ``jax.jit``/``jax.vmap`` (traced t or x
     are refused with a ``TypeError``).
+
+    ``allocation``: None (one run of ``estimator`` per point), ``TargetStderr(absolute=…, relative=…)`` (replicas
+    until each point's standard error meets the target, within caps) or ``Budget(evaluations=… | seconds=…)``
+    (a total spread where the pilot's errors are largest); see ``scasml.TargetStderr``. Replica r of point i
+    draws from ``fold_in(fold_in(key, index_offset + i), r)`` (r ≥ 1; replica 0 is the uniform run).
+    ``progress``: a progress bar over the points that receive more replicas.
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     counts = _check_estimator(estimator, pde, max_evaluations)
     t, x, single = _as_points(pde, t, x)
-    est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset)
+    est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset, allocation,
+               sum(counts.values()), 0.0, progress)
     u, stderr = np.asarray(est.u), np.asarray(est.u_stderr)
     lower, upper = u - Z95 * stderr, u + Z95 * stderr
     finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
-    out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts)
+    out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts, **_allocation_fields(est, len(u)))
     return _as_output(out, single)
 
 
@@ -521,13 +626,16 @@ def calibrate(
     devices=None,
     index_offset: int = 0,
     max_evaluations: float | None = None,
+    allocation: AbstractAllocation | None = None,
+    progress: bool = False,
 ) -> CalibratedPrediction:
     """SCaSML: û + a Monte Carlo estimate of the defect u − û at points t (N,), x (N, d) (or one point).
 
     The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
     solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
-    ``devices``, ``index_offset``, multi-process runs and the refusals (``max_evaluations``, memory, traced
-    inputs under ``jax.jit``) as in ``solve``.
+    ``devices``, ``index_offset``, multi-process runs, the refusals (``max_evaluations``, memory, traced
+    inputs under ``jax.jit``), ``allocation`` and ``progress`` as in ``solve`` (a relative target applies to the
+    corrected u).
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
@@ -547,14 +655,15 @@ def calibrate(
         )
     defect = law_of_defect(pde, surrogate, trace)
     directions = getattr(trace, "probes", None)
-    est = _run(defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions,
-               index_offset)
     ev = estimator.evaluations(defect)
     counts = {"surrogate_values": ev["terminal"] + 1, "surrogate_gradients": ev["increment"], "residuals": ev["source"]}
+    est = _run(defect, estimator, key, t, x, chunk_size, memory_budget, devices, directions, index_offset,
+               allocation, sum(counts.values()), u_hat, progress)
     defect_u, stderr = np.asarray(est.u), np.asarray(est.u_stderr)
     u = u_hat + defect_u
     half = Z95 * stderr
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
-    out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts)
+    out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts,
+                               **_allocation_fields(est, len(u)))
     return _as_output(out, single)

@@ -20,6 +20,7 @@ over the batch when many corrections are unresolved.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax.numpy as jnp
@@ -120,6 +121,4 @@ def shrink(prediction: CalibratedPrediction, threshold: float | None = None) -> 
         raise ValueError(f"this prediction is already shrunk (threshold {prediction.threshold:g})")
     shrunk, threshold = shrink_defect(prediction.defect, prediction.stderr, prediction.finite, threshold)
     u = (np.asarray(prediction.surrogate) + shrunk).astype(shrunk.dtype)
-    return CalibratedPrediction(jnp.asarray(u), prediction.surrogate, jnp.asarray(shrunk), prediction.stderr,
-                                prediction.defect_z, prediction.lower, prediction.upper, prediction.finite,
-                                prediction.evaluations, threshold)
+    return dataclasses.replace(prediction, u=jnp.asarray(u), defect=jnp.asarray(shrunk), threshold=threshold)

@@ -296,7 +296,7 @@ def test_blocked_source_evaluation_matches_one_block():
     estimator = scasml.MultilevelPicard(2, 4)  # 32 residuals per point: 5 blocks of 7, the last one padded
     t, x = pde.sample_domain(jax.random.key(1), 4)
     index = jnp.arange(4, dtype=jnp.uint32)[None]
-    run = lambda block: _program(defect, estimator, jax.random.key(2), index, t[None], x[None], None, 4, block)
+    run = lambda block: _program(defect, estimator, jax.random.key(2), (index,), t[None], x[None], None, 4, block)
     whole, blocked = run(None), run(7)
     assert estimator.evaluations(defect)["source"] == 32
     for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(blocked), strict=True):

@@ -1,0 +1,211 @@
+"""Adaptive per-point budgets (scasml.TargetStderr, scasml.Budget): honest intervals, targets met, allocation,
+independence of chunking and batch composition, and bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import scasml
+from scasml import equations
+from scasml._adaptive import neyman
+
+Z95 = 1.959963984540054
+POINTS, KEYS = 50, 20  # 1,000 adaptive estimates per equation: 50 points × 20 keys
+
+
+def _perturbed(name, dim, amplitude):
+    """(pde, surrogate): an equation with an exact solution and the solution plus a smooth perturbation."""
+    pde = equations.get(name, dim=dim)
+    surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + amplitude * jnp.sin(jnp.sum(x) + t))
+    return pde, surrogate
+
+
+PROBLEMS = {  # linear; semilinear; gradient-quadratic with state-dependent (OU) dynamics
+    "lcd": (lambda: _perturbed("lcd", 5, 0.3), scasml.FeynmanKac(paths=64)),
+    "vb": (lambda: _perturbed("vb", 5, 0.3), scasml.MultilevelPicard(2, 6)),
+    "lqou": (lambda: _perturbed("lqou", 5, 0.3), scasml.MultilevelPicard(2, 6)),
+}
+
+
+def _target(pde, surrogate, estimator, t, x):
+    """A target most points miss with one replica: 0.7 × the median standard error of a uniform run (its own key)."""
+    uniform = scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(999))
+    return 0.7 * float(np.median(uniform.stderr))
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_adaptive_intervals_cover_and_met_targets_hold(problem):
+    """1,000 adaptive estimates (50 points × 20 keys): 95 % intervals cover ≥ 93 %; where a point reports "met",
+    its error is that of a standard error ≤ the target: pooled E[(err/τ)²] ≤ 1 within 4 standard errors of the
+    mean, and per point over its keys a χ² bound (one-sided, 1e-4 per point)."""
+    build, estimator = PROBLEMS[problem]
+    pde, surrogate = build()
+    t, x = pde.sample_domain(jax.random.key(3), POINTS)
+    exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
+    tau = _target(pde, surrogate, estimator, t, x)
+    allocation = scasml.TargetStderr(absolute=tau, max_replicas=32)
+    runs = [scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(k), allocation=allocation)
+            for k in range(KEYS)]
+    u = np.stack([np.asarray(r.u, np.float64) for r in runs])  # (keys, points)
+    stderr = np.stack([np.asarray(r.stderr, np.float64) for r in runs])
+    met = np.stack([np.asarray(r.met) for r in runs])
+    replicas = np.stack([np.asarray(r.replicas) for r in runs])
+    err = u - exact
+    assert replicas.max() > 1 and (replicas == 1).any()  # the allocation did adapt
+    covered = np.abs(err) <= Z95 * stderr
+    assert covered.mean() >= 0.93, covered.mean()
+    assert np.all(met == (stderr <= tau))
+    assert met.mean() > 0.9, met.mean()
+    ratio2 = (err[met] / tau) ** 2
+    assert ratio2.mean() <= 1 + 4 * ratio2.std() / math.sqrt(ratio2.size), ratio2.mean()
+    for j in range(POINTS):
+        k = int(met[:, j].sum())
+        if k:
+            bound = stats.chi2.ppf(1 - 1e-4, k)
+            assert np.sum((err[met[:, j], j] / tau) ** 2) <= bound, (j, k)
+    # and the reported standard errors are not inflated either: RMS of standardised errors ≈ 1
+    rms = math.sqrt(np.mean((err / stderr) ** 2))
+    assert 0.85 < rms < 1.15, rms
+
+
+def _vb():
+    return PROBLEMS["vb"][0]()
+
+
+def test_results_depend_on_key_point_and_replica_only():
+    pde, surrogate = _vb()
+    estimator = scasml.MultilevelPicard(2, 4)
+    t, x = pde.sample_domain(jax.random.key(1), 24)
+    key = jax.random.key(5)
+    uniform = scasml.calibrate(surrogate, pde, t, x, estimator, key=key)
+    allocation = scasml.TargetStderr(absolute=0.6 * float(np.median(uniform.stderr)), max_replicas=8)
+    whole = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=allocation)
+    small_chunks = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=allocation, chunk_size=4)
+    halves = [scasml.calibrate(surrogate, pde, t[a:b], x[a:b], estimator, key=key, allocation=allocation,
+                               index_offset=a) for a, b in ((0, 9), (9, 24))]
+    assert np.asarray(whole.replicas).max() > 1
+    for other in (small_chunks,):
+        np.testing.assert_array_equal(whole.u, other.u)
+        np.testing.assert_array_equal(whole.stderr, other.stderr)
+    np.testing.assert_array_equal(whole.u, np.concatenate([h.u for h in halves]))
+    np.testing.assert_array_equal(whole.replicas, np.concatenate([h.replicas for h in halves]))
+    # replica 0 is the uniform run: a point that received one replica has the uniform run's result
+    one = np.asarray(whole.replicas) == 1
+    assert one.any()
+    np.testing.assert_array_equal(np.asarray(whole.u)[one], np.asarray(uniform.u)[one])
+    assert np.all(np.asarray(uniform.replicas) == 1) and uniform.met is None
+
+
+def test_a_target_met_by_the_pilot_costs_nothing_more_and_points_at_the_horizon_are_exact():
+    pde, surrogate = _vb()
+    estimator = scasml.MultilevelPicard(2, 4)
+    t, x = pde.sample_domain(jax.random.key(2), 12)
+    t = t.at[:3].set(pde.horizon)
+    key = jax.random.key(0)
+    uniform = scasml.calibrate(surrogate, pde, t, x, estimator, key=key)
+    met = scasml.calibrate(surrogate, pde, t, x, estimator, key=key,
+                           allocation=scasml.TargetStderr(absolute=2 * float(np.max(uniform.stderr))))
+    np.testing.assert_array_equal(met.u, uniform.u)
+    assert np.all(np.asarray(met.replicas) == 1) and bool(np.all(met.met))
+    assert "target met at 12 of 12 points" in met.summary
+
+
+def test_relative_target_and_caps():
+    pde, surrogate = _vb()
+    estimator = scasml.MultilevelPicard(2, 4)
+    t, x = pde.sample_domain(jax.random.key(2), 16)
+    key = jax.random.key(1)
+    tiny = scasml.calibrate(surrogate, pde, t, x, estimator, key=key,
+                            allocation=scasml.TargetStderr(relative=1e-9, max_replicas=3))
+    assert np.all(np.asarray(tiny.replicas) == 3) and not np.any(tiny.met)
+    assert "16 at max_replicas" in tiny.summary
+    cost = sum(tiny.evaluations.values())
+    capped = scasml.calibrate(surrogate, pde, t, x, estimator, key=key,
+                              allocation=scasml.TargetStderr(relative=1e-9, max_replicas=3, max_evaluations=40 * cost))
+    assert int(np.sum(capped.replicas)) <= 40 and int(np.sum(capped.replicas)) >= 32
+    # relative: τ_i = relative·|u_i|, met exactly where the reported error is within it
+    rel = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=scasml.TargetStderr(relative=2e-3))
+    np.testing.assert_array_equal(rel.met, np.asarray(rel.stderr) <= 2e-3 * np.abs(np.asarray(rel.u)))
+
+
+def test_budget_spends_the_evaluations_where_the_errors_are():
+    pde, surrogate = _vb()
+    estimator = scasml.MultilevelPicard(2, 4)
+    t, x = pde.sample_domain(jax.random.key(4), 32)
+    key = jax.random.key(3)
+    uniform = scasml.calibrate(surrogate, pde, t, x, estimator, key=key)
+    cost = sum(uniform.evaluations.values())
+    out = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=scasml.Budget(evaluations=96 * cost))
+    replicas = np.asarray(out.replicas)
+    assert replicas.sum() == 96 and replicas.min() >= 1 and out.met is None
+    pilot = np.asarray(uniform.stderr)
+    assert replicas[np.argmax(pilot)] >= replicas[np.argmin(pilot)]
+    assert f"{96 * cost:.4g} function evaluations" in out.summary
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_neyman_allocation_is_the_integer_optimum(seed):
+    """Against exhaustive search over all allocations of 4 points."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    s = rng.lognormal(0, 1.5, 4)
+    total = 11
+    best = min((c for c in itertools.product(range(1, total), repeat=4) if sum(c) == total),
+               key=lambda c: np.sum(s**2 / np.asarray(c)))
+    got = neyman(s, total)
+    assert got.sum() == total
+    np.testing.assert_allclose(np.sum(s**2 / got), np.sum(s**2 / np.asarray(best)), rtol=1e-12)
+
+
+def test_solve_takes_an_allocation_too():
+    pde = equations.get("lcd", dim=5)
+    t, x = pde.sample_domain(jax.random.key(0), 16)
+    key = jax.random.key(1)
+    uniform = scasml.solve(pde, t, x, scasml.FeynmanKac(paths=32), key=key)
+    target = 0.5 * float(np.median(uniform.stderr))
+    out = scasml.solve(pde, t, x, scasml.FeynmanKac(paths=32), key=key, allocation=scasml.TargetStderr(absolute=target))
+    assert np.asarray(out.replicas).max() > 1
+    np.testing.assert_array_equal(out.met, np.asarray(out.stderr) <= target)
+
+
+def test_progress_bar_reports_points_done(capsys):
+    pde, surrogate = _vb()
+    t, x = pde.sample_domain(jax.random.key(2), 8)
+    scasml.calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, 4), key=jax.random.key(0), progress=True,
+                     allocation=scasml.TargetStderr(relative=1e-9, max_replicas=2))
+    assert "points done 8/8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: scasml.TargetStderr(), "absolute= and/or relative="),
+    (lambda: scasml.TargetStderr(absolute=0.0), "positive finite"),
+    (lambda: scasml.TargetStderr(absolute=-1e-3), "positive finite"),
+    (lambda: scasml.TargetStderr(relative=float("nan")), "positive finite"),
+    (lambda: scasml.TargetStderr(absolute=float("inf")), "positive finite"),
+    (lambda: scasml.TargetStderr(absolute=1e-3, max_replicas=0), "the pilot is one replica"),
+    (lambda: scasml.TargetStderr(absolute=1e-3, max_replicas=2.5), "the pilot is one replica"),
+    (lambda: scasml.Budget(), "exactly one"),
+    (lambda: scasml.Budget(evaluations=1e6, seconds=10.0), "exactly one"),
+    (lambda: scasml.Budget(evaluations=-5.0), "positive finite"),
+    (lambda: scasml.Budget(seconds=float("nan")), "positive finite"),
+])
+def test_bad_allocations_are_refused(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_budgets_below_the_pilot_are_refused_before_any_work():
+    pde, surrogate = _vb()
+    t, x = pde.sample_domain(jax.random.key(2), 8)
+    estimator = scasml.MultilevelPicard(2, 4)
+    cost = sum(estimator.evaluations(scasml.law_of_defect(pde, surrogate)).values())
+    for allocation in (scasml.Budget(evaluations=7 * cost), scasml.TargetStderr(absolute=1e-3, max_evaluations=cost)):
+        with pytest.raises(ValueError, match="below the pilot's cost"):
+            scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0), allocation=allocation)
+    with pytest.raises(TypeError, match="allocation must be"):
+        scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0), allocation=1e-3)
