@@ -293,20 +293,30 @@ def cmd_calibrate(args) -> int:
     if args.chunk_points < 1:
         raise CommandError(f"--chunk-points must be positive, got {args.chunk_points}")
     key = jax.random.key(args.seed)
-    size, n_chunks = chunk_layout(len(t), -(-len(t) // args.chunk_points))
-    parts = []
-    bar = ProgressBar("calibrate", n_chunks, not args.quiet)
+    allocation = _allocation(args)
+    trace = make_trace(args.trace, args.probes)
     start = time.perf_counter()
-    for c in range(n_chunks):  # point i uses fold_in(key(seed), i), whatever --chunk-points
-        tc, xc, valid = chunk_slice(t, x, c, size)  # equal chunk shapes: one compilation
-        prediction = calibrate(surrogate, pde, tc, xc, estimator, key=key, index_offset=c * size,
-                               trace=make_trace(args.trace, args.probes))
-        parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], prediction))
-        bar.update(c + 1)
-    bar.close()
+    if allocation is not None:  # one call: the allocation is decided over all points (a budget is shared)
+        prediction = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, allocation=allocation,
+                               progress=not args.quiet)
+        parts = [jax.tree.map(np.asarray, prediction)]
+    else:
+        size, n_chunks = chunk_layout(len(t), -(-len(t) // args.chunk_points))
+        parts = []
+        bar = ProgressBar("calibrate", n_chunks, not args.quiet)
+        for c in range(n_chunks):  # point i uses fold_in(key(seed), i), whatever --chunk-points
+            tc, xc, valid = chunk_slice(t, x, c, size)  # equal chunk shapes: one compilation
+            prediction = calibrate(surrogate, pde, tc, xc, estimator, key=key, index_offset=c * size, trace=trace)
+            parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], prediction))
+            bar.update(c + 1)
+        bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
+    if allocation is not None:
+        columns["replicas"] = cat("replicas")
+        if prediction.met is not None:
+            columns["met"] = cat("met")
     shrunk = ""
     if args.shrinkage == "sure":  # over all points at once (the threshold is chosen per batch)
         columns["u"], columns["defect"], threshold = shrunk_prediction(columns["surrogate"], columns["defect"],
@@ -317,7 +327,34 @@ def cmd_calibrate(args) -> int:
     write_predictions(out, columns, x)
     print(f"calibrated {len(t)} points with {described} in "
           f"{time.perf_counter() - start:.1f} s; mean stderr {np.nanmean(columns['stderr']):.2e}{shrunk}; wrote {out}")
+    if allocation is not None:
+        print(prediction.summary)
     return 0
+
+
+def _allocation(args):
+    """The per-point budget rule of --target-stderr/--target-relative/--max-replicas/--budget, or None."""
+    import math
+
+    from ._adaptive import Budget, TargetStderr
+
+    for flag, value in (("--target-stderr", args.target_stderr), ("--target-relative", args.target_relative),
+                        ("--budget", args.budget)):
+        if value is not None and not 0 < value < math.inf:
+            raise CommandError(f"{flag} must be a positive finite number, got {value}")
+    if args.max_replicas is not None and args.max_replicas < 1:
+        raise CommandError(f"--max-replicas must be at least 1 (the pilot is one replica), got {args.max_replicas}")
+    targets = args.target_stderr is not None or args.target_relative is not None
+    if args.budget is not None and targets:
+        raise CommandError("give either --budget or a target (--target-stderr/--target-relative), not both")
+    if args.max_replicas is not None and not targets:
+        raise CommandError("--max-replicas caps a target: give --target-stderr and/or --target-relative")
+    if args.budget is not None:
+        return Budget(evaluations=args.budget)
+    if targets:
+        cap = {} if args.max_replicas is None else {"max_replicas": args.max_replicas}
+        return TargetStderr(absolute=args.target_stderr, relative=args.target_relative, **cap)
+    return None
 
 
 def cmd_list(args) -> int:
@@ -432,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")
+    p.add_argument("--target-stderr", type=float, metavar="S",
+                   help="adaptive: replicas per point until the standard error of u is at most S")
+    p.add_argument("--target-relative", type=float, metavar="R",
+                   help="adaptive: ... or at most R·|u| (either target suffices)")
+    p.add_argument("--max-replicas", type=int, metavar="K", help="adaptive: at most K replicas per point (default 64)")
+    p.add_argument("--budget", type=float, metavar="EVALS",
+                   help="adaptive: EVALS function evaluations in all, spent where the pilot's errors are largest")
     p.add_argument("--trace", default="exact", choices=("exact", "hutchinson"), help="Laplacian of the residual")
     p.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
     p.add_argument("--seed", type=int, default=0)

@@ -343,3 +343,34 @@ def test_unwritable_outputs_and_bad_options_fail_before_any_work(checkpoint, tmp
         assert f"scasml {argv[0]}: error:" in err and message in err, (argv, err)
         assert "Traceback" not in err
     assert not list(tmp_path.glob("*.scasml"))
+
+
+def test_calibrate_with_a_target_or_a_budget(checkpoint, tmp_path, capsys):
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    base = ["calibrate", str(checkpoint), "--points", str(src), "--levels", "2", "--base", "4", "--seed", "1"]
+    out = tmp_path / "target.csv"
+    assert main([*base, "--out", str(out), "--target-relative", "1e-9", "--max-replicas", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "target met at 1 of 4 points (missed at 3: 3 at max_replicas)" in captured.out  # t = T: exact, met
+    assert "points done 3/3" in captured.err  # the progress bar
+    rows = read_rows(out)
+    assert [r["replicas"] for r in rows] == ["3", "3", "3", "1"] and [r["met"] for r in rows] == ["0", "0", "0", "1"]
+    budget = tmp_path / "budget.csv"
+    assert main([*base, "--out", str(budget), "--budget", "1e5", "--quiet"]) == 0
+    assert "Budget(evaluations=100000.0)" in capsys.readouterr().out
+    assert "met" not in read_rows(budget)[0]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--target-stderr", "0"], "--target-stderr must be a positive finite number"),
+    (["--target-relative", "nan"], "--target-relative must be a positive finite number"),
+    (["--budget", "-1"], "--budget must be a positive finite number"),
+    (["--target-stderr", "1e-3", "--max-replicas", "0"], "--max-replicas must be at least 1"),
+    (["--max-replicas", "4"], "--max-replicas caps a target"),
+    (["--budget", "1e6", "--target-stderr", "1e-3"], "either --budget or a target"),
+    (["--budget", "10"], "below the pilot's cost"),
+])
+def test_calibrate_refuses_bad_targets_and_budgets(checkpoint, tmp_path, capsys, flags, message):
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(tmp_path / "o.csv"), *flags]) == 2
+    assert message in capsys.readouterr().err

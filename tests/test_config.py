@@ -8,6 +8,7 @@ import tomllib
 
 import pytest
 
+import scasml
 from scasml.experiments import ConfigError, apply_overrides, config_from_dict, load_config, resolve_config_path
 from scasml.experiments._config import config_dirs, shipped_config_dir
 
@@ -95,6 +96,12 @@ BAD = [
      r"^methods\.scasml: the quadrature variant needs base ≥ 3"),
     ("methods.mlp.shrinkage", "sure", r"^methods\.mlp\.shrinkage: only scasml methods shrink"),
     ("methods.scasml.shrinkage", "james-stein", r"^methods\.scasml\.shrinkage: must be one of 'none', 'sure'"),
+    ("methods.scasml.budget", 1.0, r"^methods\.scasml\.budget: 1 evaluations per point is below the pilot's cost"),
+    ("methods.scasml.target_stderr", -1e-3, r"^methods\.scasml\.target_stderr: "),
+    ("methods.scasml.max_replicas", 0, r"^methods\.scasml\.max_replicas: "),
+    ("methods.scasml", {"kind": "scasml", "budget": 1e6, "target_stderr": 1e-3},
+     r"^methods\.scasml\.budget: give either a budget or a target"),
+    ("methods.surrogate.target_stderr", 1e-3, r"^methods\.surrogate\.target_stderr: "),
     ("training.learning_rate", float("inf"), r"^training\.learning_rate: expected a finite number, got inf"),
     ("training.terminal_weight", float("nan"), r"^training\.terminal_weight: expected a finite number, got nan"),
 ]
@@ -121,6 +128,17 @@ def test_base_config_is_valid_and_defaults_are_filled():
     assert config.method("scasml").options.clip is None
     assert config.method("scasml").estimator().levels == 1
     assert config.method("surrogate").estimator() is None
+
+
+def test_adaptive_method_keys_build_the_allocation_and_stay_out_of_plain_configs():
+    config = config_from_dict(mutate("methods.scasml", {"kind": "scasml", "target_stderr": 1e-3, "max_replicas": 8}))
+    method = config.method("scasml")
+    assert method.allocation(100) == scasml.TargetStderr(absolute=1e-3, max_replicas=8)
+    assert "target stderr ≤ 0.001 (≤ 8 replicas)" in method.label()
+    assert config.method("mlp").allocation(100) is None
+    assert "target_stderr" not in config_from_dict(copy.deepcopy(BASE)).to_dict()["methods"]["scasml"]
+    budget = config_from_dict(mutate("methods.mlp", {"kind": "mlp", "budget": 5e4})).method("mlp")
+    assert budget.allocation(10) == scasml.Budget(evaluations=5e5)
 
 
 def test_integral_float_is_accepted_for_integer_keys():

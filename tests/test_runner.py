@@ -266,6 +266,28 @@ def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(fini
         np.testing.assert_array_equal(points["sure_lower"][r], points["scasml_lower"][r])
 
 
+def test_adaptive_methods_in_a_run(tmp_path):
+    """Methods with a target or a budget: replicas and met stored per point, evaluations per point scaled by the
+    mean replicas."""
+    raw = {**TINY, "evaluation": {"points": 12, "chunks": 2}, "methods": {
+        "surrogate": {"kind": "surrogate"},
+        "scasml": {"kind": "scasml", "levels": 2, "base": 4},
+        "target": {"kind": "scasml", "levels": 2, "base": 4, "target_relative": 1e-9, "max_replicas": 3},
+        "budget": {"kind": "mlp", "levels": 2, "base": 4, "budget": 2000},
+    }}
+    report = run_experiment(config_from_dict(raw), tmp_path / "run", progress=False)
+    metrics = report.metrics["methods"]
+    one = metrics["scasml"]["evaluations_per_point"]
+    assert metrics["target"]["evaluations_per_point"] == {k: 3 * v for k, v in one.items()}
+    run = RunDirectory.open(tmp_path / "run")
+    arrays = run.load_arrays("eval/rep-0/target/chunk-000")
+    assert np.all(arrays["replicas"] == 3) and not arrays["met"].any()
+    spent = run.load_arrays("eval/rep-0/budget/chunk-000")["replicas"]
+    per_replica = sum(metrics["budget"]["evaluations_per_point"].values()) / np.mean(
+        np.concatenate([run.load_arrays(f"eval/rep-0/budget/chunk-{c:03d}")["replicas"] for c in range(2)]))
+    assert spent.sum() == int(6 * 2000 // per_replica)
+
+
 def test_report_rerenders_without_recomputing(finished_run, tmp_path):
     run = finished_run[0]
     metrics = (run / "metrics.json").read_text()

@@ -177,8 +177,9 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
     """Run one method on points (t, x), the first being point ``index_offset`` of the method's points:
     (arrays, evaluation counts per point).
 
-    Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, finite, and for SCaSML
-    also the surrogate value and the estimated defect.
+    Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, finite, for SCaSML
+    also the surrogate value and the estimated defect, and for adaptive methods the replicas per point (the
+    evaluation counts are those of one replica) and, with a target, whether it was met.
     """
     ev = config.evaluation
     batch = ev.batch_size or None
@@ -189,17 +190,23 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
             "surrogate_values": 1
         }
     estimator = method.estimator()
+    allocation = method.allocation(len(t))
     if method.kind == "mlp":
-        est = solve(pde, t, x, estimator, key=key, chunk_size=batch, index_offset=index_offset)
+        est = solve(pde, t, x, estimator, key=key, chunk_size=batch, index_offset=index_offset, allocation=allocation)
         arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
                   "upper": np.asarray(est.upper), "finite": np.asarray(est.finite)}
-        return arrays, dict(est.evaluations)
-    trace = make_trace(ev.trace, ev.probes)
-    cal = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, chunk_size=batch, index_offset=index_offset)
-    arrays = {"prediction": np.asarray(cal.u), "stderr": np.asarray(cal.stderr), "lower": np.asarray(cal.lower),
-              "upper": np.asarray(cal.upper), "finite": np.asarray(cal.finite),
-              "surrogate": np.asarray(cal.surrogate), "defect": np.asarray(cal.defect)}
-    return arrays, dict(cal.evaluations)
+    else:
+        trace = make_trace(ev.trace, ev.probes)
+        est = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, chunk_size=batch,
+                        index_offset=index_offset, allocation=allocation)
+        arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
+                  "upper": np.asarray(est.upper), "finite": np.asarray(est.finite),
+                  "surrogate": np.asarray(est.surrogate), "defect": np.asarray(est.defect)}
+    if allocation is not None:  # per point: replicas used (evaluations = replicas × the counts), target met
+        arrays["replicas"] = np.asarray(est.replicas)
+        if est.met is not None:
+            arrays["met"] = np.asarray(est.met)
+    return arrays, dict(est.evaluations)
 
 
 def timed(fn, *args, **kwargs):

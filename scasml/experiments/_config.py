@@ -19,9 +19,11 @@ from pathlib import Path
 import jax
 
 from .. import equations
+from .._adaptive import Budget, TargetStderr
 from .._checks import MAX_EVALUATIONS_PER_POINT
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
+    ADAPTIVE_DEFAULTS,
     ESTIMATORS,
     IDENTIFIER,
     METHOD_KINDS,
@@ -71,6 +73,21 @@ class Method:
             return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias)
         return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule)
 
+    @property
+    def is_adaptive(self) -> bool:
+        o = self.options
+        return self.kind != "surrogate" and any(v is not None for v in (o.target_stderr, o.target_relative, o.budget))
+
+    def allocation(self, points: int):
+        """The per-point budget rule for a chunk of ``points`` points: ``scasml.TargetStderr``, ``scasml.Budget``
+        (``budget`` evaluations per point on average over the chunk) or None (one replica per point)."""
+        o = self.options
+        if not self.is_adaptive:
+            return None
+        if o.budget is not None:
+            return Budget(evaluations=o.budget * points)
+        return TargetStderr(absolute=o.target_stderr, relative=o.target_relative, max_replicas=o.max_replicas)
+
     def replace(self, **changes) -> Method:
         return Method(self.name, dataclasses.replace(self.options, **changes))
 
@@ -78,6 +95,9 @@ class Method:
         out = section_to_dict(self.options, method_keys(self.kind, self.options.estimator))
         if out.get("shrinkage") == "none":  # added in 0.1: keeps the fingerprints (resume) of earlier runs
             del out["shrinkage"]
+        for key, default in ADAPTIVE_DEFAULTS.items():  # likewise
+            if key in out and out[key] == ("none" if default is None else default):
+                del out[key]
         return out
 
     def label(self) -> str:
@@ -88,10 +108,18 @@ class Method:
             return head
         shrunk = ", SURE shrinkage" if o.shrinkage == "sure" else ""
         if o.estimator == "feynman_kac":
-            return f"{head}, Feynman-Kac {o.paths} paths{shrunk}"
+            return f"{head}, Feynman-Kac {o.paths} paths{shrunk}{self._adaptive_label()}"
         clip = f", clip {o.clip:g}" if o.clip is not None else ""
         variant = "" if o.variant == "full_history" else f" {o.variant}"
-        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{shrunk}"
+        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{shrunk}{self._adaptive_label()}"
+
+    def _adaptive_label(self) -> str:
+        o = self.options
+        if o.budget is not None:
+            return f", budget {o.budget:.3g} evaluations/point"
+        targets = [f"stderr ≤ {v:g}{unit}" for v, unit in ((o.target_stderr, ""), (o.target_relative, "·|u|"))
+                   if v is not None]
+        return f", target {' or '.join(targets)} (≤ {o.max_replicas} replicas)" if targets else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,8 +363,16 @@ def _check_methods(config: ExperimentConfig, pde) -> None:
             estimator = m.estimator()
         except ValueError as err:
             raise ConfigError(f"{key}: {err}") from None
+        if m.options.budget is not None and (m.options.target_stderr is not None
+                                             or m.options.target_relative is not None):
+            raise ConfigError(f"{key}.budget: give either a budget or a target (target_stderr/target_relative), "
+                              "not both")
         if estimator is not None:
             cost = sum(estimator.evaluations(pde).values())
+            pilot = cost + (1 if m.kind == "scasml" else 0)  # calibrate also evaluates the surrogate at the point
+            if m.options.budget is not None and m.options.budget < pilot:
+                raise ConfigError(f"{key}.budget: {m.options.budget:g} evaluations per point is below the pilot's "
+                                  f"cost, one replica per point = {pilot} evaluations")
             if cost > MAX_EVALUATIONS_PER_POINT:
                 raise ConfigError(
                     f"{key}: {cost:.3g} function evaluations per point (levels={m.options.levels}, "

@@ -287,7 +287,11 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     if method.options.shrinkage == "sure":
         arrays["prediction"], arrays["defect"], threshold = shrunk_prediction(
             arrays["surrogate"], arrays["defect"], arrays["stderr"], arrays["finite"])
-    return MethodResult(arrays, infos[0]["evaluations"], seconds, seconds_warm, threshold)
+    evaluations = infos[0]["evaluations"]
+    if "replicas" in arrays:  # adaptive: the counts of one replica × the mean replicas per point
+        mean = float(np.mean(arrays["replicas"]))
+        evaluations = {k: v * mean for k, v in evaluations.items()}
+    return MethodResult(arrays, evaluations, seconds, seconds_warm, threshold)
 
 
 def read_training_curve(run: RunDirectory) -> dict | None:

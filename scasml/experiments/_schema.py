@@ -190,12 +190,22 @@ class MethodSection:
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
     shrinkage: str = spec("none", choices=SHRINKAGE,
                           doc="scasml only: 'sure' shrinks the defect estimates toward the surrogate (scasml.shrink)")
+    target_stderr: float | None = spec(None, check=positive,
+                                       doc="adaptive: replicas per point until the stderr of u is at most this")
+    target_relative: float | None = spec(None, check=positive,
+                                         doc="adaptive: ... or at most this times |u| (either target suffices)")
+    max_replicas: int = spec(64, check=at_least(1), doc="adaptive: replicas per point at most (the pilot is one)")
+    budget: float | None = spec(None, check=positive,
+                                doc="adaptive: function evaluations per point on average, spread over each chunk's "
+                                    "points where the pilot's errors are largest (Neyman); not with a target")
 
 
+ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
+ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None}
 METHOD_KEYS = {
     "surrogate": ("kind",),
-    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "shrinkage"),
-    "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "shrinkage"),
+    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "shrinkage", *ADAPTIVE_KEYS),
+    "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "shrinkage", *ADAPTIVE_KEYS),
 }
 
 
