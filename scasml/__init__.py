@@ -41,6 +41,8 @@ from ._defect import law_of_defect as law_of_defect
 from ._devices import use_every_cpu_core as use_every_cpu_core
 from ._pretrained import available_pretrained as available_pretrained
 from ._pretrained import pretrained as pretrained
+from ._recommend import Recommendation as Recommendation
+from ._recommend import recommend as recommend
 from ._shrinkage import shrink as shrink
 from ._shrinkage import shrink_defect as shrink_defect
 from ._shrinkage import sure_threshold as sure_threshold

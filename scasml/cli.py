@@ -295,6 +295,17 @@ def cmd_calibrate(args) -> int:
     key = jax.random.key(args.seed)
     allocation = _allocation(args)
     trace = make_trace(args.trace, args.probes)
+    if args.recommend:
+        if allocation is None:
+            raise CommandError("--recommend chooses (levels, base) for a target or a budget: give --target-stderr, "
+                               "--target-relative or --budget")
+        from ._recommend import recommend
+
+        recommendation = recommend(surrogate, pde, t, x, allocation, key=jax.random.fold_in(key, 2**31 - 1),
+                                   trace=trace)
+        print(recommendation)
+        estimator = recommendation.estimator
+        described = repr(estimator)
     start = time.perf_counter()
     if allocation is not None:  # one call: the allocation is decided over all points (a budget is shared)
         prediction = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, allocation=allocation,
@@ -476,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-replicas", type=int, metavar="K", help="adaptive: at most K replicas per point (default 64)")
     p.add_argument("--budget", type=float, metavar="EVALS",
                    help="adaptive: EVALS function evaluations in all, spent where the pilot's errors are largest")
+    p.add_argument("--recommend", action="store_true",
+                   help="adaptive: choose levels and base for the target or budget from a pilot (prints why)")
     p.add_argument("--trace", default="exact", choices=("exact", "hutchinson"), help="Laplacian of the residual")
     p.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
     p.add_argument("--seed", type=int, default=0)

@@ -209,3 +209,28 @@ def test_budgets_below_the_pilot_are_refused_before_any_work():
             scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0), allocation=allocation)
     with pytest.raises(TypeError, match="allocation must be"):
         scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0), allocation=1e-3)
+
+
+def test_recommend_picks_by_the_cost_model_and_explains():
+    pde, surrogate = _vb()
+    t, x = pde.sample_domain(jax.random.key(2), 64)
+    candidates = (scasml.MultilevelPicard(2, 4), scasml.MultilevelPicard(2, 8))
+    target = scasml.TargetStderr(absolute=1e-3)
+    rec = scasml.recommend(surrogate, pde, t, x, target, key=jax.random.key(0), candidates=candidates,
+                           pilot_points=8)
+    assert len(rec.rows) == 2 and rec.estimator in candidates
+    feasible = [r for r in rec.rows if r["misses"] == min(row["misses"] for row in rec.rows)]
+    assert rec.estimator == min(feasible, key=lambda r: r["seconds"])["estimator"]
+    for row in rec.rows:  # the prediction: TargetStderr's rule applied to the pilot's one-replica errors
+        assert row["replicas"] >= 1 and row["evaluations"] == pytest.approx(row["replicas"] * 64 * row["cost"])
+    text = str(rec)
+    assert "<- recommended" in text and "why:" in text and "MultilevelPicard(base=4)" in text
+    cost = rec.rows[0]["cost"]
+    budget = scasml.recommend(surrogate, pde, t, x, scasml.Budget(evaluations=64 * cost * 3), key=jax.random.key(0),
+                              candidates=candidates, pilot_points=8)
+    affordable = [r for r in budget.rows if np.isfinite(r["rms_stderr"])]
+    assert budget.estimator == min(affordable, key=lambda r: r["rms_stderr"])["estimator"]
+    with pytest.raises(TypeError, match="TargetStderr or a scasml.Budget"):
+        scasml.recommend(surrogate, pde, t, x, 1e-3, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="candidates must be"):
+        scasml.recommend(surrogate, pde, t, x, target, key=jax.random.key(0), candidates=())

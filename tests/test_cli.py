@@ -369,6 +369,7 @@ def test_calibrate_with_a_target_or_a_budget(checkpoint, tmp_path, capsys):
     (["--max-replicas", "4"], "--max-replicas caps a target"),
     (["--budget", "1e6", "--target-stderr", "1e-3"], "either --budget or a target"),
     (["--budget", "10"], "below the pilot's cost"),
+    (["--recommend"], "--recommend chooses (levels, base) for a target or a budget"),
 ])
 def test_calibrate_refuses_bad_targets_and_budgets(checkpoint, tmp_path, capsys, flags, message):
     src = write_csv(tmp_path / "points.csv", POINTS)

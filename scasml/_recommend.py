@@ -1,0 +1,131 @@
+"""Choosing (levels, base) for a target or a budget: a pilot of each candidate on a few points and the cost model.
+
+For each candidate estimator, one uniform run on ``pilot_points`` of the query points gives the standard error of
+one replica at each of them, and a second (warm) run its seconds per point.
+
+* ``TargetStderr``: with its rule a point with one-replica error s needs R = ⌈1.25·(s/τ)²⌉ replicas (1 if
+  s ≤ τ), at most ``max_replicas``; the predicted cost of the call is mean(R) × N × (seconds per replica and
+  point). Recommended: the least predicted time among the candidates predicted to meet the target everywhere
+  (else the one that misses the fewest points).
+* ``Budget``: R_total = budget ÷ (evaluations or seconds per replica and point) replicas, Neyman-allocated,
+  give a summed squared error (Σ s_i)²/R_total, i.e. an RMS standard error s̄·√(N/R_total) (s̄: the mean
+  one-replica error). Recommended: the least predicted RMS standard error among the candidates the budget
+  affords (R_total ≥ N).
+
+The cost model sees variance only. A multilevel Picard estimator with few levels or a small base also has a
+Picard bias that replicas do not remove; the default candidates keep levels ≥ 2.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from ._adaptive import SAFETY, Budget, TargetStderr
+from ._calibrate import calibrate, solve
+from ._checks import is_count
+from ._derivatives import ExactTrace
+from .estimators import AbstractEstimator, MultilevelPicard
+
+DEFAULT_CANDIDATES = tuple(MultilevelPicard(2, base) for base in (4, 6, 8, 10, 14)) + tuple(
+    MultilevelPicard(3, base) for base in (3, 4, 5))
+
+
+class Recommendation(eqx.Module):
+    """The recommended ``estimator`` and, per candidate, what the pilot measured and the cost model predicts
+    (``rows``: dicts with estimator, evaluations per replica, median and max one-replica stderr, predicted mean
+    replicas, points predicted to miss, predicted evaluations and seconds for all points). ``str()`` explains."""
+
+    estimator: AbstractEstimator = eqx.field(static=True)
+    rows: tuple = eqx.field(static=True)
+    target: TargetStderr = eqx.field(static=True)
+    points: int = eqx.field(static=True)
+
+    def __str__(self) -> str:
+        lines = [f"for {self.target!r} at {self.points} points (pilot: {self.rows[0]['pilot_points']} points, "
+                 "seconds measured warm on this machine):",
+                 f"{'estimator':<42} {'evals/replica':>13} {'median se':>10} {'max se':>9} {'replicas':>9} "
+                 f"{'misses':>7} {'RMS se':>9} {'evaluations':>12} {'seconds':>8}"]
+        for row in self.rows:
+            mark = " <- recommended" if row["estimator"] == self.estimator else ""
+            lines.append(f"{row['estimator']!r:<42} {row['cost']:>13.4g} {row['median_stderr']:>10.3g} "
+                         f"{row['max_stderr']:>9.3g} {row['replicas']:>9.2f} {row['misses']:>7.0%} "
+                         f"{row['rms_stderr']:>9.3g} {row['evaluations']:>12.4g} {row['seconds']:>8.3g}{mark}")
+        if isinstance(self.target, Budget):
+            why = ("the least predicted RMS standard error within the budget (Neyman allocation: (Σ s_i)²/R_total; "
+                   "candidates the budget cannot give one replica per point are marked by RMS se = inf)")
+        else:
+            why = ("the least predicted time among the candidates predicted to meet the target at every point "
+                   "(replicas ∝ stderr²)")
+        return "\n".join(lines + [f"why: {why}; the Picard bias is not in this model: keep levels ≥ 2"])
+
+
+def recommend(
+    surrogate,
+    pde,
+    t,
+    x,
+    target: TargetStderr | Budget,
+    *,
+    key,
+    candidates=DEFAULT_CANDIDATES,
+    pilot_points: int = 32,
+    trace=ExactTrace(),
+) -> Recommendation:
+    """Recommend an estimator for ``calibrate(..., allocation=target)`` (a ``TargetStderr`` or a ``Budget``) at
+    points t (N,), x (N, d) (``surrogate`` None: for ``solve``). ``candidates``: the estimators to compare
+    (default: MultilevelPicard with n = 2, M ∈ {4, 6, 8, 10, 14} and n = 3, M ∈ {3, 4, 5}); each is compiled and
+    run twice on ``pilot_points`` evenly spaced points (the second run timed). Returns a ``Recommendation``;
+    print it for the table and the reason."""
+    if not isinstance(target, (TargetStderr, Budget)):
+        raise TypeError(f"target must be a scasml.TargetStderr or a scasml.Budget, got {type(target).__name__}")
+    candidates = tuple(candidates)
+    if not candidates or not all(isinstance(c, AbstractEstimator) for c in candidates):
+        raise TypeError("candidates must be a non-empty sequence of estimators (e.g. MultilevelPicard(2, 8))")
+    if not is_count(pilot_points):
+        raise ValueError(f"pilot_points must be a positive integer, got {pilot_points!r}")
+    t, x = np.asarray(t), np.asarray(x)
+    n = x.shape[0] if x.ndim == 2 else 1
+    t, x = np.broadcast_to(t, (n,)), x.reshape(n, -1)
+    chosen = np.unique(np.linspace(0, n - 1, min(pilot_points, n)).round().astype(int))
+    tp, xp = t[chosen], x[chosen]
+    rows = []
+    for estimator in candidates:
+        run = lambda k, estimator=estimator: (
+            solve(pde, tp, xp, estimator, key=jax.random.fold_in(key, k)) if surrogate is None else
+            calibrate(surrogate, pde, tp, xp, estimator, key=jax.random.fold_in(key, k), trace=trace))
+        pilot = run(0)
+        start = time.perf_counter()
+        jax.block_until_ready(run(1).u)
+        per_point = (time.perf_counter() - start) / len(chosen)
+        stderr = np.asarray(pilot.stderr, np.float64)
+        cost = sum(pilot.evaluations.values())
+        row = {"estimator": estimator, "cost": cost, "median_stderr": float(np.median(stderr)),
+               "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen)}
+        if isinstance(target, Budget):
+            total = (target.evaluations / cost) if target.seconds is None else target.seconds / per_point
+            affordable = total >= n
+            mean_replicas = total / n if affordable else math.nan
+            row.update(replicas=mean_replicas, misses=0.0,
+                       rms_stderr=float(np.mean(stderr) * math.sqrt(n / total)) if affordable else math.inf,
+                       evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
+        else:
+            tol = target.tolerance(np.asarray(pilot.u, np.float64))
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                wanted = np.where(stderr <= tol, 1.0, np.ceil(SAFETY * (stderr / tol) ** 2))
+            wanted = np.where(np.isfinite(wanted), wanted, math.inf)
+            replicas = np.minimum(wanted, target.max_replicas)
+            reached = stderr / np.sqrt(replicas)
+            row.update(replicas=float(np.mean(replicas)), misses=float(np.mean(wanted > target.max_replicas)),
+                       rms_stderr=float(np.sqrt(np.mean(reached**2))), evaluations=float(np.mean(replicas) * n * cost),
+                       seconds=float(np.mean(replicas) * n * per_point))
+        rows.append(row)
+    if isinstance(target, Budget):
+        best = min(rows, key=lambda r: r["rms_stderr"])
+    else:
+        best = min(rows, key=lambda r: (r["misses"], r["seconds"]))
+    return Recommendation(best["estimator"], tuple(rows), target, n)
