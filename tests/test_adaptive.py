@@ -76,12 +76,17 @@ def _vb():
     return PROBLEMS["vb"][0]()
 
 
-def test_results_depend_on_key_point_and_replica_only():
+def _vb_uniform(points, point_seed, key_seed):
+    """VB in 5 d with MultilevelPicard(2, 4) at ``points`` points, and its uniform (one-replica) run."""
     pde, surrogate = _vb()
     estimator = scasml.MultilevelPicard(2, 4)
-    t, x = pde.sample_domain(jax.random.key(1), 24)
-    key = jax.random.key(5)
-    uniform = scasml.calibrate(surrogate, pde, t, x, estimator, key=key)
+    t, x = pde.sample_domain(jax.random.key(point_seed), points)
+    key = jax.random.key(key_seed)
+    return pde, surrogate, estimator, t, x, key, scasml.calibrate(surrogate, pde, t, x, estimator, key=key)
+
+
+def test_results_depend_on_key_point_and_replica_only():
+    pde, surrogate, estimator, t, x, key, uniform = _vb_uniform(24, 1, 5)
     allocation = scasml.TargetStderr(absolute=0.6 * float(np.median(uniform.stderr)), max_replicas=8)
     whole = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=allocation)
     small_chunks = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=allocation, chunk_size=4)
@@ -133,11 +138,7 @@ def test_relative_target_and_caps():
 
 
 def test_budget_spends_the_evaluations_where_the_errors_are():
-    pde, surrogate = _vb()
-    estimator = scasml.MultilevelPicard(2, 4)
-    t, x = pde.sample_domain(jax.random.key(4), 32)
-    key = jax.random.key(3)
-    uniform = scasml.calibrate(surrogate, pde, t, x, estimator, key=key)
+    pde, surrogate, estimator, t, x, key, uniform = _vb_uniform(32, 4, 3)
     cost = sum(uniform.evaluations.values())
     out = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=scasml.Budget(evaluations=96 * cost))
     replicas = np.asarray(out.replicas)

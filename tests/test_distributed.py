@@ -29,6 +29,9 @@ WORKER = textwrap.dedent(
     est = scasml.MultilevelPicard(1, 4)  # one level: quick to compile
     cal = scasml.calibrate(sur, pde, t, x, est, key=jax.random.key(4), index_offset=3)
     sol = scasml.solve(pde, t[5], x[5], est, key=jax.random.key(1), index_offset=5)  # one point: a share is empty
+    target = scasml.TargetStderr(absolute=float(jnp.median(cal.stderr)), max_replicas=3)  # top-ups on some points
+    ada = scasml.calibrate(sur, pde, t, x, est, key=jax.random.key(4), index_offset=3, allocation=target)
+    assert 1 < int(ada.replicas.max())
     if process_id >= 0:  # processes passing different keys must fail loudly, not return a mixture
         try:
             scasml.solve(pde, t, x, est, key=jax.random.key(1 + process_id))
@@ -37,7 +40,8 @@ WORKER = textwrap.dedent(
             assert "same call" in str(err), err
         jax.distributed.shutdown()
     np.savez(out_path, cal_u=cal.u, cal_stderr=cal.stderr, cal_defect_z=cal.defect_z, cal_surrogate=cal.surrogate,
-             sol_u=sol.u, sol_z=sol.z, sol_stderr=sol.stderr, sol_z_stderr=sol.z_stderr)
+             sol_u=sol.u, sol_z=sol.z, sol_stderr=sol.stderr, sol_z_stderr=sol.z_stderr, ada_u=ada.u,
+             ada_stderr=ada.stderr, ada_replicas=ada.replicas)
     print("OK")
     """
 )

@@ -286,6 +286,8 @@ def test_adaptive_methods_in_a_run(tmp_path):
     per_replica = sum(metrics["budget"]["evaluations_per_point"].values()) / np.mean(
         np.concatenate([run.load_arrays(f"eval/rep-0/budget/chunk-{c:03d}")["replicas"] for c in range(2)]))
     assert spent.sum() == int(6 * 2000 // per_replica)
+    assert metrics["target"]["target_missed"] == {"points": 12, "of": 12} and metrics["target"]["replicas"]["max"] == 3
+    assert "target missed at 12 of 12 points" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_report_rerenders_without_recomputing(finished_run, tmp_path):

@@ -1,4 +1,4 @@
-"""Sharded (4 virtual CPU devices) and unsharded calibration give identical estimates."""
+"""Sharded (4 virtual CPU devices) and unsharded calibration give identical estimates, adaptive ones included."""
 
 import os
 import subprocess
@@ -23,6 +23,14 @@ SCRIPT = textwrap.dedent(
     plain = scasml.solve(pde, t, x, est, key=jax.random.key(1))  # default: all 4 devices
     single = scasml.solve(pde, t, x, est, key=jax.random.key(1), devices=jax.devices()[:1])
     np.testing.assert_array_equal(plain.u, single.u)
+    # adaptive replicas: the top-ups' chunks spread over the devices, the same results as on one device
+    target = scasml.TargetStderr(absolute=0.5 * float(np.median(ref.stderr)))
+    one = scasml.calibrate(sur, pde, t, x, est, key=jax.random.key(4), devices=jax.devices()[:1], allocation=target)
+    four = scasml.calibrate(sur, pde, t, x, est, key=jax.random.key(4), allocation=target)
+    assert int(np.max(one.replicas)) > 1
+    np.testing.assert_array_equal(one.replicas, four.replicas)
+    np.testing.assert_array_equal(one.u, four.u)
+    np.testing.assert_allclose(one.stderr, four.stderr, rtol=2.4e-7, atol=0)
     print("OK")
     """
 )

@@ -164,6 +164,12 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
         }
         if method.options.shrinkage != "none":
             out[method.name]["shrinkage_threshold"] = [r.threshold for r in runs]
+        if "replicas" in runs[0].arrays:  # adaptive: replicas used; with a target, the points that missed it
+            replicas = np.concatenate([r.arrays["replicas"] for r in runs])
+            out[method.name]["replicas"] = {"mean": float(np.mean(replicas)), "max": int(np.max(replicas))}
+            if "met" in runs[0].arrays:
+                met = np.concatenate([r.arrays["met"] for r in runs])
+                out[method.name]["target_missed"] = {"points": int(np.sum(~met)), "of": int(met.size)}
     return out
 
 

@@ -287,6 +287,21 @@ def _error_bar_section(config: ExperimentConfig, metrics: dict) -> list[str]:
     ]
 
 
+def _adaptive_lines(metrics: dict) -> list[str]:
+    """One line per adaptive method: replicas used and the points that missed its target."""
+    lines = []
+    for name, mm in metrics["methods"].items():
+        if "replicas" not in mm:
+            continue
+        line = f"- `{name}` ({mm['label']}): {mm['replicas']['mean']:.2f} replicas per point on average (at most " \
+               f"{mm['replicas']['max']})"
+        if "target_missed" in mm:
+            missed = mm["target_missed"]
+            line += f"; target missed at {missed['points']} of {missed['of']} points"
+        lines.append(line + ".")
+    return lines + [""] if lines else []
+
+
 def _cost_section(config: ExperimentConfig, metrics: dict, timings: dict) -> list[str]:
     header, rows = cost_rows(config, metrics, timings)
     return [
@@ -294,6 +309,7 @@ def _cost_section(config: ExperimentConfig, metrics: dict, timings: dict) -> lis
         "",
         markdown_table(header, rows),
         "",
+        *_adaptive_lines(metrics),
         "Plain evaluations are values of the equation's g and f and of the surrogate and its gradient; a "
         "residual evaluation computes the surrogate's PDE residual, its Laplacian included, and costs "
         "several plain ones. Wall-clock seconds include compilation (in the "
