@@ -226,13 +226,15 @@ def _cap_total(counts: np.ndarray, done: np.ndarray, total: int) -> np.ndarray:
 
 
 class Allocated(eqx.Module):
-    """Host results of an allocated run: per point the mean over its replicas, standard errors, replicas used,
-    whether it met the target (None without a target) and a one-paragraph summary."""
+    """Host results of an allocated run: per point the mean over its replicas, standard errors, the
+    Welch–Satterthwaite degrees of freedom of u's variance, replicas used, whether it met the target (None
+    without a target) and a one-paragraph summary."""
 
     u: np.ndarray
     z: np.ndarray
     u_stderr: np.ndarray
     z_stderr: np.ndarray
+    u_dof: np.ndarray
     replicas: np.ndarray
     met: np.ndarray | None
     summary: str = eqx.field(static=True)
@@ -255,6 +257,7 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     counts = np.ones(n, np.int64)
     sums = [np.asarray(a, np.float64) for a in (pilot.u, pilot.z)]
     squares = [np.asarray(a, np.float64) ** 2 for a in (pilot.u_stderr, pilot.z_stderr)]
+    fourth = [_dof_term(pilot)]  # Σ_r s_r⁴/ν_r: Welch–Satterthwaite over the replicas
     bar = None
     for _ in range(allocation.rounds):
         u_now = np.broadcast_to(offset_u + sums[0] / counts, counts.shape)
@@ -268,7 +271,7 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
             bar = ProgressBar("adaptive", int((more > 0).sum()), progress)
         else:
             bar.total += int((more > 0).sum())
-        _top_up(runner, t, x, index, counts, more, sums, squares, bar)
+        _top_up(runner, t, x, index, counts, more, sums, squares, fourth, bar)
         counts = wanted
     if bar is not None:
         bar.close()
@@ -278,13 +281,23 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     z = (sums[1] / r[:, None]).astype(dtype)
     u_stderr = (np.sqrt(squares[0]) / r).astype(dtype)
     z_stderr = (np.sqrt(squares[1]) / r[:, None]).astype(dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dof = np.where(fourth[0] > 0, squares[0] ** 2 / fourth[0], np.inf)
     tol = allocation.tolerance(offset_u + u)
     met = None if tol is None else np.asarray(u_stderr <= tol)
     summary = _summary(allocation, counts, live, met, cost, pilot_seconds, time.perf_counter() - start)
-    return Allocated(u, z, u_stderr, z_stderr, counts, met, summary)
+    return Allocated(u, z, u_stderr, z_stderr, dof, counts, met, summary)
 
 
-def _top_up(runner, t, x, index, done, more, sums, squares, bar) -> None:
+def _dof_term(est) -> np.ndarray:
+    """s⁴/ν per point (0 where s = 0 or ν = inf): one replica's share in Welch–Satterthwaite."""
+    s2 = np.asarray(est.u_stderr, np.float64) ** 2
+    dof = np.asarray(est.u_dof, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((s2 > 0) & np.isfinite(dof), s2**2 / dof, 0.0)
+
+
+def _top_up(runner, t, x, index, done, more, sums, squares, fourth, bar) -> None:
     """``more`` (N,) replicas after the ``done`` (N,) so far, added into ``sums`` (of u, z) and ``squares`` (of
     their standard errors), in batches of N items: each batch runs the pilot's compiled program, unused chunks
     skipped. ``bar`` counts the points whose replicas are all done."""
@@ -305,6 +318,7 @@ def _top_up(runner, t, x, index, done, more, sums, squares, bar) -> None:
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64))
         for acc, values in zip(squares, (out.u_stderr, out.z_stderr), strict=True):
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64) ** 2)
+        np.add.at(fourth[0], mine, _dof_term(out)[: hi - lo])
         finished = before + int(np.searchsorted(ends, hi, side="right"))  # points whose replicas are all done
         bar.update(finished, note=f"points done {finished}/{bar.total}")
 

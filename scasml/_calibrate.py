@@ -38,7 +38,7 @@ from .estimators._base import source_block, terminal_value_and_z
 from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
-Z95 = 1.959963984540054  # the 97.5 % normal quantile: 95 % intervals are estimate ± Z95·stderr
+Z95 = 1.959963984540054  # the 97.5 % normal quantile (intervals: see interval_half_width)
 
 
 def default_memory_budget(device=None) -> float:
@@ -66,8 +66,10 @@ def device_memory(device) -> float | None:
 class Estimate(eqx.Module):
     """Monte Carlo estimate of (u, z = σᵀ∇u) at N points, with standard errors.
 
-    ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr. ``finite`` flags the points
-    where every output (u, z, both standard errors and the interval) is finite; ``evaluations`` gives the
+    ``lower``/``upper`` bound the 95 % confidence interval u ± t·stderr, t the Student-t 97.5 % quantile at the
+    Welch–Satterthwaite degrees of freedom ``dof`` (N,) of the variance estimate (≈ 1.96 for many samples).
+    ``finite`` flags the points where every output (u, z, both standard errors and the interval) is finite;
+    ``evaluations`` gives the
     evaluation counts of one replica at one point; ``replicas`` (N,) the replicas each point received (all 1
     without an ``allocation``), ``met`` (N,) whether a point met a ``TargetStderr`` (else None) and ``summary``
     what an allocation did.
@@ -84,12 +86,14 @@ class Estimate(eqx.Module):
     replicas: Array | None = None
     met: Array | None = None
     summary: str | None = eqx.field(static=True, default=None)
+    dof: Array | None = None
 
 
 class CalibratedPrediction(eqx.Module):
     """SCaSML output at N points: ``u = surrogate + defect`` with a Monte Carlo standard error.
 
-    ``lower``/``upper`` bound the 95 % normal confidence interval u ± 1.96·stderr; ``defect_z`` is the estimate
+    ``lower``/``upper`` bound the 95 % confidence interval u ± t·stderr (as in ``Estimate``, with ``dof``);
+    ``defect_z`` is the estimate
     of σᵀ∇(u − û); ``finite`` flags the points where every output (u, defect, defect_z, stderr and the interval)
     is finite; ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
     ``threshold``: None, or the garrote threshold (in standard errors) when ``scasml.shrink`` shrank ``defect``
@@ -110,6 +114,7 @@ class CalibratedPrediction(eqx.Module):
     replicas: Array | None = None
     met: Array | None = None
     summary: str | None = eqx.field(static=True, default=None)
+    dof: Array | None = None
 
 
 def _as_points(pde: AbstractSemilinearPDE, t, x):
@@ -410,10 +415,11 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
 
 
 def _allocation_fields(est, n: int) -> dict:
-    """The ``replicas``/``met``/``summary`` of a result from ``_run``'s output."""
+    """The ``replicas``/``met``/``summary``/``dof`` of a result from ``_run``'s output."""
+    dof = np.asarray(est.u_dof)
     if isinstance(est, Allocated):
-        return {"replicas": est.replicas.astype(np.int32), "met": est.met, "summary": est.summary}
-    return {"replicas": np.ones(n, np.int32)}
+        return {"replicas": est.replicas.astype(np.int32), "met": est.met, "summary": est.summary, "dof": dof}
+    return {"replicas": np.ones(n, np.int32), "dof": dof}
 
 
 @eqx.filter_jit
@@ -423,9 +429,20 @@ def _terminal_values(pde, x):
 
 def _with_terminal_values(est, at_horizon, g_x, z_x):
     """``est`` (host arrays) with the exact (g(x), σᵀ∇g(x)) and zero errors at the points ``at_horizon``."""
-    u, z, u_stderr, z_stderr = (np.array(a) for a in (est.u, est.z, est.u_stderr, est.z_stderr))
-    u[at_horizon], z[at_horizon], u_stderr[at_horizon], z_stderr[at_horizon] = g_x, z_x, 0, 0
-    return type(est)(u, z, u_stderr, z_stderr)
+    u, z, u_stderr, z_stderr, dof = (np.array(a) for a in (est.u, est.z, est.u_stderr, est.z_stderr, est.u_dof))
+    u[at_horizon], z[at_horizon], u_stderr[at_horizon], z_stderr[at_horizon], dof[at_horizon] = g_x, z_x, 0, 0, np.inf
+    return type(est)(u, z, u_stderr, z_stderr, dof)
+
+
+def interval_half_width(stderr, dof) -> np.ndarray:
+    """Half-widths of 95 % intervals: the Student-t 97.5 % quantile at the Welch–Satterthwaite degrees of freedom
+    ``dof`` (N,) times ``stderr`` (N,) (≈ 1.96·stderr when the variance estimate rests on many samples; wider
+    when it rests on few, e.g. the M samples of the last Picard level once the others are variance-reduced)."""
+    from scipy import stats
+
+    dof = np.asarray(dof, np.float64)
+    quantile = np.where(np.isfinite(dof) & (dof > 0), stats.t.ppf(0.975, np.where(dof > 0, dof, 1.0)), Z95)
+    return (quantile * np.asarray(stderr, np.float64)).astype(np.asarray(stderr).dtype)
 
 
 def full_float32_matmuls():
@@ -582,7 +599,8 @@ def solve(
     est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset, allocation,
                sum(counts.values()), 0.0, progress)
     u, stderr = np.asarray(est.u), np.asarray(est.u_stderr)
-    lower, upper = u - Z95 * stderr, u + Z95 * stderr
+    half = interval_half_width(stderr, est.u_dof)
+    lower, upper = u - half, u + half
     finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
     out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts, **_allocation_fields(est, len(u)))
     return _as_output(out, single)
@@ -661,7 +679,7 @@ def calibrate(
                allocation, sum(counts.values()), u_hat, progress)
     defect_u, stderr = np.asarray(est.u), np.asarray(est.u_stderr)
     u = u_hat + defect_u
-    half = Z95 * stderr
+    half = interval_half_width(stderr, est.u_dof)
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
     out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts,

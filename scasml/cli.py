@@ -282,11 +282,14 @@ def cmd_calibrate(args) -> int:
             if not pde.is_linear:
                 raise CommandError(f"--estimator feynman-kac needs a linear PDE (f independent of u and z), but "
                                    f"{pde.name} is semilinear; use --estimator picard")
-            estimator = FeynmanKac(paths=args.paths)
-            described = f"FeynmanKac(paths={args.paths})"
+            estimator = FeynmanKac(paths=args.paths, antithetic=args.antithetic)
+            described = f"FeynmanKac(paths={args.paths}{', antithetic=True' if args.antithetic else ''})"
         else:
-            estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip)
-            described = f"MultilevelPicard(levels={args.levels}, base={args.base})"
+            estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip,
+                                         antithetic=args.antithetic, terminal_factor=args.terminal_factor)
+            extra = (", antithetic=True" if args.antithetic else "") + (
+                f", terminal_factor={args.terminal_factor}" if args.terminal_factor != 1 else "")
+            described = f"MultilevelPicard(levels={args.levels}, base={args.base}{extra})"
     except ValueError as err:
         raise CommandError(str(err)) from None
     enable_compile_cache(args.compile_cache)
@@ -477,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
     p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"))
     p.add_argument("--clip", default=None, help="clip (u, z) at every level to [-c, c] (default: none)")
+    p.add_argument("--antithetic", action="store_true", help="antithetic pairs (N, -N) of path samples")
+    p.add_argument("--terminal-factor", type=int, default=1, metavar="K",
+                   help="multilevel Picard: K x M^l terminal paths (cheap surrogate values; default 1)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")

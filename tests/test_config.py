@@ -141,6 +141,16 @@ def test_adaptive_method_keys_build_the_allocation_and_stay_out_of_plain_configs
     assert budget.allocation(10) == scasml.Budget(evaluations=5e5)
 
 
+def test_variance_reduction_keys_build_the_estimator_and_stay_out_of_plain_configs():
+    config = config_from_dict(mutate("methods.scasml", {"kind": "scasml", "antithetic": True, "terminal_factor": 4}))
+    method = config.method("scasml")
+    assert method.estimator() == scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4)
+    assert "antithetic, 4x terminal paths" in method.label()
+    assert method.to_dict()["antithetic"] is True
+    plain = config_from_dict(copy.deepcopy(BASE)).to_dict()["methods"]["scasml"]
+    assert "antithetic" not in plain and "terminal_factor" not in plain
+
+
 def test_integral_float_is_accepted_for_integer_keys():
     config = config_from_dict(mutate("training.steps", 1e4))
     assert config.training.steps == 10_000 and isinstance(config.training.steps, int)

@@ -41,14 +41,38 @@ class Component(eqx.Module):
         variance = jnp.sum((stacked - mean[:, None]) ** 2, axis=1) / (m * (m - 1))
         return jnp.sum(mean, axis=0), jnp.sum(variance, axis=0)
 
+    def u_block_variances(self):
+        """((blocks,) estimated variances of the blocks' u-means, their degrees of freedom m − 1); None for m < 2."""
+        m = self.u.shape[1]
+        if m < 2:
+            return None
+        return jnp.var(self.u, axis=1, ddof=1) / m, m - 1
+
+
+def pair_means(component: Component) -> Component:
+    """Antithetic summands: the means of adjacent pairs (2k, 2k + 1) along the sample axis (the pairs are the
+    i.i.d. units, so the standard error is computed over them)."""
+    u, z = component.u, component.z
+    return Component(u.reshape(u.shape[0], -1, 2).mean(-1), z.reshape(z.shape[0], -1, 2, z.shape[-1]).mean(-2))
+
 
 class PointEstimate(eqx.Module):
-    """(u, z) and their standard errors at one point."""
+    """(u, z) and their standard errors at one point; ``u_dof``: the Welch–Satterthwaite degrees of freedom of
+    u's variance estimate (inf where it is exact), for Student-t intervals."""
 
     u: Float[Array, ""]
     z: Float[Array, " d"]
     u_stderr: Float[Array, ""]
     z_stderr: Float[Array, " d"]
+    u_dof: Float[Array, ""]
+
+
+def satterthwaite(variances, dofs):
+    """Degrees of freedom of Σ_b v_b, v_b estimated with k_b degrees of freedom: 1 / Σ_b (v_b/Σv)²/k_b
+    (Welch–Satterthwaite); inf when Σ v_b = 0. ``variances``, ``dofs``: arrays of one shape."""
+    total = jnp.sum(variances)
+    share = variances / jnp.where(total > 0, total, 1)
+    return jnp.where(total > 0, 1 / jnp.sum(share**2 / dofs), jnp.inf)
 
 
 def combine(constant_u, constant_z, components: list[Component]) -> PointEstimate:
@@ -56,7 +80,14 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
     parts = [comp.mean_and_variance() for comp in components]
     total = jnp.concatenate([constant_u[None], constant_z]) + sum(mean for mean, _ in parts)
     stderr = jnp.sqrt(sum(variance for _, variance in parts))
-    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:])
+    blocks = [b for b in (comp.u_block_variances() for comp in components) if b is not None]
+    if blocks:
+        variances = jnp.concatenate([v for v, _ in blocks])
+        dofs = jnp.concatenate([jnp.full(v.shape, k, v.dtype) for v, k in blocks])
+        dof = satterthwaite(variances, dofs)
+    else:
+        dof = jnp.asarray(jnp.inf, total.dtype)
+    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:], dof)
 
 
 def path_samples(pde, t, x, elapsed, noise):
@@ -227,6 +258,7 @@ class AbstractEstimator(eqx.Module):
             jnp.where(live, est.z, z_x),
             jnp.where(live, est.u_stderr, jnp.zeros_like(est.u_stderr)),
             jnp.where(live, est.z_stderr, jnp.zeros_like(est.z_stderr)),
+            jnp.where(live, est.u_dof, jnp.full_like(est.u_dof, jnp.inf)),
         )
 
     def check(self, pde) -> None:

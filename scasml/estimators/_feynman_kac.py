@@ -12,6 +12,7 @@ from ._base import (
     Component,
     combine,
     gauss_legendre,
+    pair_means,
     path_samples,
     random_time_component,
     random_times,
@@ -28,11 +29,14 @@ class FeynmanKac(AbstractEstimator):
     f(s, X_s, 0, 0) at random times (density ∝ (s − t)^(−1/2), finite variance for z) or at Gauss–Legendre nodes
     on [t, T] (``time_rule="gauss_legendre"``, along the same path). g(x) is subtracted as a control variate.
     Cost: ``paths`` terminal and ``paths·time_samples`` source evaluations. Error ∝ paths^(−1/2).
+    ``antithetic`` (default False; even ``paths``): paths come in pairs (N, −N) sharing their times, and the
+    summands are pair means (see ``MultilevelPicard``).
     """
 
     paths: int = eqx.field(static=True, default=1000, converter=as_count)
     time_samples: int = eqx.field(static=True, default=1, converter=as_count)
     time_rule: str = eqx.field(static=True, default="random")
+    antithetic: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
         for label, value in (("paths", self.paths), ("time_samples", self.time_samples)):
@@ -42,6 +46,10 @@ class FeynmanKac(AbstractEstimator):
             raise ValueError("FeynmanKac needs paths ≥ 2 to report a standard error")
         if self.time_rule not in _RULES:
             raise ValueError(f"FeynmanKac time_rule must be one of {_RULES}, got {self.time_rule!r}")
+        if not isinstance(self.antithetic, bool):
+            raise ValueError(f"FeynmanKac antithetic must be True or False, got {self.antithetic!r}")
+        if self.antithetic and self.paths % 2:
+            raise ValueError(f"antithetic pairs need an even number of paths, got FeynmanKac(paths={self.paths})")
 
     def check(self, pde):
         if not pde.is_linear:
@@ -60,17 +68,21 @@ class FeynmanKac(AbstractEstimator):
         if self.time_rule == "random":
             tkey, skey, fkey = jax.random.split(key, 3)
             ends, weights = path_samples(pde, t, x, jnp.full((self.paths,), delta),
-                                         jax.random.normal(tkey, (self.paths, *rows), x.dtype))
+                                         self._normals(tkey, (self.paths, *rows), x.dtype))
             term = terminal_summands(jax.vmap(pde.terminal)(ends), g_x, weights, delta)
             m = self.paths * self.time_samples
             ukey, nkey = jax.random.split(skey)
             noise, uniform = jax.random.normal(nkey, (m, *rows), x.dtype), jax.random.uniform(ukey, (m,), x.dtype)
+            if self.antithetic:  # path 2k + 1: the times of path 2k, the noise negated
+                by_path = lambda a: a.reshape((self.paths // 2, 2, self.time_samples) + a.shape[1:])[:, :1]
+                noise = jnp.concatenate([by_path(noise), -by_path(noise)], axis=1).reshape(noise.shape)
+                uniform = jnp.concatenate([by_path(uniform)] * 2, axis=1).reshape(uniform.shape)
             s, points, weights = random_times(pde, t, x, delta, noise, uniform)
             values = jax.vmap(pde.source)(jax.random.split(fkey, m), s, points)
             time = random_time_component(values, weights, uniform, delta)
             u = term.u + jnp.mean(time.u.reshape(self.paths, self.time_samples), axis=1)[None]
             z = term.z + jnp.mean(time.z.reshape(self.paths, self.time_samples, -1), axis=1)[None]
-            return combine(g_x, jnp.zeros_like(x), [Component(u, z)])
+            return combine(g_x, jnp.zeros_like(x), [self._pairs(Component(u, z))])
         return self._gauss_legendre(pde, key, t, x, delta, g_x)
 
     def _gauss_legendre(self, pde, key, t, x, delta, g_x):
@@ -80,8 +92,7 @@ class FeynmanKac(AbstractEstimator):
         weights = delta * jnp.asarray(weights, x.dtype)
         nkey, fkey = jax.random.split(key)
         elapsed = jnp.concatenate([offsets, delta[None]])
-        noise = jax.random.normal(nkey, (self.paths, self.time_samples + 1, pde.dynamics.noise_rows, pde.dim),
-                                  x.dtype)
+        noise = self._normals(nkey, (self.paths, self.time_samples + 1, pde.dynamics.noise_rows, pde.dim), x.dtype)
         points, omega = jax.vmap(lambda n: pde.dynamics.path(t, x, elapsed, n))(noise)  # (paths, K + 1, d) each
         g_end = jax.vmap(pde.terminal)(points[:, -1])
         fkeys = jax.random.split(fkey, (self.paths, self.time_samples))
@@ -91,4 +102,14 @@ class FeynmanKac(AbstractEstimator):
         z = (g_end - g_x)[:, None] * omega[:, -1] / jnp.sqrt(delta) + jnp.einsum(
             "pk,k,pkd->pd", values, weights / jnp.sqrt(offsets), omega[:, :-1]
         )
-        return combine(g_x, jnp.zeros_like(x), [Component(u[None], z[None])])
+        return combine(g_x, jnp.zeros_like(x), [self._pairs(Component(u[None], z[None]))])
+
+    def _normals(self, key, shape, dtype):
+        """Standard normals of ``shape`` (paths, ...); antithetic: path 2k + 1 gets −(path 2k's)."""
+        if not self.antithetic:
+            return jax.random.normal(key, shape, dtype)
+        half = jax.random.normal(key, (shape[0] // 2, *shape[1:]), dtype)
+        return jnp.stack([half, -half], axis=1).reshape(shape)
+
+    def _pairs(self, component: Component) -> Component:
+        return pair_means(component) if self.antithetic else component

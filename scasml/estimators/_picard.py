@@ -24,6 +24,7 @@ from ._base import (
     evaluate_requests,
     gauss_legendre,
     inverse_gamma,
+    pair_means,
     path_samples,
     random_time_component,
     random_times,
@@ -50,6 +51,16 @@ class MultilevelPicard(AbstractEstimator):
     grows like d/M (HJB in 100 d: the dominant error); each f(V_l) is corrected by −a·Σ_j se(Ẑ_j)², with the
     unbiased variance estimate of Ẑ from its own samples (the U-statistic for ‖E Ẑ‖²).
 
+    ``antithetic`` (default False): every path sample comes in a pair (N, −N) sharing its time, and a summand is the
+    pair's mean (standard errors over pairs). The Elworthy–Bismut–Li weight is odd in N, so a pair's z-summand is
+    the central difference (h(X⁺) − h(X⁻))·ω/2 and its u-summand loses the odd part of h; unbiased for any
+    dynamics. Odd sample counts (an odd base) are rounded up to even ones (one more sample). A block of the
+    reported estimate with fewer than ``MIN_PAIRED_TOP`` = 20 samples keeps independent ones: its standard error
+    would otherwise rest on too few pairs (intervals too narrow too often).
+    ``terminal_factor`` (default 1): K·M^l terminal paths for every V_l. Terminal values are the cheapest
+    evaluations (for the defect PDE a surrogate value, against a residual's Laplacian sweep) and, on the shipped
+    PINNs, carry most of the variance (experiments/RESULTS.md, "Variance reduction").
+
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
     The error decreases like M^(−n/2) up to logarithmic factors (full history).
@@ -60,6 +71,8 @@ class MultilevelPicard(AbstractEstimator):
     variant: str = eqx.field(static=True, default="full_history")
     clip: float | None = eqx.field(static=True, default=None)
     debias: bool = eqx.field(static=True, default=True)
+    antithetic: bool = eqx.field(static=True, default=False)
+    terminal_factor: int = eqx.field(static=True, default=1, converter=as_count)
 
     def __check_init__(self):
         for label, value in (("levels", self.levels), ("base", self.base)):
@@ -80,11 +93,17 @@ class MultilevelPicard(AbstractEstimator):
             raise ValueError(f"MultilevelPicard clip must be None or a positive finite number, got {self.clip!r}")
         if not isinstance(self.debias, bool):
             raise ValueError(f"MultilevelPicard debias must be True or False, got {self.debias!r}")
+        if not is_count(self.terminal_factor):
+            raise ValueError(f"MultilevelPicard terminal_factor must be a positive integer, got "
+                             f"{self.terminal_factor!r}")
+        if not isinstance(self.antithetic, bool):
+            raise ValueError(f"MultilevelPicard antithetic must be True or False, got {self.antithetic!r}")
 
     # ---- the plan: the recursion, built once ---------------------------------------------------------------
     def plan(self, pde) -> Plan:
         """The recursion of V_levels for ``pde`` as a ``Plan`` (shared sub-plans: a DAG of ``levels`` nodes)."""
-        return _build_plan(self.levels, self.base, self.variant, bool(pde.is_linear))
+        return _build_plan(self.levels, self.base, self.variant, bool(pde.is_linear), self.terminal_factor,
+                           self.antithetic)
 
     def evaluations(self, pde) -> dict[str, int]:
         cost = self.plan(pde).cost
@@ -96,10 +115,10 @@ class MultilevelPicard(AbstractEstimator):
         rows = pde.dynamics.noise_rows
         noise = _draw_noise(key, plan.cost.noise(rows), pde.dim, x.dtype)
         delta = pde.horizon - t
-        samples = _samples(pde, plan, noise, t, x, delta)
-        est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta)
+        samples = _samples(pde, plan, noise, t, x, delta, self.antithetic)
+        est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta, top=True)
         u, z = clip_pair(est.u, est.z, self.clip)
-        return PointEstimate(u, z, est.u_stderr, est.z_stderr)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof)
 
     # The estimate is computed in three passes over the plan, so that every equation (surrogate) evaluation of
     # the whole recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled
@@ -107,9 +126,12 @@ class MultilevelPicard(AbstractEstimator):
     # ``evaluate_requests`` evaluates the terminal values, sources and increment inputs at all of them;
     # ``_combine`` forms the Picard sums.
 
-    def _combine(self, pde, plan: Plan, samples: dict, x, delta) -> PointEstimate:
+    def _combine(self, pde, plan: Plan, samples: dict, x, delta, top: bool = False) -> PointEstimate:
         """V_n(t, x) from evaluated ``_samples`` (requests replaced by their values); ``delta`` = T − t."""
-        components = [terminal_summands(samples["ends"], samples["g_x"], samples["weights"], delta)]
+        def pair(component, count):
+            return pair_means(component) if _paired(self.antithetic, count, top) else component
+
+        components = [pair(terminal_summands(samples["ends"], samples["g_x"], samples["weights"], delta), plan.paths)]
         for level, entry in zip(plan.levels, samples["levels"], strict=True):
             if level.new is None:
                 values = entry["source"]
@@ -123,16 +145,17 @@ class MultilevelPicard(AbstractEstimator):
                 values = jax.vmap(jax.vmap(increment))(new_samples, old_samples, entry["inputs"], entry["s"],
                                                        entry["points"], entry["remaining"])
             if plan.random_times:
-                components.append(random_time_component(values[0], entry["weights"][0], entry["uniform"], delta))
+                component = random_time_component(values[0], entry["weights"][0], entry["uniform"], delta)
             else:
-                components.append(_quadrature_component(delta, entry["elapsed"], entry["weights"], values))
+                component = _quadrature_component(delta, entry["elapsed"], entry["weights"], values)
+            components.append(pair(component, level.samples))
         return combine(samples["g_x"], jnp.zeros_like(x), components)
 
     def _value(self, pde, plan: Plan, samples: dict, x, delta) -> PointEstimate:
         """V_n at (t, x) from its evaluated samples (``delta`` = T − t), clipped when ``clip`` is set."""
         est = self._combine(pde, plan, samples, x, delta)
         u, z = clip_pair(est.u, est.z, self.clip)
-        return PointEstimate(u, z, est.u_stderr, est.z_stderr)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof)
 
     def _increment(self, pde, s, point, new: PointEstimate, old: PointEstimate | None, inputs):
         """f(V_new) − f(V_old); when debiasing a generator a‖z‖² + (affine in z), minus a·(Σse²_new − Σse²_old)."""
@@ -196,44 +219,61 @@ class Plan(NamedTuple):
 
 
 @functools.cache
-def _build_plan(n: int, base: int, variant: str, linear: bool) -> Plan:
+def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: int = 1,
+                antithetic: bool = False) -> Plan:
     """The plan of V_n: M^n terminal paths; levels 0 … n − 1 (only level 0 for a linear PDE, whose increments
     vanish) with (1, M^(n−l)) random times (full history) or (q_l nodes, round(M^((n−l)/2)) paths) (quadrature,
-    q_l = round(Γ⁻¹(M^((n−l)/2))))."""
+    q_l = round(Γ⁻¹(M^((n−l)/2)))); ``terminal_factor`` × M^n terminal paths; ``antithetic``: every count rounded
+    up to an even number (pairs)."""
     random_times = variant == "full_history"
     levels = []
-    cost = Cost(base**n + 1, 0, 0, base**n, 0, 0)
+    even = (lambda k: k + k % 2) if antithetic else (lambda k: k)
+    paths = even(terminal_factor * base**n)
+    cost = Cost(paths + 1, 0, 0, paths, 0, 0)
     for level in range(1 if linear else n):
         if random_times:
-            blocks, samples = 1, base ** (n - level)
+            blocks, samples = 1, even(base ** (n - level))
         else:
             scale = base ** ((n - level) / 2)
-            blocks, samples = max(1, round(inverse_gamma(scale))), max(1, round(scale))
-        new = _build_plan(level, base, variant, linear) if level else None
-        old = _build_plan(level - 1, base, variant, linear) if level > 1 else None
+            blocks, samples = max(1, round(inverse_gamma(scale))), even(max(1, round(scale)))
+        new = _build_plan(level, base, variant, linear, terminal_factor, antithetic) if level else None
+        old = _build_plan(level - 1, base, variant, linear, terminal_factor, antithetic) if level > 1 else None
         entry = LevelPlan(level, blocks, samples, new, old)
         k = entry.count
         own = Cost(0, 0 if level else k, k if level else 0, k, k if random_times else 0, 0 if level else k)
         children = [child.cost.times(k) for child in (new, old) if child is not None]
         cost = sum(children, cost + own)
         levels.append(entry)
-    return Plan(n, base**n, random_times, tuple(levels), cost)
+    return Plan(n, paths, random_times, tuple(levels), cost)
 
 
-def _samples(pde, plan: Plan, noise: _Noise, t, x, delta) -> dict:
+# Antithetic pairs in a block of the reported (top-level) estimate only from this many samples on: its standard error
+# rests on the sample variance of the block's units, and 5 pairs (the level-1 block at M = 10) give one so noisy that
+# 95 % intervals covered 88 % of points (VB, d = 10); 10 independent samples there keep coverage at 94 %.
+MIN_PAIRED_TOP = 20
+
+
+def _paired(antithetic: bool, count: int, top: bool) -> bool:
+    """Whether a block of ``count`` samples comes in antithetic pairs (``top``: a block of the reported estimate)."""
+    return antithetic and (not top or count >= MIN_PAIRED_TOP)
+
+
+def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = False, top: bool = True) -> dict:
     """All sample points of ``plan`` at (t, x), as evaluation requests. Consumes ``noise`` (of
     ``plan.cost.noise(rows)``) in a fixed order: terminal paths, then per level its samples and, for l ≥ 1, its
     samples' (V_l, V_{l−1}) noise. ``delta`` = T − t, passed down rather than recomputed from s: T − s would
     round to 0 in float32 for samples a few ulps before T (and then divide by zero), while Δ(1 − U)(1 + U)
     stays positive for every U < 1."""
     stream = _NoiseStream(noise, pde.dynamics.noise_rows)
-    ends, weights = path_samples(pde, t, x, jnp.full((plan.paths,), delta), stream.paths(plan.paths))
+    paired = _paired(antithetic, plan.paths, top)
+    ends, weights = path_samples(pde, t, x, jnp.full((plan.paths,), delta), stream.paths(plan.paths, paired))
     out = {"g_x": TerminalRequest(x), "ends": TerminalRequest(ends), "weights": weights, "levels": []}
     for level in plan.levels:
         shape = (level.blocks, level.samples)
-        paths = stream.paths(level.count).reshape(shape + stream.row_shape)
+        paired = _paired(antithetic, level.samples, top)
+        paths = stream.paths(level.count, paired).reshape(shape + stream.row_shape)
         if plan.random_times:
-            uniform = stream.uniforms(level.samples)
+            uniform = stream.uniforms(level.samples, paired)
             s, points, weights = random_times(pde, t, x, delta, paths[0], uniform)
             entry = {"uniform": uniform, "s": s[None], "points": points[None], "weights": weights[None],
                      "remaining": (delta * (1 - uniform) * (1 + uniform))[None]}
@@ -253,8 +293,9 @@ def _samples(pde, plan: Plan, noise: _Noise, t, x, delta) -> dict:
 
             def child(noise, s, point, remaining, level=level, new_size=new_size):
                 new_noise, old_noise = noise.split(new_size)
-                old = None if level.old is None else _samples(pde, level.old, old_noise, s, point, remaining)
-                return _samples(pde, level.new, new_noise, s, point, remaining), old
+                old = None if level.old is None else _samples(pde, level.old, old_noise, s, point, remaining,
+                                                               antithetic, top=False)
+                return _samples(pde, level.new, new_noise, s, point, remaining, antithetic, top=False), old
 
             entry["children"] = jax.vmap(jax.vmap(child))(children, entry["s"], entry["points"], entry["remaining"])
             entry["inputs"] = IncrementRequest(entry["s"], entry["points"])
@@ -324,7 +365,8 @@ def open_unit_interval(words, dtype):
 
 class _NoiseStream:
     """Hands out consecutive slices of a ``_Noise`` (static offsets, at trace time); a path sample takes ``rows``
-    normal rows."""
+    normal rows. ``paired`` slices: samples 2k and 2k + 1 get the noises N and −N and share their uniform (the
+    second half of the slice goes unused, so that the layout is the same either way)."""
 
     def __init__(self, noise: _Noise, rows: int):
         self.noise, self.offsets, self.rows = noise, [0, 0, 0], rows
@@ -335,12 +377,17 @@ class _NoiseStream:
         self.offsets[field] += count
         return (self.noise.normals, self.noise.uniforms, self.noise.keys)[field][start : start + count]
 
-    def paths(self, count):
+    def paths(self, count, paired: bool = False):
         """Noise of ``count`` path samples, (count, rows, d)."""
-        return self._take(0, count * self.rows).reshape((count,) + self.row_shape)
+        noise = self._take(0, count * self.rows).reshape((count,) + self.row_shape)
+        if not paired:
+            return noise
+        half = noise[: count // 2]
+        return jnp.stack([half, -half], axis=1).reshape(noise.shape)
 
-    def uniforms(self, count):
-        return self._take(1, count)
+    def uniforms(self, count, paired: bool = False):
+        uniform = self._take(1, count)
+        return jnp.repeat(uniform[: count // 2], 2) if paired else uniform
 
     def keys(self, count):
         return self._take(2, count)

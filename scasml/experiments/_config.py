@@ -70,8 +70,9 @@ class Method:
         if self.kind == "surrogate":
             return None
         if o.estimator == "picard":
-            return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias)
-        return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule)
+            return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias,
+                                    antithetic=o.antithetic, terminal_factor=o.terminal_factor)
+        return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule, antithetic=o.antithetic)
 
     @property
     def is_adaptive(self) -> bool:
@@ -95,7 +96,7 @@ class Method:
         out = section_to_dict(self.options, method_keys(self.kind, self.options.estimator))
         if out.get("shrinkage") == "none":  # added in 0.1: keeps the fingerprints (resume) of earlier runs
             del out["shrinkage"]
-        for key, default in ADAPTIVE_DEFAULTS.items():  # likewise
+        for key, default in ADAPTIVE_DEFAULTS.items():  # likewise (options added later)
             if key in out and out[key] == ("none" if default is None else default):
                 del out[key]
         return out
@@ -108,10 +109,13 @@ class Method:
             return head
         shrunk = ", SURE shrinkage" if o.shrinkage == "sure" else ""
         if o.estimator == "feynman_kac":
-            return f"{head}, Feynman-Kac {o.paths} paths{shrunk}{self._adaptive_label()}"
+            anti = ", antithetic" if o.antithetic else ""
+            return f"{head}, Feynman-Kac {o.paths} paths{anti}{shrunk}{self._adaptive_label()}"
         clip = f", clip {o.clip:g}" if o.clip is not None else ""
         variant = "" if o.variant == "full_history" else f" {o.variant}"
-        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{shrunk}{self._adaptive_label()}"
+        reduced = (", antithetic" if o.antithetic else "") + (
+            f", {o.terminal_factor}x terminal paths" if o.terminal_factor > 1 else "")
+        return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{reduced}{shrunk}{self._adaptive_label()}"
 
     def _adaptive_label(self) -> str:
         o = self.options

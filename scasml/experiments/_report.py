@@ -274,9 +274,10 @@ def _error_bar_section(config: ExperimentConfig, metrics: dict) -> list[str]:
         "",
         markdown_table(header, rows),
         "",
-        "Each Monte Carlo method reports a standard error per point and the 95 % interval estimate ± 1.96 "
-        "standard errors. Coverage is the share of test points whose reference lies inside the interval (nominal: "
-        "the level); the bracket is its 95 % Wilson interval over the points. z = (estimate − reference) / "
+        "Each Monte Carlo method reports a standard error per point and the 95 % interval estimate ± t standard "
+        "errors (t ≈ 2, the Student-t quantile at the variance estimate's degrees of freedom). Coverage is the "
+        "share of test points whose reference lies inside the interval (nominal: the level); the bracket is its "
+        "95 % Wilson interval over the points. z = (estimate − reference) / "
         "standard error should be close to N(0, 1): mean 0, RMS 1; RMS z > 1 means the error bars are too "
         "narrow. "
         + ("The reference is itself a Monte Carlo estimate: z and the per-level coverage use the combined "

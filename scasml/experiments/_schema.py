@@ -185,6 +185,8 @@ class MethodSection:
     variant: str = spec("full_history", choices=("full_history", "quadrature"))
     clip: float | None = spec(None, check=positive, doc="clip (u, z) to [-clip, clip] at every level; 'none': off")
     debias: bool = spec(True, doc="remove the variance bias of generators quadratic in z (HJB/LQG; unclipped only)")
+    antithetic: bool = spec(False, doc="antithetic pairs (N, -N) of path samples (variance reduction)")
+    terminal_factor: int = spec(1, check=at_least(1), doc="picard: K x M^l terminal paths (cheap surrogate values)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
@@ -201,11 +203,14 @@ class MethodSection:
 
 
 ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
-ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None}
+ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None,
+                     "antithetic": False, "terminal_factor": 1}  # keys left out of a resolved config at these values
 METHOD_KEYS = {
     "surrogate": ("kind",),
-    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "shrinkage", *ADAPTIVE_KEYS),
-    "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "shrinkage", *ADAPTIVE_KEYS),
+    "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
+               "shrinkage", *ADAPTIVE_KEYS),
+    "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "antithetic", "shrinkage",
+                    *ADAPTIVE_KEYS),
 }
 
 
