@@ -177,7 +177,8 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
     """Run one method on points (t, x), the first being point ``index_offset`` of the method's points:
     (arrays, evaluation counts per point).
 
-    Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, finite, for SCaSML
+    Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, their degrees of freedom
+    (dof), finite, for SCaSML
     also the surrogate value and the estimated defect, and for adaptive methods the replicas per point (the
     evaluation counts are those of one replica) and, with a target, whether it was met.
     """
@@ -202,6 +203,7 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
         arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
                   "upper": np.asarray(est.upper), "finite": np.asarray(est.finite),
                   "surrogate": np.asarray(est.surrogate), "defect": np.asarray(est.defect)}
+    arrays["dof"] = np.asarray(est.dof)  # degrees of freedom of the variance estimate (Student-t intervals)
     if allocation is not None:  # per point: replicas used (evaluations = replicas × the counts), target met
         arrays["replicas"] = np.asarray(est.replicas)
         if est.met is not None:

@@ -76,22 +76,36 @@ def _coverage(result: MethodResult, exact) -> float | None:
 NOMINAL_LEVELS = (0.5, 0.8, 0.9, 0.95, 0.99)
 
 
-def z_scores(result: MethodResult, points: dict) -> np.ndarray:
+def z_scores(result: MethodResult, points: dict, with_dof: bool = False):
     """(interval centre − reference) / combined standard error at the points with a positive, finite one.
 
     The centre of [lower, upper] is the unshrunk Monte Carlo estimate (a shrunk method keeps the interval of the
     estimate it shrinks); a Monte Carlo reference adds its own variance: s² = stderr² + reference stderr².
     For calibrated intervals z is close to N(0, 1). Points at t = T (answered exactly, stderr 0) are left out.
+    ``with_dof``: also the degrees of freedom of each point's variance estimate (inf where not recorded).
     """
     centre = 0.5 * (result.arrays["lower"] + result.arrays["upper"])
     scale = np.hypot(result.arrays["stderr"], points["exact_stderr"])
     ok = np.isfinite(centre) & np.isfinite(scale) & (scale > 0)
-    return (centre[ok] - points["exact"][ok]) / scale[ok]
+    z = (centre[ok] - points["exact"][ok]) / scale[ok]
+    if not with_dof:
+        return z
+    dof = result.arrays["dof"][ok] if "dof" in result.arrays else np.full(z.shape, np.inf)
+    return z, dof
 
 
-def coverage_at(z: np.ndarray, level: float) -> float:
-    """Share of |z| within the two-sided normal quantile of ``level`` (the coverage of a ``level`` interval)."""
-    return float(np.mean(np.abs(z) <= NormalDist().inv_cdf(0.5 + level / 2.0)))
+def coverage_at(z: np.ndarray, level: float, dof=None) -> float:
+    """Share of |z| within the two-sided quantile of ``level`` (the coverage of a ``level`` interval): normal, or
+    Student-t at each point's ``dof`` (the intervals ``solve``/``calibrate`` report)."""
+    if dof is None:
+        return float(np.mean(np.abs(z) <= NormalDist().inv_cdf(0.5 + level / 2.0)))
+    from scipy import stats
+
+    dof = np.asarray(dof, np.float64)
+    finite = np.isfinite(dof) & (dof > 0)
+    quantile = np.where(finite, stats.t.ppf(0.5 + level / 2.0, np.where(finite, dof, 1.0)),
+                        NormalDist().inv_cdf(0.5 + level / 2.0))
+    return float(np.mean(np.abs(z) <= quantile))
 
 
 def wilson_interval(share: float, n: int, level: float = 0.95) -> list[float]:
@@ -104,18 +118,22 @@ def wilson_interval(share: float, n: int, level: float = 0.95) -> list[float]:
 
 def interval_calibration(runs: list[MethodResult], points: list[dict]) -> dict | None:
     """Coverage of the method's intervals at several nominal levels and the RMS of its z-scores (pooled)."""
-    z = np.concatenate([z_scores(r, p) for r, p in zip(runs, points, strict=True)])
+    scores = [z_scores(r, p, with_dof=True) for r, p in zip(runs, points, strict=True)]
+    z = np.concatenate([zs for zs, _ in scores])
+    dof = np.concatenate([d for _, d in scores])
     if not z.size:
         return None
-    share = coverage_at(z, 0.95)
+    share = coverage_at(z, 0.95, dof)
     return {
         "points": int(z.size),
         "z_mean": float(np.mean(z)),
         "z_rms": float(np.sqrt(np.mean(z * z))),
-        "coverage_by_nominal_level": {f"{level:g}": coverage_at(z, level) for level in NOMINAL_LEVELS},
+        "coverage_by_nominal_level": {f"{level:g}": coverage_at(z, level, dof) for level in NOMINAL_LEVELS},
         "coverage_95_ci95": wilson_interval(share, int(z.size)),
-        "note": "z = (estimate - reference) / sqrt(stderr^2 + reference stderr^2); coverage_95_ci95 is the Wilson "
-                "interval over points (their Monte Carlo draws are independent given the surrogate)",
+        "note": "z = (estimate - reference) / sqrt(stderr^2 + reference stderr^2); coverage at a level: |z| within "
+                "the Student-t quantile at each point's degrees of freedom (normal where not recorded), as the "
+                "intervals; coverage_95_ci95 is the Wilson interval over points (their Monte Carlo draws are "
+                "independent given the surrogate)",
     }
 
 

@@ -341,8 +341,10 @@ def calibration_figure(config, pde, results, metrics) -> Figure | None:
     if not methods:
         return None
     colors = method_colors(config)
-    zs = {m.name: np.concatenate([z_scores(r, p) for r, p in zip(results.methods[m.name], results.points,
-                                                                   strict=True)]) for m in methods}
+    scored = {m.name: [z_scores(r, p, with_dof=True) for r, p in zip(results.methods[m.name], results.points,
+                                                                      strict=True)] for m in methods}
+    zs = {name: np.concatenate([z for z, _ in parts]) for name, parts in scored.items()}
+    dofs = {name: np.concatenate([d for _, d in parts]) for name, parts in scored.items()}
     fig = new_figure(10, 4.2)
     ax1, ax2 = fig.subplots(1, 2)
     normal = NormalDist()
@@ -372,8 +374,9 @@ def calibration_figure(config, pde, results, metrics) -> Figure | None:
     ax2.plot([0, 100], [0, 100], "k--", lw=1, label="nominal")
     for m in methods:
         z = zs[m.name]
-        c95 = coverage_at(z, 0.95)
-        ax2.plot(100 * levels, [100 * coverage_at(z, level) for level in levels], color=colors[m.name], lw=1.5,
+        c95 = coverage_at(z, 0.95, dofs[m.name])
+        ax2.plot(100 * levels, [100 * coverage_at(z, level, dofs[m.name]) for level in levels], color=colors[m.name],
+                 lw=1.5,
                  label=f"{m.name}: {100 * c95:.1f} % at 95 % (dot)")
         ax2.plot(95, 100 * c95, "o", color=colors[m.name], ms=5)
     ax2.set_xlim(0, 100)
