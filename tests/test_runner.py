@@ -269,7 +269,11 @@ def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(fini
 def test_adaptive_methods_in_a_run(tmp_path):
     """Methods with a target or a budget: replicas and met stored per point, evaluations per point scaled by the
     mean replicas."""
-    raw = {**TINY, "evaluation": {"points": 12, "chunks": 2}, "methods": {
+    pde = scasml.equations.get("vb", dim=3)  # an untrained saved PINN: no training in this test
+    scasml.save_surrogate(tmp_path / "pinn.scasml", scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1),
+                          pde)
+    raw = {**TINY, "surrogate": {**TINY["surrogate"], "checkpoint": str(tmp_path / "pinn.scasml")},
+           "evaluation": {"points": 12, "chunks": 2}, "methods": {
         "surrogate": {"kind": "surrogate"},
         "scasml": {"kind": "scasml", "levels": 2, "base": 4},
         "target": {"kind": "scasml", "levels": 2, "base": 4, "target_relative": 1e-9, "max_replicas": 3},
