@@ -38,7 +38,6 @@ from .estimators._base import source_block, terminal_value_and_z
 from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
-Z95 = 1.959963984540054  # the 97.5 % normal quantile (intervals: see interval_half_width)
 
 
 def default_memory_budget(device=None) -> float:
@@ -400,7 +399,8 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
          allocation=None, cost=1.0, offset_u=0.0, progress=False):
     """Host estimates at points (t, x): one replica per point, or as many as ``allocation`` decides
     (``scasml._adaptive``; ``cost``: evaluations of one replica at one point; ``offset_u``: added to u for relative
-    targets). Returns an object with u, z, u_stderr, z_stderr and, with an allocation, replicas, met, summary."""
+    targets). Returns an object with u, z, u_stderr, z_stderr, u_dof and, with an allocation, replicas, met,
+    summary."""
     if allocation is not None and not isinstance(allocation, AbstractAllocation):
         raise TypeError(f"allocation must be None, scasml.TargetStderr(...) or scasml.Budget(...), got "
                         f"{type(allocation).__name__}")
@@ -434,15 +434,21 @@ def _with_terminal_values(est, at_horizon, g_x, z_x):
     return type(est)(u, z, u_stderr, z_stderr, dof)
 
 
+def student_t_quantile(probability: float, dof) -> np.ndarray:
+    """The Student-t ``probability`` quantile at degrees of freedom ``dof`` (array); the normal one where ``dof``
+    is infinite, non-finite or not positive (an exact value, or none recorded)."""
+    from scipy import stats
+
+    dof = np.asarray(dof, np.float64)
+    usable = np.isfinite(dof) & (dof > 0)
+    return np.where(usable, stats.t.ppf(probability, np.where(usable, dof, 1.0)), stats.norm.ppf(probability))
+
+
 def interval_half_width(stderr, dof) -> np.ndarray:
     """Half-widths of 95 % intervals: the Student-t 97.5 % quantile at the Welch–Satterthwaite degrees of freedom
     ``dof`` (N,) times ``stderr`` (N,) (≈ 1.96·stderr when the variance estimate rests on many samples; wider
     when it rests on few, e.g. the M samples of the last Picard level once the others are variance-reduced)."""
-    from scipy import stats
-
-    dof = np.asarray(dof, np.float64)
-    quantile = np.where(np.isfinite(dof) & (dof > 0), stats.t.ppf(0.975, np.where(dof > 0, dof, 1.0)), Z95)
-    return (quantile * np.asarray(stderr, np.float64)).astype(np.asarray(stderr).dtype)
+    return (student_t_quantile(0.975, dof) * np.asarray(stderr, np.float64)).astype(np.asarray(stderr).dtype)
 
 
 def full_float32_matmuls():

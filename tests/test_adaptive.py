@@ -13,7 +13,6 @@ import scasml
 from scasml import equations
 from scasml._adaptive import neyman
 
-Z95 = 1.959963984540054
 POINTS, KEYS = 50, 20  # 1,000 adaptive estimates per equation: 50 points × 20 keys
 
 

@@ -10,8 +10,6 @@ from conftest import assert_within_stderr
 import scasml
 from scasml import equations
 
-Z95 = 1.959963984540054
-
 
 def _perturbed(name, dim, amplitude=0.3):
     pde = equations.get(name, dim=dim)

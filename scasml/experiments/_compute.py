@@ -30,8 +30,6 @@ from ..surrogates import PINN, fit_gp, train
 from ._config import ExperimentConfig, Method
 from ._schema import ConfigError
 
-Z95 = 1.959963984540054
-
 
 def name_tag(name: str) -> int:
     """A stable 31-bit integer for a name (used with ``fold_in``)."""

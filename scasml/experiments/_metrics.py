@@ -99,13 +99,9 @@ def coverage_at(z: np.ndarray, level: float, dof=None) -> float:
     Student-t at each point's ``dof`` (the intervals ``solve``/``calibrate`` report)."""
     if dof is None:
         return float(np.mean(np.abs(z) <= NormalDist().inv_cdf(0.5 + level / 2.0)))
-    from scipy import stats
+    from .._calibrate import student_t_quantile
 
-    dof = np.asarray(dof, np.float64)
-    finite = np.isfinite(dof) & (dof > 0)
-    quantile = np.where(finite, stats.t.ppf(0.5 + level / 2.0, np.where(finite, dof, 1.0)),
-                        NormalDist().inv_cdf(0.5 + level / 2.0))
-    return float(np.mean(np.abs(z) <= quantile))
+    return float(np.mean(np.abs(z) <= student_t_quantile(0.5 + level / 2.0, dof)))
 
 
 def wilson_interval(share: float, n: int, level: float = 0.95) -> list[float]:
