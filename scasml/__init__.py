@@ -18,6 +18,7 @@ from ._derivatives import residual as residual
 from ._derivatives import time_derivative as time_derivative
 from ._derivatives import value_and_gradient as value_and_gradient
 from ._domain import AbstractDomain as AbstractDomain
+from ._domain import AlongPaths as AlongPaths
 from ._domain import Ball as Ball
 from ._domain import Box as Box
 from ._domain import ScaledBox as ScaledBox

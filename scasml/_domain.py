@@ -21,6 +21,16 @@ class AbstractDomain(eqx.Module):
     def describe(self) -> dict:
         """JSON-serialisable description."""
 
+    def sample_points(self, key: PRNGKeyArray, n: int, pde) -> tuple[Float[Array, " n"], Float[Array, "n d"]]:
+        """n points (t, x) of ``pde``'s space-time domain: t uniform on [0, T], x from ``sample``."""
+        tkey, xkey = jax.random.split(key)
+        t = jax.random.uniform(tkey, (n,), dtype=pde.dtype, maxval=pde.horizon)
+        return t, self.sample(xkey, n, pde.dim, pde.dtype)
+
+    def sample_terminal_points(self, key: PRNGKeyArray, n: int, pde) -> Float[Array, "n d"]:
+        """n points x at t = T (from ``sample``)."""
+        return self.sample(key, n, pde.dim, pde.dtype)
+
 
 class Box(AbstractDomain):
     """The cube [low, high]^d."""
@@ -84,3 +94,44 @@ class ScaledBox(AbstractDomain):
 
     def describe(self):
         return {"kind": "scaled_box", "center": list(self.center), "low": self.low, "high": self.high}
+
+
+class AlongPaths(AbstractDomain):
+    """The points (t, X_t) the equation's own dynamics reaches from one starting point x₀ at t = 0: t uniform on
+    [0, T], X_t a sample of the dynamics (for pricing at x₀, the states that matter). ``sample`` gives the
+    domain at t = 0, i.e. n copies of x₀."""
+
+    start: tuple[float, ...] = eqx.field(static=True)
+
+    def __check_init__(self):
+        if not self.start:
+            raise ValueError("AlongPaths needs a non-empty starting point")
+
+    def sample(self, key, n, dim, dtype=None):
+        if dim != len(self.start):
+            raise ValueError(f"AlongPaths starts at a point of {len(self.start)} coordinates, asked for points in "
+                             f"{dim} d")
+        return jnp.tile(jnp.asarray(self.start, dtype or jnp.result_type(float)), (n, 1))
+
+    def sample_points(self, key, n, pde):
+        tkey, wkey = jax.random.split(key)
+        t = jax.random.uniform(tkey, (n,), dtype=pde.dtype, maxval=pde.horizon)
+        return t, self._reached(wkey, t, pde)
+
+    def sample_terminal_points(self, key, n, pde):
+        return self._reached(key, jnp.full((n,), pde.horizon, pde.dtype), pde)
+
+    def _reached(self, key, elapsed, pde):
+        """X_τ from x₀ for each elapsed time τ (n,) (x₀ itself where τ = 0)."""
+        if pde.dim != len(self.start):
+            raise ValueError(f"AlongPaths starts at a point of {len(self.start)} coordinates; the equation has "
+                             f"{pde.dim} dimensions")
+        start = jnp.asarray(self.start, pde.dtype)
+        noise = jax.random.normal(key, (elapsed.shape[0], pde.dynamics.noise_rows, pde.dim), pde.dtype)
+        safe = jnp.where(elapsed > 0, elapsed, jnp.ones_like(elapsed))
+        zero = jnp.zeros((), pde.dtype)
+        moved = jax.vmap(lambda tau, w: pde.dynamics.sample(zero, start, tau, w)[0])(safe, noise)
+        return jnp.where((elapsed > 0)[:, None], moved, start[None])
+
+    def describe(self):
+        return {"kind": "along_paths", "start": list(self.start)}

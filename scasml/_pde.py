@@ -87,6 +87,15 @@ class AbstractSemilinearPDE(eqx.Module):
     def terminal(self, x: Vector) -> Scalar:
         """The terminal value g(x). Returns a scalar."""
 
+    def smoothed_terminal(self, width: float) -> Callable[[Vector], Scalar]:
+        """g smoothed at scale ``width`` (width = 0: g itself), for a surrogate that builds its terminal condition
+        in: a PDE residual sees no curvature in a kink of g (∇²g = 0 almost everywhere), so a network carrying a
+        non-smooth g never learns how the diffusion spreads it; carrying a smooth g_ε, it does, and the Monte Carlo
+        correction's terminal value g − g_ε restores the exact payoff. Equations with kinked g override this."""
+        if width == 0:
+            return self.terminal
+        raise ValueError(f"{type(self).__name__} has no smoothed terminal condition (terminal smoothing must be 0)")
+
     def exact(self, t: Scalar, x: Vector) -> Scalar:
         """The exact solution u(t, x), where known (see ``has_exact``)."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form solution")
@@ -126,15 +135,14 @@ class AbstractSemilinearPDE(eqx.Module):
 
     # ---- points ------------------------------------------------------------------------------------------
     def sample_domain(self, key: PRNGKeyArray, n: int) -> tuple[Float[Array, " n"], Float[Array, "n d"]]:
-        """n points (t, x): t uniform on [0, T], x from the equation's domain."""
+        """n points (t, x) of the equation's domain (``domain.sample_points``: t uniform on [0, T], x from the
+        domain, unless the domain couples them, e.g. ``AlongPaths``)."""
         _check_count(n)
-        tkey, xkey = jax.random.split(key)
-        t = jax.random.uniform(tkey, (n,), dtype=self.dtype, maxval=self.horizon)
-        return t, self.domain.sample(xkey, n, self.dim, self.dtype)
+        return self.domain.sample_points(key, n, self)
 
     def sample_terminal(self, key: PRNGKeyArray, n: int) -> Float[Array, "n d"]:
         _check_count(n)
-        return self.domain.sample(key, n, self.dim, self.dtype)
+        return self.domain.sample_terminal_points(key, n, self)
 
     # ---- hooks used by the Monte Carlo solvers (overridden by the law of defect) ---------------------------
     def source(self, key: PRNGKeyArray, t: Scalar, x: Vector) -> Scalar:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from . import equations
 from ._calibrate import full_float32_matmuls
+from .equations._base import AbstractBenchmarkPDE
 from .surrogates import load, read_header
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -38,8 +39,15 @@ def pretrained(name: str, dim: int):
 def recorded_error(surrogate, pde, test_points: int = 1200, test_seed: int = 1, samples: int = 10_000):
     """Relative L2 error of ``surrogate`` on ``test_points`` points ``pde.sample_domain(key(test_seed), ·)``,
     against the exact solution or, without one, the Monte Carlo reference (``samples`` per point, key
-    ``test_seed + 1``). This is the number a shipped checkpoint records (header ``training.relative_l2``);
+    ``test_seed + 1``); for an equation with only a recorded reference value (pricing), the relative error
+    there. This is the number a shipped checkpoint records (header ``training.relative_l2``);
     on the machine that recorded it, it is reproduced bit for bit. Returns (error, reference description)."""
+    recorded = pde.recorded_reference() if isinstance(pde, AbstractBenchmarkPDE) else None
+    if not pde.has_exact and recorded is not None:  # no closed form: the error at the recorded reference point
+        with full_float32_matmuls():
+            u = surrogate(jnp.asarray(recorded.t, pde.dtype), jnp.asarray(recorded.x, pde.dtype))
+        error = float(jnp.abs(u - recorded.value) / abs(recorded.value))
+        return error, f"recorded reference u(0, x₀) = {recorded.value}"
     t, x = pde.sample_domain(jax.random.key(test_seed), test_points)
     if pde.has_exact:
         exact, kind = jax.vmap(pde.exact)(t, x), "exact"

@@ -72,6 +72,10 @@ BAD = [
     ("methods.extra", {"kind": "magic"}, r"^methods\.extra\.kind: must be one of 'surrogate', 'mlp', 'scasml'"),
     ("methods.extra", {"levels": 2}, r"^methods\.extra\.kind: required key is missing"),
     ("methods.scasml.base", 1, r"^methods\.scasml\.base: must be ≥ 2; got 1"),
+    ("surrogate.input_scale", 0.0, r"^surrogate\.input_scale: must be > 0"),
+    ("surrogate.terminal_smoothing", 2.0, r"^surrogate\.terminal_smoothing: smooths the built-in terminal condition"),
+    ("evaluation.at", "reference", r"^evaluation\.at: 'vb' in 4 d with these parameters has no recorded reference"),
+    ("evaluation.at", "x0", r"^evaluation\.at: must be one of 'domain', 'reference'"),
     ("methods.scasml.clip", -1.0, r"^methods\.scasml\.clip: must be > 0; got -1\.0"),
     ("methods.scasml.clip", "off", r"^methods\.scasml\.clip: expected a number, got a string \('off'\)"),
     ("methods.scasml.variant", "fancy", r"^methods\.scasml\.variant: must be one of 'full_history', 'quadrature'"),
@@ -358,3 +362,23 @@ def test_checkpoint_must_match_the_surrogate_kind(tmp_path):
     with pytest.raises(ConfigError, match=r"^surrogate\.checkpoint: .* holds a 'pinn' surrogate, but surrogate\.kind"
                                           r" = 'gp'"):
         config_from_dict(raw)
+
+
+def test_pricing_configs_compare_at_the_recorded_reference():
+    """bsdr/bsir have no closed form: a run compares at the recorded u(0, x₀) (evaluation.at = 'reference'); asking
+    for domain points says so, as does a smoothed payoff on an equation without one or a reference off d = 100."""
+    raw = mutate("equation", {"name": "bsdr", "dim": 100})
+    with pytest.raises(ConfigError, match=r"^equation\.name: 'bsdr' has neither .* set evaluation\.at = 'reference'"):
+        config_from_dict(raw)
+    raw["evaluation"]["at"] = "reference"
+    raw["surrogate"].update(terminal_transform=True, terminal_smoothing=8.0)
+    assert config_from_dict(raw).surrogate.terminal_smoothing == 8.0
+    raw["equation"]["dim"] = 10
+    with pytest.raises(ConfigError, match=r"^evaluation\.at: 'bsdr' in 10 d .* no recorded reference"):
+        config_from_dict(raw)
+    raw = mutate("surrogate", {"terminal_transform": True, "terminal_smoothing": 1.0})
+    with pytest.raises(ConfigError, match=r"^surrogate\.terminal_smoothing: .*has no smoothed terminal condition"):
+        config_from_dict(raw)
+    for name in ("bsdr-100d", "bsir-100d"):
+        config = load_config(CONFIGS / f"{name}.toml")
+        assert config.evaluation.at == "reference" and config.surrogate.terminal_smoothing > 0

@@ -155,3 +155,42 @@ def test_reference_independent_of_batching():
     fresh, _ = pde.reference(t, x, jax.random.key(1), samples=2000, chunk_points=3)
     np.testing.assert_array_equal(full, fresh)
     assert part.shape == (2,)
+
+
+def test_smoothed_payoffs_bound_the_kinked_ones():
+    """log-sum-exp smoothing: min_i x_i − ε·log d ≤ g_ε ≤ min_i x_i (bsdr); max ≤ soft max ≤ max + ε·log d, so the
+    call spread moves by at most 3·(ε·log d + ε·log 2) (bsir); ε = 0 is g itself; a smooth g has no smoothing."""
+    x = 100.0 * jnp.exp(0.2 * jax.random.normal(jax.random.key(0), (64, 100)))
+    bsdr, bsir = equations.get("bsdr", dim=100), equations.get("bsir", dim=100)
+    for eps in (0.5, 8.0):
+        soft = jax.vmap(bsdr.smoothed_terminal(eps))(x)
+        exact = jax.vmap(bsdr.terminal)(x)
+        assert bool(jnp.all(soft <= exact + 1e-4)) and bool(jnp.all(soft >= exact - eps * np.log(100) - 1e-4))
+        gap = jax.vmap(bsir.smoothed_terminal(eps))(x) - jax.vmap(bsir.terminal)(x)
+        assert float(jnp.max(jnp.abs(gap))) <= 3 * eps * (np.log(100) + np.log(2)) + 1e-3
+    assert bsdr.smoothed_terminal(0.0) == bsdr.terminal
+    fine = jax.vmap(bsir.smoothed_terminal(1e-3))(x) - jax.vmap(bsir.terminal)(x)
+    assert float(jnp.max(jnp.abs(fine))) < 0.05
+    with pytest.raises(ValueError, match="no smoothed terminal condition"):
+        equations.get("vb", dim=3).smoothed_terminal(1.0)
+
+
+def test_pricing_domain_follows_the_market_from_x0():
+    """AlongPaths: t uniform on [0, T], X_t the GBM from x₀ = 100·1 (E[X_t] = x₀e^{μ̄t} within 4 standard errors,
+    pooled over t); terminal points are X_T; the recorded reference exists only for d = 100 and the literature's
+    parameters."""
+    pde = equations.get("bsdr", dim=20)
+    t, x = pde.sample_domain(jax.random.key(0), 4000)
+    assert float(jnp.min(t)) >= 0 and float(jnp.max(t)) <= 1.0
+    ratio = jnp.mean(x, axis=1) / (100.0 * jnp.exp(0.02 * t))  # mean over 20 assets of X_t / E[X_t]
+    stderr = float(jnp.std(ratio)) / np.sqrt(len(ratio))
+    assert abs(float(jnp.mean(ratio)) - 1.0) <= 4 * stderr
+    xt = pde.sample_terminal(jax.random.key(1), 2000)
+    log_ret = jnp.log(xt / 100.0)  # N((μ̄ − σ̄²/2)T, σ̄²T) per asset
+    assert abs(float(jnp.mean(log_ret)) - (0.02 - 0.02)) <= 4 * 0.2 / np.sqrt(log_ret.size)
+    assert abs(float(jnp.std(log_ret)) - 0.2) <= 0.01
+    assert pde.recorded_reference() is None
+    ref = equations.get("bsdr", dim=100).recorded_reference()
+    assert (ref.t, ref.x[:2], ref.value, ref.stderr) == (0.0, (100.0, 100.0), 57.307, 0.009)
+    assert equations.get("bsdr", dim=100, rate=0.03).recorded_reference() is None
+    assert equations.get("bsir", dim=100).recorded_reference().value == 21.353

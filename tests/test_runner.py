@@ -613,3 +613,25 @@ def test_lqou_run_with_a_built_in_terminal_condition_wider_than_the_network(tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert math.isfinite(metrics["methods"]["scasml"]["relative_l2"])
+
+
+def test_run_at_the_recorded_reference(tmp_path):
+    """evaluation.at = 'reference' (bsdr, d = 100): every test point is (0, x₀), compared with the recorded u(0, x₀)
+    (its standard error in the points' exact_stderr); each point draws its own noise; the report names the
+    reference, the smoothed payoff and the scalings."""
+    raw = {**TINY, "equation": {"name": "bsdr", "dim": 100},
+           "surrogate": {"width": 8, "depth": 1, "terminal_transform": True, "terminal_smoothing": 8.0,
+                         "input_offset": 100.0, "input_scale": 30.0, "output_scale": 50.0},
+           "training": {"steps": 2, "collocation": 8, "terminal_points": 8},
+           "evaluation": {"points": 4, "chunks": 1, "at": "reference"},
+           "methods": {"surrogate": {"kind": "surrogate"}, "scasml": {"kind": "scasml", "levels": 1, "base": 4}}}
+    report = run_experiment(config_from_dict(raw), tmp_path / "run", progress=False)
+    run = RunDirectory.open(tmp_path / "run")
+    points = run.load_arrays("points/rep-0")
+    assert np.all(points["x"] == 100.0) and np.all(points["t"] == 0.0)
+    assert np.all(points["exact"] == np.float32(57.307)) and np.all(points["exact_stderr"] == np.float32(0.009))
+    u = run.load_arrays("eval/rep-0/scasml/chunk-000")["prediction"]
+    assert len(np.unique(u)) == 4  # one draw of noise per point index
+    assert report.metrics["reference"].startswith("recorded u(0, x₀) = 57.307 ± 0.009")
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "g smoothed at scale 8" in text and "input offset 100" in text

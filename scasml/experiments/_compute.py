@@ -51,9 +51,10 @@ def training_keys(seed: int):
 def new_surrogate(config: ExperimentConfig, pde):
     s = config.surrogate
     init_key, _ = training_keys(config.training.seed)
-    terminal = pde.terminal if s.terminal_transform else None
+    terminal = pde.smoothed_terminal(s.terminal_smoothing) if s.terminal_transform else None
     return PINN(pde.dim, pde.horizon, init_key, width=s.width, depth=s.depth, activation=s.activation,
-                terminal=terminal)
+                terminal=terminal, input_offset=s.input_offset, input_scale=s.input_scale, output_scale=s.output_scale,
+                terminal_smoothing=s.terminal_smoothing)
 
 
 def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | None = None, done_before: int = 0,
@@ -115,6 +116,11 @@ def repetition_key(config: ExperimentConfig, repetition: int):
 def test_points(config: ExperimentConfig, pde, repetition: int) -> dict[str, np.ndarray]:
     """t, x, the exact solution (or Monte Carlo reference) and its standard error (0 when exact)."""
     key = repetition_key(config, repetition)
+    if config.evaluation.at == "reference":  # n copies of the recorded point; each index draws its own noise
+        ref, n = pde.recorded_reference(), config.evaluation.points
+        points = {"t": jnp.full(n, ref.t), "x": jnp.tile(jnp.asarray(ref.x), (n, 1)), "exact": jnp.full(n, ref.value),
+                  "exact_stderr": jnp.full(n, ref.stderr)}
+        return {k: np.asarray(v) for k, v in points.items()}
     t, x = pde.sample_domain(jax.random.fold_in(key, 0), config.evaluation.points)
     if pde.has_exact:
         exact = jax.jit(jax.vmap(pde.exact))(t, x)

@@ -21,6 +21,7 @@ import jax
 from .. import equations
 from .._adaptive import Budget, TargetStderr
 from .._checks import MAX_EVALUATIONS_PER_POINT
+from ..equations._base import AbstractBenchmarkPDE
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
     ADAPTIVE_DEFAULTS,
@@ -334,6 +335,9 @@ def _check_equation(config: ExperimentConfig):
     eq = config.equation
     if config.user_equation:
         pde = config.make_pde()  # imports the user's file or module and builds the PDE (ConfigError if it fails)
+        if config.evaluation.at == "reference":
+            raise ConfigError("evaluation.at: 'reference' compares at a library equation's recorded u(0, x₀) "
+                              "(bsdr, bsir); your PDE is compared with its exact solution (evaluation.at = 'domain')")
         if not pde.has_exact:
             raise ConfigError(f"equation.name: the PDE {eq.name!r} has no exact solution (build it with exact=...): "
                               "a run reports errors against it")
@@ -348,8 +352,24 @@ def _check_equation(config: ExperimentConfig):
             pde = config.make_pde()
         except (TypeError, ValueError) as err:
             raise ConfigError(f"equation.parameters: cannot build {eq.name!r} in {eq.dim} d: {err}") from None
-    if not pde.has_exact and not hasattr(pde, "reference"):
-        raise ConfigError(f"equation.name: {eq.name!r} has neither an exact solution nor a reference to compare with")
+    smoothing = config.surrogate.terminal_smoothing
+    if smoothing and not config.surrogate.terminal_transform:
+        raise ConfigError("surrogate.terminal_smoothing: smooths the built-in terminal condition; set "
+                          "surrogate.terminal_transform = true (or remove terminal_smoothing)")
+    if smoothing:
+        try:
+            pde.smoothed_terminal(smoothing)
+        except ValueError as err:
+            raise ConfigError(f"surrogate.terminal_smoothing: {err}") from None
+    if config.evaluation.at == "reference":
+        if not isinstance(pde, AbstractBenchmarkPDE) or pde.recorded_reference() is None:
+            raise ConfigError(f"evaluation.at: {eq.name!r} in {eq.dim} d with these parameters has no recorded "
+                              "reference value u(0, x₀); the pricing equations 'bsdr' and 'bsir' record one in 100 d "
+                              "with their default parameters")
+    elif not pde.has_exact and not hasattr(pde, "reference"):
+        raise ConfigError(f"equation.name: {eq.name!r} has neither an exact solution nor a reference to compare "
+                          "with; with a recorded reference u(0, x₀) (bsdr, bsir in 100 d) set evaluation.at = "
+                          "'reference'")
     return pde
 
 

@@ -241,6 +241,17 @@ def sweep_metrics(results: Results) -> list[dict]:
     return rows
 
 
+def reference_description(config: ExperimentConfig, pde) -> str:
+    """What the errors are measured against (one line of the report)."""
+    if config.evaluation.at == "reference":
+        ref = pde.recorded_reference()
+        return (f"recorded u({ref.t:g}, x₀) = {ref.value:g} ± {ref.stderr:g} at x₀ = ({ref.x[0]:g}, …) "
+                f"({ref.source}); every test point is (t, x₀) with its own Monte Carlo noise")
+    if pde.has_exact:
+        return "exact solution"
+    return f"Monte Carlo reference ({config.evaluation.reference_samples} samples per point)"
+
+
 def compute_metrics(config: ExperimentConfig, results: Results, pde) -> dict:
     """The content of metrics.json (deterministic: the same config gives the same file)."""
     methods = method_metrics(config, results)
@@ -251,8 +262,7 @@ def compute_metrics(config: ExperimentConfig, results: Results, pde) -> dict:
         "equation": pde.parameters(),
         "points_per_repetition": config.evaluation.points,
         "repetitions": config.evaluation.repetitions,
-        "reference": "exact solution" if pde.has_exact else
-        f"Monte Carlo reference ({config.evaluation.reference_samples} samples per point)",
+        "reference": reference_description(config, pde),
         "reference_mean_stderr": float(np.mean(stderr)),
         "methods": methods,
         "comparisons": comparisons(config, results, methods),

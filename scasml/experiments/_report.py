@@ -239,7 +239,11 @@ def _surrogate_line(config: ExperimentConfig) -> str:
                 + (f", loaded from `{s.checkpoint}`" if s.checkpoint else
                    f", fitted on {tr.points} + {tr.terminal_points} terminal collocation points "
                    f"(≤ {tr.iterations} Gauss–Newton iterations)"))
+    scaling = [f"{k.replace('_', ' ')} {getattr(s, k):g}" for k, default in (
+        ("input_offset", 0.0), ("input_scale", 1.0), ("output_scale", 1.0)) if getattr(s, k) != default]
     return (f"PINN {s.depth}×{s.width} {s.activation}" + (", terminal transform" if s.terminal_transform else "")
+            + (f" (g smoothed at scale {s.terminal_smoothing:g})" if s.terminal_smoothing else "")
+            + "".join(f", {item}" for item in scaling)
             + (f", loaded from `{s.checkpoint}`" if s.checkpoint else
                f", {tr.steps} Adam steps (lr {tr.learning_rate:g} → {tr.final_learning_rate:g}, "
                f"{tr.collocation} collocation points per step, {tr.trace} Laplacian)"))

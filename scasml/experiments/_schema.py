@@ -120,6 +120,12 @@ class SurrogateSection:
     depth: int = spec(5, check=at_least(1), doc="hidden layers")
     activation: str = spec("tanh", choices=ACTIVATIONS)
     terminal_transform: bool = spec(False, doc="build g into the network so that û(T, ·) = g exactly")
+    terminal_smoothing: float = spec(0.0, check=at_least(0.0),
+                                     doc="build in g smoothed at this scale (kinked payoffs: min/max; 0: g itself)")
+    input_offset: float = spec(0.0, doc="PINN input (x − input_offset)/input_scale (e.g. 100 for prices "
+                               "near 100)")
+    input_scale: float = spec(1.0, check=positive, doc="see input_offset (e.g. 30 for a ±30 % neighbourhood of 100)")
+    output_scale: float = spec(1.0, check=positive, doc="PINN output = output_scale × network (the solution's size)")
     checkpoint: str = spec("", doc="use this saved surrogate of the same kind instead of training (path)")
     kernel: str = spec("matern52", choices=GP_KERNELS, doc="GP kernel")
     lengthscale_factor: float = spec(1.0, check=positive,
@@ -147,7 +153,8 @@ class TrainingSection:
 
 
 SURROGATE_KEYS = {
-    "pinn": ("kind", "width", "depth", "activation", "terminal_transform", "checkpoint"),
+    "pinn": ("kind", "width", "depth", "activation", "terminal_transform", "terminal_smoothing", "input_offset",
+             "input_scale", "output_scale", "checkpoint"),
     "gp": ("kind", "kernel", "lengthscale_factor", "checkpoint"),
     "python": ("kind",),
 }
@@ -166,6 +173,9 @@ class EvaluationSection:
     repetitions: int = spec(1, check=at_least(1), doc="independent repetitions (fresh points and noise)")
     chunks: int = spec(4, check=at_least(1), doc="resumable stages per method and repetition")
     batch_size: int = spec(0, check=at_least(0), doc="points per vectorised batch inside a chunk (0: automatic)")
+    at: str = spec("domain", choices=("domain", "reference"),
+                   doc="test points drawn from the equation's domain, or all at the point of its recorded reference "
+                   "u(0, x₀) (equations without a closed form: bsdr, bsir), each with its own Monte Carlo noise")
     reference_samples: int = spec(10_000, check=at_least(2), doc="Monte Carlo samples for reference solutions")
     trace: str = spec("exact", choices=TRACES, doc="Laplacian of the surrogate residual in SCaSML")
     probes: int = spec(4, check=at_least(1), doc="Rademacher probes when trace = 'hutchinson'")

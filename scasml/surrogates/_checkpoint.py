@@ -40,7 +40,7 @@ def built_in_terminal(arch: dict, pde, kind: str):
         return None
     if pde is None:
         raise CheckpointError(f"this {kind} has the terminal transform built in: pass the PDE to load it (pde=...)")
-    return pde.terminal
+    return pde.smoothed_terminal(arch.get("terminal_smoothing", 0.0))
 
 
 def _build_pinn(arch: dict, pde, dtype) -> PINN:
@@ -48,6 +48,7 @@ def _build_pinn(arch: dict, pde, dtype) -> PINN:
     return PINN(
         arch["dim"], arch["horizon"], jax.random.PRNGKey(0), width=arch["width"], depth=arch["depth"],
         activation=arch["activation"], terminal=terminal, dtype=dtype,
+        **{k: arch[k] for k in ("input_offset", "input_scale", "output_scale", "terminal_smoothing") if k in arch},
     )
 
 

@@ -34,10 +34,18 @@ class SweepTerms(NamedTuple):
 
 
 class PINN(AbstractSurrogate):
-    """û(t, x) = MLP([x, t]) (``depth`` hidden layers of ``width``, default 5 × 50 tanh).
+    """û(t, x) = s_u · MLP([(x − c)/s_x, t]) (``depth`` hidden layers of ``width``, default 5 × 50 tanh).
 
     With ``terminal`` given (the PDE's g), the terminal condition is built in:
-    û(t, x) = g(x) + (T − t)/T · MLP([x, t]), so û(T, ·) = g exactly.
+    û(t, x) = g(x) + (T − t)/T · s_u · MLP([(x − c)/s_x, t]), so û(T, ·) = g exactly.
+
+    ``input_offset`` c, ``input_scale`` s_x and ``output_scale`` s_u (scalars; defaults 0, 1, 1) put inputs and
+    outputs of other magnitudes in the tanh units' working range: for prices around x₀ = 100·1, c = 100 and
+    s_x = 30 map a ±30 % neighbourhood to [−1, 1], and s_u of the size of the solution keeps the network's output
+    of order one. They are fixed, not trained.
+
+    ``terminal_smoothing`` ε records that ``terminal`` is the PDE's g smoothed at scale ε
+    (``pde.smoothed_terminal(ε)``, for kinked payoffs; saved checkpoints rebuild it from the PDE).
     """
 
     mlp: eqx.nn.MLP
@@ -47,6 +55,10 @@ class PINN(AbstractSurrogate):
     activation: str = eqx.field(static=True)
     horizon: float = eqx.field(static=True)
     terminal: Callable | None = eqx.field(static=True)
+    input_offset: float = eqx.field(static=True)
+    input_scale: float = eqx.field(static=True)
+    output_scale: float = eqx.field(static=True)
+    terminal_smoothing: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -58,6 +70,10 @@ class PINN(AbstractSurrogate):
         activation: str = "tanh",
         terminal: Callable | None = None,
         dtype=None,
+        input_offset: float = 0.0,
+        input_scale: float = 1.0,
+        output_scale: float = 1.0,
+        terminal_smoothing: float = 0.0,
     ):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_ACTIVATIONS)}")
@@ -69,6 +85,18 @@ class PINN(AbstractSurrogate):
             raise ValueError(f"PINN horizon T must be a positive finite number, got {horizon!r}")
         if key is None:
             raise ValueError("PINN needs a PRNG key for its initial weights (e.g. jax.random.key(0))")
+        for label, value, lowest in (("input_offset", input_offset, -math.inf), ("input_scale", input_scale, 0.0),
+                                     ("output_scale", output_scale, 0.0)):
+            if not (is_real(value) and math.isfinite(value) and value > lowest):
+                need = "a finite number" if lowest == -math.inf else "a positive finite number"
+                raise ValueError(f"PINN {label} must be {need}, got {value!r}")
+        if not (is_real(terminal_smoothing) and math.isfinite(terminal_smoothing) and terminal_smoothing >= 0):
+            raise ValueError(f"PINN terminal_smoothing must be a finite number ≥ 0, got {terminal_smoothing!r}")
+        if terminal_smoothing and terminal is None:
+            raise ValueError("PINN terminal_smoothing describes a built-in terminal condition: pass terminal= too")
+        self.terminal_smoothing = float(terminal_smoothing)
+        self.input_offset, self.input_scale = float(input_offset), float(input_scale)
+        self.output_scale = float(output_scale)
         self.dim, self.width, self.depth, self.activation = dim, width, depth, activation
         self.horizon = float(horizon)
         # a plain closure, so that no arrays of the PDE become static data of this module
@@ -76,8 +104,12 @@ class PINN(AbstractSurrogate):
         dtype = dtype if dtype is not None else jnp.result_type(float)
         self.mlp = eqx.nn.MLP(dim + 1, "scalar", width, depth, _ACTIVATIONS[activation], key=key, dtype=dtype)
 
+    def _features(self, t, x):
+        """The network's input [(x − c)/s_x, t], shape (d + 1,)."""
+        return jnp.concatenate([(x - self.input_offset) / self.input_scale, jnp.reshape(t, (1,)).astype(x.dtype)])
+
     def __call__(self, t, x):
-        out = self.mlp(jnp.concatenate([x, jnp.reshape(t, (1,))]))
+        out = self.output_scale * self.mlp(self._features(t, x))
         if self.terminal is None:
             return out
         return self.terminal(x) + (self.horizon - t) / self.horizon * out
@@ -89,9 +121,8 @@ class PINN(AbstractSurrogate):
         L = Σ_j v_jᵀ∇²h v_j through the layers: a linear layer maps all three linearly; an activation φ gives
         J ← φ'(a)·J and L ← φ'(a)·L + φ''(a)·Σ_j J_j². Cost ≈ min(k, width) forward passes (see ``_sweep``).
         """
-        first = self.mlp.layers[0].weight
-        padded = jnp.concatenate([directions, jnp.zeros((directions.shape[0], 1), directions.dtype)], axis=1)
-        network = self._sweep(t, x, padded @ first.T).second
+        w0 = self.mlp.layers[0].weight[:, : self.dim] / self.input_scale  # (width, d)
+        network = self._sweep(t, x, directions @ w0.T).second
         return self._with_terminal(t, x, network, lambda: directions)
 
     def diffusion_hessian_trace(self, t, x, diffusion):
@@ -125,7 +156,7 @@ class PINN(AbstractSurrogate):
 
     def _projected_diffusion(self, diffusion):
         """The first layer's images W₀σe_j of the rows σe_j, as a (d, width) array (σᵀW₀ᵀ)."""
-        w0 = self.mlp.layers[0].weight[:, : self.dim]  # (width, d)
+        w0 = self.mlp.layers[0].weight[:, : self.dim] / self.input_scale  # (width, d)
         return diffusion.T @ w0.T if diffusion.ndim == 2 else jnp.reshape(diffusion, (-1, 1)) * w0.T
 
     def residual_terms(self, t, x, drift, diffusion) -> SweepTerms | None:
@@ -137,7 +168,7 @@ class PINN(AbstractSurrogate):
         """
         if self.terminal is not None or self.dim > self.width:
             return None
-        transport = self.mlp.layers[0].weight @ jnp.concatenate([drift, jnp.ones((1,), x.dtype)])
+        transport = self.mlp.layers[0].weight @ jnp.concatenate([drift / self.input_scale, jnp.ones((1,), x.dtype)])
         return self._sweep(t, x, self._projected_diffusion(diffusion), transport)
 
     def _sweep(self, t, x, projected, transport=None) -> SweepTerms:
@@ -154,7 +185,7 @@ class PINN(AbstractSurrogate):
         if projected.shape[0] > self.width:
             projected = gram_factor(projected)
         layers = self.mlp.layers
-        h = layers[0].weight @ jnp.concatenate([x, jnp.reshape(t, (1,))])
+        h = layers[0].weight @ self._features(t, x)
         h = h + (layers[0].bias if layers[0].bias is not None else 0.0)
         # the derivatives are held transposed, (width, k), and every product is W @ (…): vmapped over points,
         # all sweep arrays then share the (width, points, ...) layout and XLA inserts no transposes between them
@@ -174,8 +205,9 @@ class PINN(AbstractSurrogate):
                 lap = d1 * lap + d2 * jnp.sum(jac**2, axis=1)
                 jac = d1[:, None] * jac
                 flow = None if flow is None else d1 * flow
-        flow = None if flow is None else jnp.reshape(flow, ())
-        return SweepTerms(jnp.reshape(h, ()), flow, jnp.reshape(jac, (-1,)), jnp.reshape(lap, ()))
+        s = self.output_scale
+        flow = None if flow is None else s * jnp.reshape(flow, ())
+        return SweepTerms(s * jnp.reshape(h, ()), flow, s * jnp.reshape(jac, (-1,)), s * jnp.reshape(lap, ()))
 
     def _with_terminal(self, t, x, network, directions):
         """Adds Σ_j v_jᵀ∇²g v_j when the terminal condition is built in (û = g + (T − t)/T · MLP)."""
@@ -195,4 +227,11 @@ class PINN(AbstractSurrogate):
             "activation": self.activation,
             "horizon": self.horizon,
             "terminal_transform": self.terminal is not None,
+            **self._scaling(),
         }
+
+    def _scaling(self) -> dict:
+        """The non-default scalings and terminal smoothing (absent from the architecture of a plain PINN)."""
+        pairs = (("input_offset", self.input_offset, 0.0), ("input_scale", self.input_scale, 1.0),
+                 ("output_scale", self.output_scale, 1.0), ("terminal_smoothing", self.terminal_smoothing, 0.0))
+        return {name: value for name, value, default in pairs if value != default}
