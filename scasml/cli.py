@@ -279,6 +279,12 @@ def cmd_calibrate(args) -> int:
         raise CommandError(f"--clip must be a number or 'none', got {args.clip!r}") from None
     try:
         if args.estimator == "feynman-kac":
+            picard_only = [flag for flag, value, default in (("--terminal-factor", args.terminal_factor, 1),
+                                                             ("--min-top-samples", args.min_top_samples, 1))
+                           if value != default]
+            if picard_only:
+                raise CommandError(f"{picard_only[0]} applies to --estimator picard (multilevel Picard), not "
+                                   "feynman-kac")
             if not pde.is_linear:
                 raise CommandError(f"--estimator feynman-kac needs a linear PDE (f independent of u and z), but "
                                    f"{pde.name} is semilinear; use --estimator picard")
@@ -286,9 +292,11 @@ def cmd_calibrate(args) -> int:
             described = f"FeynmanKac(paths={args.paths}{', antithetic=True' if args.antithetic else ''})"
         else:
             estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip,
-                                         antithetic=args.antithetic, terminal_factor=args.terminal_factor)
+                                         antithetic=args.antithetic, terminal_factor=args.terminal_factor,
+                                         min_top_samples=args.min_top_samples)
             extra = (", antithetic=True" if args.antithetic else "") + (
-                f", terminal_factor={args.terminal_factor}" if args.terminal_factor != 1 else "")
+                f", terminal_factor={args.terminal_factor}" if args.terminal_factor != 1 else "") + (
+                f", min_top_samples={args.min_top_samples}" if args.min_top_samples != 1 else "")
             described = f"MultilevelPicard(levels={args.levels}, base={args.base}{extra})"
     except ValueError as err:
         raise CommandError(str(err)) from None
@@ -483,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--antithetic", action="store_true", help="antithetic pairs (N, -N) of path samples")
     p.add_argument("--terminal-factor", type=int, default=1, metavar="K",
                    help="multilevel Picard: K x M^l terminal paths (cheap surrogate values; default 1)")
+    p.add_argument("--min-top-samples", type=int, default=1, metavar="S",
+                   help="multilevel Picard: at least S samples in every block of the reported estimate (default 1)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")

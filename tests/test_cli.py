@@ -370,6 +370,8 @@ def test_calibrate_with_a_target_or_a_budget(checkpoint, tmp_path, capsys):
     (["--budget", "1e6", "--target-stderr", "1e-3"], "either --budget or a target"),
     (["--budget", "10"], "below the pilot's cost"),
     (["--recommend"], "--recommend chooses (levels, base) for a target or a budget"),
+    (["--min-top-samples", "0"], "min_top_samples must be a positive integer"),
+    (["--estimator", "feynman-kac", "--min-top-samples", "20"], "--min-top-samples applies to --estimator picard"),
 ])
 def test_calibrate_refuses_bad_targets_and_budgets(checkpoint, tmp_path, capsys, flags, message):
     src = write_csv(tmp_path / "points.csv", POINTS)

@@ -146,13 +146,14 @@ def test_adaptive_method_keys_build_the_allocation_and_stay_out_of_plain_configs
 
 
 def test_variance_reduction_keys_build_the_estimator_and_stay_out_of_plain_configs():
-    config = config_from_dict(mutate("methods.scasml", {"kind": "scasml", "antithetic": True, "terminal_factor": 4}))
+    config = config_from_dict(mutate("methods.scasml", {"kind": "scasml", "antithetic": True, "terminal_factor": 4,
+                                                        "min_top_samples": 20}))
     method = config.method("scasml")
-    assert method.estimator() == scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4)
-    assert "antithetic, 4x terminal paths" in method.label()
+    assert method.estimator() == scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20)
+    assert "antithetic, 4x terminal paths, top blocks ≥ 20" in method.label()
     assert method.to_dict()["antithetic"] is True
     plain = config_from_dict(copy.deepcopy(BASE)).to_dict()["methods"]["scasml"]
-    assert "antithetic" not in plain and "terminal_factor" not in plain
+    assert not {"antithetic", "terminal_factor", "min_top_samples"} & set(plain)
 
 
 def test_integral_float_is_accepted_for_integer_keys():

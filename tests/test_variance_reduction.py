@@ -22,9 +22,11 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
     "lcd-fk-gauss": (lambda: _perturbed("lcd", 10),
                      scasml.FeynmanKac(paths=200, time_samples=3, time_rule="gauss_legendre", antithetic=True)),
     "lcd-mlp": (lambda: _perturbed("lcd", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
-    # VB at n = 2 (M = 10) with pairs covers 91.9 % here (plain: 94.5 %): once the pairs shrink the terminal and
-    # level-0 variance, the M samples of the last level dominate the error bar (experiments/RESULTS.md); n = 3
-    # covers (M = 6: 95.6 %; the odd M = 5, its counts rounded up to pairs, tested here)
+    # VB at n = 2 (M = 10) with pairs alone covers 91.9 % here (plain: 94.5 %): once the pairs shrink the terminal
+    # and level-0 variance, the M samples of the last level dominate the error bar (experiments/RESULTS.md); 20
+    # samples there (min_top_samples) cover; n = 3 covers (M = 6: 95.6 %; the odd M = 5 tested here)
+    "vb-mlp-both-top-20": (lambda: _perturbed("vb", 10),
+                           scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20)),
     "vb-mlp-odd-base": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(3, 5, antithetic=True)),
     "vb-mlp-quadrature": (lambda: _perturbed("vb", 10),
                           scasml.MultilevelPicard(2, 10, variant="quadrature", antithetic=True)),
@@ -82,12 +84,18 @@ def test_odd_counts_are_rounded_up_to_pairs_and_terminal_paths_scale():
     assert paired.evaluations(pde) == {"terminal": 50 + 1 + 8 * 9, "source": 50 + 8 * 8, "increment": 8}
     more = scasml.MultilevelPicard(2, 10, terminal_factor=4)
     assert more.evaluations(pde) == {"terminal": 400 + 1 + 10 * 41, "source": 100 + 10 * 10, "increment": 10}
+    # at least 20 samples in V_2's own blocks (its last level: 10 → 20 samples of V_1); the inner V_1 unchanged
+    floor = scasml.MultilevelPicard(2, 10, terminal_factor=4, min_top_samples=20)
+    assert floor.evaluations(pde) == {"terminal": 400 + 1 + 20 * 41, "source": 100 + 20 * 10, "increment": 20}
+    assert scasml.MultilevelPicard(1, 10, min_top_samples=25).evaluations(pde) == {
+        "terminal": 25 + 1, "source": 25, "increment": 0}
 
 
 @pytest.mark.parametrize("build, message", [
     (lambda: scasml.MultilevelPicard(2, 10, antithetic=1), "antithetic must be True or False"),
     (lambda: scasml.MultilevelPicard(2, 10, terminal_factor=0), "terminal_factor must be a positive integer"),
     (lambda: scasml.MultilevelPicard(2, 10, terminal_factor=2.5), "terminal_factor must be a positive integer"),
+    (lambda: scasml.MultilevelPicard(2, 10, min_top_samples=0), "min_top_samples must be a positive integer"),
     (lambda: scasml.FeynmanKac(paths=101, antithetic=True), "even number of paths"),
     (lambda: scasml.FeynmanKac(paths=100, antithetic="yes"), "antithetic must be True or False"),
 ])

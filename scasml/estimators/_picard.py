@@ -60,6 +60,10 @@ class MultilevelPicard(AbstractEstimator):
     ``terminal_factor`` (default 1): K·M^l terminal paths for every V_l. Terminal values are the cheapest
     evaluations (for the defect PDE a surrogate value, against a residual's Laplacian sweep) and, on the shipped
     PINNs, carry most of the variance (experiments/RESULTS.md, "Variance reduction").
+    ``min_top_samples`` (default 1): every block of the reported estimate V_n (its terminal paths and each level)
+    draws at least this many samples; the inner V_l are unchanged. At n = 2 the last level has only M samples,
+    and where the other blocks' variance is reduced they dominate an error bar whose variance estimate then rests
+    on M − 1 degrees of freedom of a heavy-tailed summand.
 
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
@@ -73,6 +77,7 @@ class MultilevelPicard(AbstractEstimator):
     debias: bool = eqx.field(static=True, default=True)
     antithetic: bool = eqx.field(static=True, default=False)
     terminal_factor: int = eqx.field(static=True, default=1, converter=as_count)
+    min_top_samples: int = eqx.field(static=True, default=1, converter=as_count)
 
     def __check_init__(self):
         for label, value in (("levels", self.levels), ("base", self.base)):
@@ -98,12 +103,15 @@ class MultilevelPicard(AbstractEstimator):
                              f"{self.terminal_factor!r}")
         if not isinstance(self.antithetic, bool):
             raise ValueError(f"MultilevelPicard antithetic must be True or False, got {self.antithetic!r}")
+        if not is_count(self.min_top_samples):
+            raise ValueError(f"MultilevelPicard min_top_samples must be a positive integer, got "
+                             f"{self.min_top_samples!r}")
 
     # ---- the plan: the recursion, built once ---------------------------------------------------------------
     def plan(self, pde) -> Plan:
         """The recursion of V_levels for ``pde`` as a ``Plan`` (shared sub-plans: a DAG of ``levels`` nodes)."""
         return _build_plan(self.levels, self.base, self.variant, bool(pde.is_linear), self.terminal_factor,
-                           self.antithetic)
+                           self.antithetic, self.min_top_samples)
 
     def evaluations(self, pde) -> dict[str, int]:
         cost = self.plan(pde).cost
@@ -220,22 +228,23 @@ class Plan(NamedTuple):
 
 @functools.cache
 def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: int = 1,
-                antithetic: bool = False) -> Plan:
+                antithetic: bool = False, floor: int = 1) -> Plan:
     """The plan of V_n: M^n terminal paths; levels 0 … n − 1 (only level 0 for a linear PDE, whose increments
     vanish) with (1, M^(n−l)) random times (full history) or (q_l nodes, round(M^((n−l)/2)) paths) (quadrature,
     q_l = round(Γ⁻¹(M^((n−l)/2)))); ``terminal_factor`` × M^n terminal paths; ``antithetic``: every count rounded
-    up to an even number (pairs)."""
+    up to an even number (pairs); ``floor``: at least this many samples in each of this V_n's own blocks (not
+    in the nested plans)."""
     random_times = variant == "full_history"
     levels = []
     even = (lambda k: k + k % 2) if antithetic else (lambda k: k)
-    paths = even(terminal_factor * base**n)
+    paths = even(max(terminal_factor * base**n, floor))
     cost = Cost(paths + 1, 0, 0, paths, 0, 0)
     for level in range(1 if linear else n):
         if random_times:
-            blocks, samples = 1, even(base ** (n - level))
+            blocks, samples = 1, even(max(base ** (n - level), floor))
         else:
             scale = base ** ((n - level) / 2)
-            blocks, samples = max(1, round(inverse_gamma(scale))), even(max(1, round(scale)))
+            blocks, samples = max(1, round(inverse_gamma(scale))), even(max(1, round(scale), floor))
         new = _build_plan(level, base, variant, linear, terminal_factor, antithetic) if level else None
         old = _build_plan(level - 1, base, variant, linear, terminal_factor, antithetic) if level > 1 else None
         entry = LevelPlan(level, blocks, samples, new, old)

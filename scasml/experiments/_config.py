@@ -72,7 +72,8 @@ class Method:
             return None
         if o.estimator == "picard":
             return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias,
-                                    antithetic=o.antithetic, terminal_factor=o.terminal_factor)
+                                    antithetic=o.antithetic, terminal_factor=o.terminal_factor,
+                                    min_top_samples=o.min_top_samples)
         return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule, antithetic=o.antithetic)
 
     @property
@@ -115,7 +116,8 @@ class Method:
         clip = f", clip {o.clip:g}" if o.clip is not None else ""
         variant = "" if o.variant == "full_history" else f" {o.variant}"
         reduced = (", antithetic" if o.antithetic else "") + (
-            f", {o.terminal_factor}x terminal paths" if o.terminal_factor > 1 else "")
+            f", {o.terminal_factor}x terminal paths" if o.terminal_factor > 1 else "") + (
+            f", top blocks ≥ {o.min_top_samples}" if o.min_top_samples > 1 else "")
         return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{reduced}{shrunk}{self._adaptive_label()}"
 
     def _adaptive_label(self) -> str:

@@ -197,6 +197,8 @@ class MethodSection:
     debias: bool = spec(True, doc="remove the variance bias of generators quadratic in z (HJB/LQG; unclipped only)")
     antithetic: bool = spec(False, doc="antithetic pairs (N, -N) of path samples (variance reduction)")
     terminal_factor: int = spec(1, check=at_least(1), doc="picard: K x M^l terminal paths (cheap surrogate values)")
+    min_top_samples: int = spec(1, check=at_least(1),
+                                doc="picard: at least this many samples in every block of the reported estimate")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
@@ -213,12 +215,13 @@ class MethodSection:
 
 
 ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
+# keys left out of a resolved config at these values (so that older runs keep their fingerprint)
 ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None,
-                     "antithetic": False, "terminal_factor": 1}  # keys left out of a resolved config at these values
+                     "antithetic": False, "terminal_factor": 1, "min_top_samples": 1}
 METHOD_KEYS = {
     "surrogate": ("kind",),
     "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
-               "shrinkage", *ADAPTIVE_KEYS),
+               "min_top_samples", "shrinkage", *ADAPTIVE_KEYS),
     "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "antithetic", "shrinkage",
                     *ADAPTIVE_KEYS),
 }
