@@ -6,7 +6,8 @@ over the same points and keys, methods alternated key by key (this machine's spe
     work-normalised error = (relative L2 error)² × evaluations per point      (and × warm seconds)
 
 printed as a ratio to today's MultilevelPicard(2, 10) (methods: antithetic pairs, 4× terminal paths, both, and both
-with at least 20 samples in every block of the reported estimate); also
+with at least 20 samples in every block of the reported estimate; randomised quasi-Monte Carlo terminal paths,
+alone, with 4× terminal paths, and with all of these); also
 the ratio of mean squared standard errors (the
 Monte Carlo variance alone, without the Picard bias and the reference's error). LQG is compared with a Cole–Hopf
 reference (10⁵ samples per point), the others with their exact solutions. A last table reports the VB-20 warm time
@@ -32,6 +33,9 @@ METHODS = {
     "terminal×4": scasml.MultilevelPicard(2, 10, terminal_factor=4),
     "both": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4),
     "both, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20),
+    "qmc 4 sets": scasml.MultilevelPicard(2, 10, qmc_sets=4),
+    "terminal×4 qmc 8": scasml.MultilevelPicard(2, 10, terminal_factor=4, qmc_sets=8),
+    "all, qmc 8": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8),
 }
 
 
@@ -71,7 +75,7 @@ def row(name, dim, points, keys, methods):
         err2, se2, sec = (float(np.mean(s[k])) for k in ("err2", "se2", "seconds"))
         work = err2 * cost[m] / (np.mean(base["err2"]) * cost["today"])
         work_s = err2 * sec / (np.mean(base["err2"]) * np.mean(base["seconds"]))
-        lines.append(f"{name.upper()}-{dim:<4} {m:<15} {np.sqrt(err2):>10.4e} {cost[m]:>8} {sec:>7.3f} "
+        lines.append(f"{name.upper()}-{dim:<4} {m:<17} {np.sqrt(err2):>10.4e} {cost[m]:>8} {sec:>7.3f} "
                      f"{work:>10.3f} {work_s:>10.3f} {se2 / np.mean(base['se2']):>9.3f}")
     return lines
 
@@ -104,14 +108,17 @@ def main():
     parser.add_argument("--points", type=int, default=512)
     parser.add_argument("--keys", type=int, default=5)
     parser.add_argument("--no-time-table", action="store_true")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="a subset of the methods ('today' is "
+                        "always run: the ratios are to it)")
     args = parser.parse_args()
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, {len(jax.devices())} device(s); "
           f"{args.points} points, {args.keys} keys")
-    print(f"{'row':<10} {'method':<15} {'rel. L2':>10} {'evals':>8} {'seconds':>7} {'err²·evals':>10} "
+    print(f"{'row':<10} {'method':<17} {'rel. L2':>10} {'evals':>8} {'seconds':>7} {'err²·evals':>10} "
           f"{'err²·sec':>10} {'stderr²':>9}   (ratios to today)")
     for spec in args.rows:
         name, dim = spec.split(":")
-        for line in row(name, int(dim), args.points, args.keys, METHODS):
+        methods = {m: METHODS[m] for m in METHODS if m == "today" or m in args.methods}
+        for line in row(name, int(dim), args.points, args.keys, methods):
             print(line, flush=True)
     if not args.no_time_table:
         time_table(1200, 3)

@@ -280,7 +280,8 @@ def cmd_calibrate(args) -> int:
     try:
         if args.estimator == "feynman-kac":
             picard_only = [flag for flag, value, default in (("--terminal-factor", args.terminal_factor, 1),
-                                                             ("--min-top-samples", args.min_top_samples, 1))
+                                                             ("--min-top-samples", args.min_top_samples, 1),
+                                                             ("--qmc-sets", args.qmc_sets, 0))
                            if value != default]
             if picard_only:
                 raise CommandError(f"{picard_only[0]} applies to --estimator picard (multilevel Picard), not "
@@ -293,10 +294,11 @@ def cmd_calibrate(args) -> int:
         else:
             estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip,
                                          antithetic=args.antithetic, terminal_factor=args.terminal_factor,
-                                         min_top_samples=args.min_top_samples)
+                                         min_top_samples=args.min_top_samples, qmc_sets=args.qmc_sets)
             extra = (", antithetic=True" if args.antithetic else "") + (
                 f", terminal_factor={args.terminal_factor}" if args.terminal_factor != 1 else "") + (
-                f", min_top_samples={args.min_top_samples}" if args.min_top_samples != 1 else "")
+                f", min_top_samples={args.min_top_samples}" if args.min_top_samples != 1 else "") + (
+                f", qmc_sets={args.qmc_sets}" if args.qmc_sets else "")
             described = f"MultilevelPicard(levels={args.levels}, base={args.base}{extra})"
     except ValueError as err:
         raise CommandError(str(err)) from None
@@ -493,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multilevel Picard: K x M^l terminal paths (cheap surrogate values; default 1)")
     p.add_argument("--min-top-samples", type=int, default=1, metavar="S",
                    help="multilevel Picard: at least S samples in every block of the reported estimate (default 1)")
+    p.add_argument("--qmc-sets", type=int, default=0, metavar="R",
+                   help="multilevel Picard: terminal paths as R randomly shifted Sobol' nets (randomised quasi-Monte "
+                   "Carlo; standard error over the nets; default 0: off)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")

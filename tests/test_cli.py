@@ -372,6 +372,7 @@ def test_calibrate_with_a_target_or_a_budget(checkpoint, tmp_path, capsys):
     (["--recommend"], "--recommend chooses (levels, base) for a target or a budget"),
     (["--min-top-samples", "0"], "min_top_samples must be a positive integer"),
     (["--estimator", "feynman-kac", "--min-top-samples", "20"], "--min-top-samples applies to --estimator picard"),
+    (["--qmc-sets", "1"], "qmc_sets must be 0 (off) or an integer ≥ 2"),
 ])
 def test_calibrate_refuses_bad_targets_and_budgets(checkpoint, tmp_path, capsys, flags, message):
     src = write_csv(tmp_path / "points.csv", POINTS)

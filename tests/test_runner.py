@@ -619,18 +619,22 @@ def test_run_at_the_recorded_reference(tmp_path):
     """evaluation.at = 'reference' (bsdr, d = 100): every test point is (0, x₀), compared with the recorded u(0, x₀)
     (its standard error in the points' exact_stderr); each point draws its own noise; the report names the
     reference, the smoothed payoff and the scalings."""
+    pde = scasml.equations.get("bsdr", dim=100)  # an untrained saved PINN: no training in this test
+    scasml.save_surrogate(tmp_path / "pinn.scasml", scasml.PINN(
+        100, pde.horizon, jax.random.key(0), width=8, depth=1, terminal=pde.smoothed_terminal(8.0),
+        terminal_smoothing=8.0, input_offset=100.0, input_scale=30.0, output_scale=50.0), pde)
     raw = {**TINY, "equation": {"name": "bsdr", "dim": 100},
            "surrogate": {"width": 8, "depth": 1, "terminal_transform": True, "terminal_smoothing": 8.0,
-                         "input_offset": 100.0, "input_scale": 30.0, "output_scale": 50.0},
-           "training": {"steps": 2, "collocation": 8, "terminal_points": 8},
+                         "input_offset": 100.0, "input_scale": 30.0, "output_scale": 50.0,
+                         "checkpoint": str(tmp_path / "pinn.scasml")},
            "evaluation": {"points": 4, "chunks": 1, "at": "reference"},
-           "methods": {"surrogate": {"kind": "surrogate"}, "scasml": {"kind": "scasml", "levels": 1, "base": 4}}}
+           "methods": {"surrogate": {"kind": "surrogate"}, "mlp": {"kind": "mlp", "levels": 1, "base": 4}}}
     report = run_experiment(config_from_dict(raw), tmp_path / "run", progress=False)
     run = RunDirectory.open(tmp_path / "run")
     points = run.load_arrays("points/rep-0")
     assert np.all(points["x"] == 100.0) and np.all(points["t"] == 0.0)
     assert np.all(points["exact"] == np.float32(57.307)) and np.all(points["exact_stderr"] == np.float32(0.009))
-    u = run.load_arrays("eval/rep-0/scasml/chunk-000")["prediction"]
+    u = run.load_arrays("eval/rep-0/mlp/chunk-000")["prediction"]
     assert len(np.unique(u)) == 4  # one draw of noise per point index
     assert report.metrics["reference"].startswith("recorded u(0, x₀) = 57.307 ± 0.009")
     text = (tmp_path / "run" / "report.md").read_text()

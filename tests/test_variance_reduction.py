@@ -32,6 +32,13 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
                           scasml.MultilevelPicard(2, 10, variant="quadrature", antithetic=True)),
     "vb-mlp-terminal-4": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(2, 10, terminal_factor=4)),
     "dr-mlp-both": (lambda: _perturbed("dr", 10), scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4)),
+    # randomised quasi-Monte Carlo terminal paths (shifted Sobol' nets; standard error over the nets)
+    "vb-mlp-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(2, 10, qmc_sets=4)),
+    "lcd-mlp-terminal-4-qmc": (lambda: _perturbed("lcd", 10),
+                               scasml.MultilevelPicard(2, 10, terminal_factor=4, qmc_sets=8)),
+    "lqou-mlp-qmc": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, qmc_sets=4)),
+    "vb-mlp-all-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
+        2, 10, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8)),
     "lqou-mlp": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
     # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): 50 pairs of a
     # skewed (log-normal) summand, recorded in experiments/RESULTS.md
@@ -96,9 +103,39 @@ def test_odd_counts_are_rounded_up_to_pairs_and_terminal_paths_scale():
     (lambda: scasml.MultilevelPicard(2, 10, terminal_factor=0), "terminal_factor must be a positive integer"),
     (lambda: scasml.MultilevelPicard(2, 10, terminal_factor=2.5), "terminal_factor must be a positive integer"),
     (lambda: scasml.MultilevelPicard(2, 10, min_top_samples=0), "min_top_samples must be a positive integer"),
+    (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=1), "qmc_sets must be 0 .off. or an integer ≥ 2"),
+    (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=2.5), "qmc_sets must be 0 .off. or an integer ≥ 2"),
     (lambda: scasml.FeynmanKac(paths=101, antithetic=True), "even number of paths"),
     (lambda: scasml.FeynmanKac(paths=100, antithetic="yes"), "antithetic must be True or False"),
 ])
 def test_bad_antithetic_settings_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_shifted_sobol_nets_are_balanced_and_gaussian():
+    """Each digitally shifted 16-point Sobol' net puts exactly one point in each interval [k/16, (k + 1)/16) of
+    every coordinate (the net property survives the shift), and over many shifts a row is N(0, 1) (mean and
+    variance within 4 standard errors); the sets differ."""
+    from jax.scipy.special import ndtr
+
+    from scasml.estimators._qmc import shifted_sobol_normals
+
+    normals = shifted_sobol_normals(jax.random.key(0), 400, 16, 5, jnp.float32)
+    assert normals.shape == (400 * 16, 5) and bool(jnp.all(jnp.isfinite(normals)))
+    bins = np.floor(np.asarray(ndtr(normals), np.float64) * 16).astype(int).reshape(400, 16, 5)
+    assert np.all(np.sort(bins, axis=1) == np.arange(16)[None, :, None])
+    values = np.asarray(normals, np.float64)
+    assert abs(values.mean()) <= 4 / np.sqrt(values.size / 16)  # one free value per set and coordinate
+    assert abs(values.var() - 1) <= 4 * np.sqrt(2 / (values.size / 16))
+    assert not np.allclose(values[:16], values[16:32])
+
+
+def test_qmc_terminal_paths_round_up_to_whole_nets_and_run_in_float64(x64):
+    pde = equations.get("vb", dim=5)
+    # 100 terminal paths → 104 (8 nets of 13); the inner V_1 keep their M = 10 paths
+    assert scasml.MultilevelPicard(2, 10, qmc_sets=8).evaluations(pde) == {
+        "terminal": 104 + 1 + 10 * 11, "source": 100 + 10 * 10, "increment": 10}
+    t, x = pde.sample_domain(jax.random.key(0), 6)
+    out = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 6, qmc_sets=4), key=jax.random.key(1))
+    assert out.u.dtype == jnp.float64 and bool(jnp.all(out.finite)) and bool(jnp.all(out.stderr > 0))

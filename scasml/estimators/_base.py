@@ -49,11 +49,17 @@ class Component(eqx.Module):
         return jnp.var(self.u, axis=1, ddof=1) / m, m - 1
 
 
-def pair_means(component: Component) -> Component:
-    """Antithetic summands: the means of adjacent pairs (2k, 2k + 1) along the sample axis (the pairs are the
-    i.i.d. units, so the standard error is computed over them)."""
+def group_means(component: Component, size: int) -> Component:
+    """Summands of dependent groups: the means of consecutive groups of ``size`` samples along the sample axis
+    (antithetic pairs: size 2; randomised quasi-Monte Carlo: one shifted net). The groups are the i.i.d. units,
+    so the standard error is computed over them."""
     u, z = component.u, component.z
-    return Component(u.reshape(u.shape[0], -1, 2).mean(-1), z.reshape(z.shape[0], -1, 2, z.shape[-1]).mean(-2))
+    return Component(u.reshape(u.shape[0], -1, size).mean(-1), z.reshape(z.shape[0], -1, size, z.shape[-1]).mean(-2))
+
+
+def pair_means(component: Component) -> Component:
+    """Antithetic summands: the means of adjacent pairs (2k, 2k + 1) (``group_means`` of size 2)."""
+    return group_means(component, 2)
 
 
 class PointEstimate(eqx.Module):

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import as_count, is_count
+from .._checks import as_count, is_count, is_integer
 from ._base import (
     AbstractEstimator,
     Component,
@@ -23,6 +23,7 @@ from ._base import (
     combine,
     evaluate_requests,
     gauss_legendre,
+    group_means,
     inverse_gamma,
     pair_means,
     path_samples,
@@ -30,6 +31,7 @@ from ._base import (
     random_times,
     terminal_summands,
 )
+from ._qmc import shifted_sobol_normals
 
 _VARIANTS = ("full_history", "quadrature")
 
@@ -64,6 +66,10 @@ class MultilevelPicard(AbstractEstimator):
     draws at least this many samples; the inner V_l are unchanged. At n = 2 the last level has only M samples,
     and where the other blocks' variance is reduced they dominate an error bar whose variance estimate then rests
     on M − 1 degrees of freedom of a heavy-tailed summand.
+    ``qmc_sets`` R (default 0: off; else ≥ 2): the terminal paths of the reported estimate are randomised
+    quasi-Monte Carlo, R independent random digital shifts of one Sobol' net of paths/R points (the count rounded
+    up to a multiple of R), Gaussians by the inverse normal CDF; unbiased, standard error over the R shifted nets.
+    The terminal term is where the shipped PINNs' variance is, and its integrand is smooth in the noise.
 
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
@@ -78,6 +84,7 @@ class MultilevelPicard(AbstractEstimator):
     antithetic: bool = eqx.field(static=True, default=False)
     terminal_factor: int = eqx.field(static=True, default=1, converter=as_count)
     min_top_samples: int = eqx.field(static=True, default=1, converter=as_count)
+    qmc_sets: int = eqx.field(static=True, default=0, converter=as_count)
 
     def __check_init__(self):
         for label, value in (("levels", self.levels), ("base", self.base)):
@@ -103,6 +110,9 @@ class MultilevelPicard(AbstractEstimator):
                              f"{self.terminal_factor!r}")
         if not isinstance(self.antithetic, bool):
             raise ValueError(f"MultilevelPicard antithetic must be True or False, got {self.antithetic!r}")
+        if not (is_integer(self.qmc_sets) and (self.qmc_sets == 0 or self.qmc_sets >= 2)):
+            raise ValueError(f"MultilevelPicard qmc_sets must be 0 (off) or an integer ≥ 2 (a standard error needs "
+                             f"two independent randomisations), got {self.qmc_sets!r}")
         if not is_count(self.min_top_samples):
             raise ValueError(f"MultilevelPicard min_top_samples must be a positive integer, got "
                              f"{self.min_top_samples!r}")
@@ -111,7 +121,7 @@ class MultilevelPicard(AbstractEstimator):
     def plan(self, pde) -> Plan:
         """The recursion of V_levels for ``pde`` as a ``Plan`` (shared sub-plans: a DAG of ``levels`` nodes)."""
         return _build_plan(self.levels, self.base, self.variant, bool(pde.is_linear), self.terminal_factor,
-                           self.antithetic, self.min_top_samples)
+                           self.antithetic, self.min_top_samples, self.qmc_sets)
 
     def evaluations(self, pde) -> dict[str, int]:
         cost = self.plan(pde).cost
@@ -123,7 +133,12 @@ class MultilevelPicard(AbstractEstimator):
         rows = pde.dynamics.noise_rows
         noise = _draw_noise(key, plan.cost.noise(rows), pde.dim, x.dtype)
         delta = pde.horizon - t
-        samples = _samples(pde, plan, noise, t, x, delta, self.antithetic)
+        quasi = None
+        if self.qmc_sets:  # its own key: fold_in(key, 1) is drawn nowhere else (the noise takes `key` itself)
+            sets = self.qmc_sets
+            quasi = shifted_sobol_normals(jax.random.fold_in(key, 1), sets, plan.paths // sets, rows * pde.dim,
+                                          x.dtype).reshape((plan.paths, rows, pde.dim))
+        samples = _samples(pde, plan, noise, t, x, delta, self.antithetic, quasi=quasi)
         est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta, top=True)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof)
@@ -139,7 +154,11 @@ class MultilevelPicard(AbstractEstimator):
         def pair(component, count):
             return pair_means(component) if _paired(self.antithetic, count, top) else component
 
-        components = [pair(terminal_summands(samples["ends"], samples["g_x"], samples["weights"], delta), plan.paths)]
+        terminal = terminal_summands(samples["ends"], samples["g_x"], samples["weights"], delta)
+        if top and self.qmc_sets:  # the units are the shifted nets
+            components = [group_means(terminal, plan.paths // self.qmc_sets)]
+        else:
+            components = [pair(terminal, plan.paths)]
         for level, entry in zip(plan.levels, samples["levels"], strict=True):
             if level.new is None:
                 values = entry["source"]
@@ -228,16 +247,18 @@ class Plan(NamedTuple):
 
 @functools.cache
 def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: int = 1,
-                antithetic: bool = False, floor: int = 1) -> Plan:
+                antithetic: bool = False, floor: int = 1, qmc_sets: int = 0) -> Plan:
     """The plan of V_n: M^n terminal paths; levels 0 … n − 1 (only level 0 for a linear PDE, whose increments
     vanish) with (1, M^(n−l)) random times (full history) or (q_l nodes, round(M^((n−l)/2)) paths) (quadrature,
     q_l = round(Γ⁻¹(M^((n−l)/2)))); ``terminal_factor`` × M^n terminal paths; ``antithetic``: every count rounded
     up to an even number (pairs); ``floor``: at least this many samples in each of this V_n's own blocks (not
-    in the nested plans)."""
+    in the nested plans); ``qmc_sets`` R > 0: this V_n's terminal paths are R shifted nets (count rounded up to a
+    multiple of R, not to pairs)."""
     random_times = variant == "full_history"
     levels = []
     even = (lambda k: k + k % 2) if antithetic else (lambda k: k)
-    paths = even(max(terminal_factor * base**n, floor))
+    paths = max(terminal_factor * base**n, floor)
+    paths = -(-paths // qmc_sets) * qmc_sets if qmc_sets else even(paths)
     cost = Cost(paths + 1, 0, 0, paths, 0, 0)
     for level in range(1 if linear else n):
         if random_times:
@@ -267,15 +288,19 @@ def _paired(antithetic: bool, count: int, top: bool) -> bool:
     return antithetic and (not top or count >= MIN_PAIRED_TOP)
 
 
-def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = False, top: bool = True) -> dict:
+def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = False, top: bool = True,
+             quasi=None) -> dict:
     """All sample points of ``plan`` at (t, x), as evaluation requests. Consumes ``noise`` (of
     ``plan.cost.noise(rows)``) in a fixed order: terminal paths, then per level its samples and, for l ≥ 1, its
     samples' (V_l, V_{l−1}) noise. ``delta`` = T − t, passed down rather than recomputed from s: T − s would
     round to 0 in float32 for samples a few ulps before T (and then divide by zero), while Δ(1 − U)(1 + U)
-    stays positive for every U < 1."""
+    stays positive for every U < 1. ``quasi``: noise of the terminal paths (paths, rows, d) to use instead of the
+    stream's (randomised quasi-Monte Carlo; the stream's slice is still consumed, so the rest is unchanged)."""
     stream = _NoiseStream(noise, pde.dynamics.noise_rows)
-    paired = _paired(antithetic, plan.paths, top)
-    ends, weights = path_samples(pde, t, x, jnp.full((plan.paths,), delta), stream.paths(plan.paths, paired))
+    paired = quasi is None and _paired(antithetic, plan.paths, top)
+    terminal_noise = stream.paths(plan.paths, paired)
+    terminal_noise = terminal_noise if quasi is None else quasi
+    ends, weights = path_samples(pde, t, x, jnp.full((plan.paths,), delta), terminal_noise)
     out = {"g_x": TerminalRequest(x), "ends": TerminalRequest(ends), "weights": weights, "levels": []}
     for level in plan.levels:
         shape = (level.blocks, level.samples)

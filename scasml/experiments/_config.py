@@ -73,7 +73,7 @@ class Method:
         if o.estimator == "picard":
             return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias,
                                     antithetic=o.antithetic, terminal_factor=o.terminal_factor,
-                                    min_top_samples=o.min_top_samples)
+                                    min_top_samples=o.min_top_samples, qmc_sets=o.qmc_sets)
         return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule, antithetic=o.antithetic)
 
     @property
@@ -117,7 +117,8 @@ class Method:
         variant = "" if o.variant == "full_history" else f" {o.variant}"
         reduced = (", antithetic" if o.antithetic else "") + (
             f", {o.terminal_factor}x terminal paths" if o.terminal_factor > 1 else "") + (
-            f", top blocks ≥ {o.min_top_samples}" if o.min_top_samples > 1 else "")
+            f", top blocks ≥ {o.min_top_samples}" if o.min_top_samples > 1 else "") + (
+            f", QMC terminal paths ({o.qmc_sets} nets)" if o.qmc_sets else "")
         return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{reduced}{shrunk}{self._adaptive_label()}"
 
     def _adaptive_label(self) -> str:

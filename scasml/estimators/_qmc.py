@@ -1,0 +1,49 @@
+"""Randomised quasi-Monte Carlo normals: one Sobol' net under independent random digital shifts."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MAX_SOBOL_DIMENSIONS = 21201  # scipy.stats.qmc.Sobol's direction numbers
+
+
+@functools.lru_cache(maxsize=32)
+def sobol_net(points: int, dims: int) -> np.ndarray:
+    """The first ``points`` points of the unscrambled Sobol' sequence in ``dims`` dimensions as 32-bit integers
+    (coordinate × 2³²), shape (points, dims); made once on the host (``scipy.stats.qmc``)."""
+    from scipy.stats import qmc
+
+    if dims > MAX_SOBOL_DIMENSIONS:
+        raise ValueError(f"quasi-Monte Carlo paths need a Sobol' net in {dims} dimensions (noise rows × d); "
+                         f"the Sobol' generator has direction numbers for at most {MAX_SOBOL_DIMENSIONS}")
+    with warnings.catch_warnings():  # nets of any size are valid (unbiased) after the shift; 2^k balance best
+        warnings.simplefilter("ignore", UserWarning)
+        net = qmc.Sobol(dims, scramble=False).random(points)
+    return np.floor(net * 2.0**32).astype(np.uint32)
+
+
+def shifted_sobol_normals(key, sets: int, points: int, dims: int, dtype):
+    """``sets`` independent random digital shifts (XOR with uniform bits) of a ``points``-point Sobol' net in
+    ``dims`` dimensions, mapped to N(0, 1) by the inverse normal CDF: shape (sets · points, dims), set-major.
+    Every row is exactly N(0, I) in distribution (a digitally shifted point is uniform), the sets are
+    independent, and within a set the points keep the net's balance (low-discrepancy)."""
+    from ._picard import open_unit_interval
+
+    net = jnp.asarray(sobol_net(points, dims))
+    per_float = jnp.dtype(dtype).itemsize // 4
+    shift_key, low_key = jax.random.split(key)
+    shifts = jax.random.bits(shift_key, (sets, 1, dims), jnp.uint32)
+    high = net[None] ^ shifts  # (sets, points, dims)
+    if per_float == 1:
+        words = high.reshape(-1)
+    else:  # float64: the shifted net gives the high word, the low word is uniform (a shift of trailing zeros)
+        low = jax.random.bits(low_key, high.shape, jnp.uint32)
+        words = jnp.stack([high, low], axis=-1).reshape(-1)
+    unit = open_unit_interval(words, dtype)
+    normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit - 1)
+    return normals.reshape(sets * points, dims)
