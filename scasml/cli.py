@@ -394,6 +394,7 @@ def cmd_list(args) -> int:
     for name in equations.available():
         pde = equations.get(name, dim=2)
         solution = "exact solution" if pde.has_exact else "Monte Carlo reference" if hasattr(pde, "reference") \
+            else "u(0, x₀) at d = 100" if equations.get(name, dim=100).recorded_reference() is not None \
             else "no reference"
         doc = (type(pde).__doc__ or "").strip().splitlines()[0]
         doc = doc if len(doc) <= 80 else doc[:79] + "…"

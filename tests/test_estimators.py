@@ -244,7 +244,8 @@ def test_noise_is_standard_normal_and_uniform(dtype):
     from scasml.estimators._picard import _draw_noise, open_unit_interval
 
     with jax.enable_x64(dtype == "float64"):
-        noise = _draw_noise(jax.random.key(0), (40_000, 20_000, 7), 10, jnp.dtype(dtype))
+        noise, extra = _draw_noise(jax.random.key(0), (40_000, 20_000, 7), 10, jnp.dtype(dtype))
+        assert extra.shape == (0,)
         z, u = np.asarray(noise.normals, np.float64).ravel(), np.asarray(noise.uniforms, np.float64)
         assert noise.normals.dtype == jnp.dtype(dtype) and noise.normals.shape == (40_000, 10)
         assert noise.keys.shape == (7,) and len({tuple(np.asarray(jax.random.key_data(k))) for k in noise.keys}) == 7
@@ -265,9 +266,9 @@ def test_sample_times_that_round_to_the_horizon_stay_finite(monkeypatch):
 
     draw = _picard._draw_noise
 
-    def largest_uniforms(key, size, dim, dtype):
-        noise = draw(key, size, dim, dtype)
-        return _picard._Noise(noise.normals, jnp.full_like(noise.uniforms, 1 - 2.0**-24), noise.keys)
+    def largest_uniforms(key, size, dim, dtype, extra=0):
+        noise, words = draw(key, size, dim, dtype, extra)
+        return _picard._Noise(noise.normals, jnp.full_like(noise.uniforms, 1 - 2.0**-24), noise.keys), words
 
     monkeypatch.setattr(_picard, "_draw_noise", largest_uniforms)
     pde = scasml.equations.get("vb", dim=5)

@@ -119,9 +119,10 @@ def test_shifted_sobol_nets_are_balanced_and_gaussian():
     variance within 4 standard errors); the sets differ."""
     from jax.scipy.special import ndtr
 
-    from scasml.estimators._qmc import shifted_sobol_normals
+    from scasml.estimators._qmc import shift_word_count, shifted_sobol_normals
 
-    normals = shifted_sobol_normals(jax.random.key(0), 400, 16, 5, jnp.float32)
+    words = jax.random.bits(jax.random.key(0), (shift_word_count(400, 16, 5, jnp.float32),), jnp.uint32)
+    normals = shifted_sobol_normals(words, 400, 16, 5, jnp.float32)
     assert normals.shape == (400 * 16, 5) and bool(jnp.all(jnp.isfinite(normals)))
     bins = np.floor(np.asarray(ndtr(normals), np.float64) * 16).astype(int).reshape(400, 16, 5)
     assert np.all(np.sort(bins, axis=1) == np.arange(16)[None, :, None])

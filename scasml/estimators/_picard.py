@@ -31,7 +31,7 @@ from ._base import (
     random_times,
     terminal_summands,
 )
-from ._qmc import shifted_sobol_normals
+from ._qmc import shift_word_count, shifted_sobol_normals
 
 _VARIANTS = ("full_history", "quadrature")
 
@@ -131,13 +131,14 @@ class MultilevelPicard(AbstractEstimator):
     def estimate_before_horizon(self, pde, key, t, x) -> PointEstimate:
         plan = self.plan(pde)
         rows = pde.dynamics.noise_rows
-        noise = _draw_noise(key, plan.cost.noise(rows), pde.dim, x.dtype)
+        sets, dims = self.qmc_sets, rows * pde.dim
+        shift_words = shift_word_count(sets, plan.paths // sets, dims, x.dtype) if sets else 0
+        noise, shifts = _draw_noise(key, plan.cost.noise(rows), pde.dim, x.dtype, shift_words)
         delta = pde.horizon - t
         quasi = None
-        if self.qmc_sets:  # its own key: fold_in(key, 1) is drawn nowhere else (the noise takes `key` itself)
-            sets = self.qmc_sets
-            quasi = shifted_sobol_normals(jax.random.fold_in(key, 1), sets, plan.paths // sets, rows * pde.dim,
-                                          x.dtype).reshape((plan.paths, rows, pde.dim))
+        if sets:  # the nets' shifts come from the same draw of bits as the rest of the noise
+            quasi = shifted_sobol_normals(shifts, sets, plan.paths // sets, dims, x.dtype)
+            quasi = quasi.reshape((plan.paths, rows, pde.dim))
         samples = _samples(pde, plan, noise, t, x, delta, self.antithetic, quasi=quasi)
         est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta, top=True)
         u, z = clip_pair(est.u, est.z, self.clip)
@@ -366,19 +367,22 @@ class _Noise(eqx.Module):
         return first, _Noise(self.normals[rows:], self.uniforms[uniforms:], self.keys[keys:])
 
 
-def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype) -> _Noise:
-    """``size`` = (normal rows of length ``dim``, uniforms, keys), all from disjoint words of one bits draw."""
+def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype, extra: int = 0) -> tuple[_Noise, jax.Array]:
+    """``size`` = (normal rows of length ``dim``, uniforms, keys), all from disjoint words of one bits draw, and
+    ``extra`` more uint32 words of it (returned second; the shifts of quasi-Monte Carlo nets)."""
     rows, uniforms, keys = size
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     key_shape = jax.random.key_data(key).shape if typed else (2,)  # raw keys: two uint32 words
     floats = rows * dim + uniforms
     per_float = jnp.dtype(dtype).itemsize // 4
-    words = jax.random.bits(key, (floats * per_float + keys * math.prod(key_shape),), jnp.uint32)
+    used = floats * per_float + keys * math.prod(key_shape)
+    words = jax.random.bits(key, (used + extra,), jnp.uint32)
+    extra_words, words = words[used:], words[:used]
     unit = open_unit_interval(words[: floats * per_float], dtype)
     normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit[: rows * dim] - 1)
     key_data = words[floats * per_float :].reshape((keys,) + key_shape)
     source_keys = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key)) if typed else key_data
-    return _Noise(normals.reshape(rows, dim), unit[rows * dim :], source_keys)
+    return _Noise(normals.reshape(rows, dim), unit[rows * dim :], source_keys), extra_words
 
 
 def open_unit_interval(words, dtype):

@@ -27,23 +27,26 @@ def sobol_net(points: int, dims: int) -> np.ndarray:
     return np.floor(net * 2.0**32).astype(np.uint32)
 
 
-def shifted_sobol_normals(key, sets: int, points: int, dims: int, dtype):
-    """``sets`` independent random digital shifts (XOR with uniform bits) of a ``points``-point Sobol' net in
-    ``dims`` dimensions, mapped to N(0, 1) by the inverse normal CDF: shape (sets · points, dims), set-major.
-    Every row is exactly N(0, I) in distribution (a digitally shifted point is uniform), the sets are
-    independent, and within a set the points keep the net's balance (low-discrepancy)."""
+def shift_word_count(sets: int, points: int, dims: int, dtype) -> int:
+    """uint32 words ``shifted_sobol_normals`` takes: a shift per set and dimension (float32), and for float64 a
+    low word per point as well."""
+    return sets * dims if jnp.dtype(dtype).itemsize == 4 else sets * dims + sets * points * dims
+
+
+def shifted_sobol_normals(words, sets: int, points: int, dims: int, dtype):
+    """``sets`` independent random digital shifts (XOR with uniform bits ``words``, ``shift_word_count`` of them)
+    of a ``points``-point Sobol' net in ``dims`` dimensions, mapped to N(0, 1) by the inverse normal CDF: shape
+    (sets · points, dims), set-major. Every row is exactly N(0, I) in distribution (a digitally shifted point is
+    uniform), the sets are independent, and within a set the points keep the net's balance (low-discrepancy)."""
     from ._picard import open_unit_interval
 
     net = jnp.asarray(sobol_net(points, dims))
-    per_float = jnp.dtype(dtype).itemsize // 4
-    shift_key, low_key = jax.random.split(key)
-    shifts = jax.random.bits(shift_key, (sets, 1, dims), jnp.uint32)
-    high = net[None] ^ shifts  # (sets, points, dims)
-    if per_float == 1:
-        words = high.reshape(-1)
+    high = net[None] ^ words[: sets * dims].reshape(sets, 1, dims)  # (sets, points, dims)
+    if jnp.dtype(dtype).itemsize == 4:
+        flat = high.reshape(-1)
     else:  # float64: the shifted net gives the high word, the low word is uniform (a shift of trailing zeros)
-        low = jax.random.bits(low_key, high.shape, jnp.uint32)
-        words = jnp.stack([high, low], axis=-1).reshape(-1)
-    unit = open_unit_interval(words, dtype)
+        low = words[sets * dims :].reshape(high.shape)
+        flat = jnp.stack([high, low], axis=-1).reshape(-1)
+    unit = open_unit_interval(flat, dtype)
     normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit - 1)
     return normals.reshape(sets * points, dims)
