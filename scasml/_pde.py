@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -50,6 +50,16 @@ def _check_scalar_function(fn: Callable, label: str, signature: str, *args) -> N
 def _check_count(n) -> None:
     if not is_integer(n) or n < 0:
         raise ValueError(f"the number of points must be a non-negative integer, got {n!r}")
+
+
+class RecordedReference(NamedTuple):
+    """A measured reference u(t, x) at one point, with its standard error and how it was obtained."""
+
+    t: float
+    x: tuple[float, ...]
+    value: float
+    stderr: float
+    source: str
 
 
 class AbstractSemilinearPDE(eqx.Module):
@@ -95,6 +105,11 @@ class AbstractSemilinearPDE(eqx.Module):
         if width == 0:
             return self.terminal
         raise ValueError(f"{type(self).__name__} has no smoothed terminal condition (terminal smoothing must be 0)")
+
+    def recorded_reference(self) -> RecordedReference | None:
+        """A reference value measured at one point for exactly these parameters (None: none recorded). Equations
+        without a closed form record one (``scasml run`` with ``evaluation.at = "reference"`` compares there)."""
+        return None
 
     def exact(self, t: Scalar, x: Vector) -> Scalar:
         """The exact solution u(t, x), where known (see ``has_exact``)."""

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from . import equations
 from ._calibrate import full_float32_matmuls
-from .equations._base import AbstractBenchmarkPDE
 from .surrogates import load, read_header
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -42,7 +41,7 @@ def recorded_error(surrogate, pde, test_points: int = 1200, test_seed: int = 1, 
     ``test_seed + 1``); for an equation with only a recorded reference value (pricing), the relative error
     there. This is the number a shipped checkpoint records (header ``training.relative_l2``);
     on the machine that recorded it, it is reproduced bit for bit. Returns (error, reference description)."""
-    recorded = pde.recorded_reference() if isinstance(pde, AbstractBenchmarkPDE) else None
+    recorded = pde.recorded_reference()
     if not pde.has_exact and recorded is not None:  # no closed form: the error at the recorded reference point
         with full_float32_matmuls():
             u = surrogate(jnp.asarray(recorded.t, pde.dtype), jnp.asarray(recorded.x, pde.dtype))

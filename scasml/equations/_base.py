@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import equinox as eqx
 import jax.numpy as jnp
 
@@ -15,16 +13,6 @@ from .._pde import AbstractSemilinearPDE
 
 def _default_dtype(dtype):
     return jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-
-
-class RecordedReference(NamedTuple):
-    """A measured reference u(t, x) at one point, with its standard error and how it was obtained."""
-
-    t: float
-    x: tuple[float, ...]
-    value: float
-    stderr: float
-    source: str
 
 
 class AbstractBenchmarkPDE(AbstractSemilinearPDE):
@@ -52,8 +40,3 @@ class AbstractBenchmarkPDE(AbstractSemilinearPDE):
 
     def extra_parameters(self) -> dict:
         return {}
-
-    def recorded_reference(self) -> RecordedReference | None:
-        """A reference value measured at one point for exactly these parameters (None: none recorded). Equations
-        without a closed form record one (``scasml run`` with ``evaluation.at = "reference"`` compares there)."""
-        return None

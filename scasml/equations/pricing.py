@@ -13,7 +13,8 @@ import jax.numpy as jnp
 
 from .._domain import AlongPaths
 from .._dynamics import GeometricBrownianMotion
-from ._base import AbstractBenchmarkPDE, RecordedReference
+from .._pde import RecordedReference
+from ._base import AbstractBenchmarkPDE
 
 
 def _market(dim, drift: float, volatility: float, dtype) -> GeometricBrownianMotion:
@@ -24,7 +25,7 @@ def _market(dim, drift: float, volatility: float, dtype) -> GeometricBrownianMot
 _X0 = 100.0
 _REFERENCE_DIM = 100
 _REFERENCE_SOURCE = ("plain multilevel Picard, n = 3, M = 16: mean ± standard error of 256 independent estimates "
-                     "(experiments/RESULTS.md, benchmarks/reference_solution.py)")
+                     "(benchmarks/pricing_reference.py)")
 
 
 def _reference_at_x0(pde, defaults: dict, value: float, stderr: float) -> RecordedReference | None:

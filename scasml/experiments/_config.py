@@ -21,7 +21,6 @@ import jax
 from .. import equations
 from .._adaptive import Budget, TargetStderr
 from .._checks import MAX_EVALUATIONS_PER_POINT
-from ..equations._base import AbstractBenchmarkPDE
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
     ADAPTIVE_DEFAULTS,
@@ -365,7 +364,7 @@ def _check_equation(config: ExperimentConfig):
         except ValueError as err:
             raise ConfigError(f"surrogate.terminal_smoothing: {err}") from None
     if config.evaluation.at == "reference":
-        if not isinstance(pde, AbstractBenchmarkPDE) or pde.recorded_reference() is None:
+        if pde.recorded_reference() is None:
             raise ConfigError(f"evaluation.at: {eq.name!r} in {eq.dim} d with these parameters has no recorded "
                               "reference value u(0, x₀); the pricing equations 'bsdr' and 'bsir' record one in 100 d "
                               "with their default parameters")
