@@ -497,8 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-top-samples", type=int, default=1, metavar="S",
                    help="multilevel Picard: at least S samples in every block of the reported estimate (default 1)")
     p.add_argument("--qmc-sets", type=int, default=0, metavar="R",
-                   help="multilevel Picard: terminal paths as R randomly shifted Sobol' nets (randomised quasi-Monte "
-                   "Carlo; standard error over the nets; default 0: off)")
+                   help="multilevel Picard: terminal paths and level-0 samples as R randomly shifted Sobol' nets "
+                   "(randomised quasi-Monte Carlo; standard error over the nets; default 0: off)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")

@@ -32,13 +32,26 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
                           scasml.MultilevelPicard(2, 10, variant="quadrature", antithetic=True)),
     "vb-mlp-terminal-4": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(2, 10, terminal_factor=4)),
     "dr-mlp-both": (lambda: _perturbed("dr", 10), scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4)),
-    # randomised quasi-Monte Carlo terminal paths (shifted Sobol' nets; standard error over the nets)
-    "vb-mlp-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(2, 10, qmc_sets=4)),
+    # randomised quasi-Monte Carlo terminal paths and level-0 samples (shifted Sobol' nets; standard error over the
+    # nets). VB at n = 3: at n = 2 the Picard truncation bias u_2 − u (about 0.15 of today's standard error here,
+    # the same at M = 10 and M = 20, undetectable at n = 3) is a third of a reduced standard error, and intervals
+    # from the variance alone cover 92–93 % (experiments/RESULTS.md, "Variance reduction")
+    "vb-mlp-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(3, 6, qmc_sets=4)),
+    "vb-mlp-antithetic-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(3, 6, antithetic=True,
+                                                                                     qmc_sets=4)),
+    "lcd-mlp-antithetic-qmc": (lambda: _perturbed("lcd", 10), scasml.MultilevelPicard(2, 10, antithetic=True,
+                                                                                       qmc_sets=4)),
     "lcd-mlp-terminal-4-qmc": (lambda: _perturbed("lcd", 10),
                                scasml.MultilevelPicard(2, 10, terminal_factor=4, qmc_sets=8)),
     "lqou-mlp-qmc": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, qmc_sets=4)),
-    "vb-mlp-all-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
+    "lqou-mlp-antithetic-qmc": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True,
+                                                                                         qmc_sets=4)),
+    "dr-mlp-all-qmc": (lambda: _perturbed("dr", 10), scasml.MultilevelPicard(
         2, 10, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8)),
+    "vb-mlp-all-qmc": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
+        3, 5, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8)),
+    "bsb-mlp-antithetic-qmc": (lambda: _perturbed("bsb", 10, 0.1),
+                               scasml.MultilevelPicard(3, 8, antithetic=True, qmc_sets=4)),
     "lqou-mlp": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
     # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): 50 pairs of a
     # skewed (log-normal) summand, recorded in experiments/RESULTS.md
@@ -98,6 +111,23 @@ def test_odd_counts_are_rounded_up_to_pairs_and_terminal_paths_scale():
         "terminal": 25 + 1, "source": 25, "increment": 0}
 
 
+def test_level_zero_samples_are_shifted_nets():
+    """The level-0 samples of the reported estimate come from one shifted net per set: each set's 32 time
+    uniforms and each path coordinate fill every interval [k/32, (k + 1)/32) exactly once; sets differ."""
+    from jax.scipy.special import ndtr
+
+    pde = equations.get("vb", dim=4)
+    estimator = scasml.MultilevelPicard(2, 10, qmc_sets=4)
+    plan = estimator.plan(pde)
+    assert plan.paths == 128 and plan.levels[0].samples == 128 and plan.levels[1].samples == 10
+    _, quasi = estimator._draw(pde, plan, jax.random.key(0), jnp.float32)
+    unit = np.concatenate([np.asarray(quasi.level_uniform)[:, None],
+                           np.asarray(ndtr(quasi.level_normals)).reshape(128, 4)], axis=1)
+    bins = np.floor(unit * 32).astype(int).reshape(4, 32, 5)
+    assert np.all(np.sort(bins, axis=1) == np.arange(32)[None, :, None])
+    assert not np.allclose(unit[:32], unit[32:64])
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda: scasml.MultilevelPicard(2, 10, antithetic=1), "antithetic must be True or False"),
     (lambda: scasml.MultilevelPicard(2, 10, terminal_factor=0), "terminal_factor must be a positive integer"),
@@ -132,11 +162,14 @@ def test_shifted_sobol_nets_are_balanced_and_gaussian():
     assert not np.allclose(values[:16], values[16:32])
 
 
-def test_qmc_terminal_paths_round_up_to_whole_nets_and_run_in_float64(x64):
+def test_qmc_blocks_round_up_to_whole_nets_and_run_in_float64(x64):
     pde = equations.get("vb", dim=5)
-    # 100 terminal paths → 104 (8 nets of 13); the inner V_1 keep their M = 10 paths
+    # 100 terminal paths and 100 level-0 samples → 128 each (8 nets of 16); the inner V_1 keep their M = 10
     assert scasml.MultilevelPicard(2, 10, qmc_sets=8).evaluations(pde) == {
-        "terminal": 104 + 1 + 10 * 11, "source": 100 + 10 * 10, "increment": 10}
+        "terminal": 128 + 1 + 10 * 11, "source": 128 + 10 * 10, "increment": 10}
+    # Gauss–Legendre times: only the terminal paths are nets
+    assert scasml.MultilevelPicard(2, 10, variant="quadrature", qmc_sets=4).evaluations(pde)["terminal"] == (
+        scasml.MultilevelPicard(2, 10, variant="quadrature").evaluations(pde)["terminal"] + 28)
     t, x = pde.sample_domain(jax.random.key(0), 6)
     out = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 6, qmc_sets=4), key=jax.random.key(1))
     assert out.u.dtype == jnp.float64 and bool(jnp.all(out.finite)) and bool(jnp.all(out.stderr > 0))

@@ -31,7 +31,7 @@ from ._base import (
     random_times,
     terminal_summands,
 )
-from ._qmc import shift_word_count, shifted_sobol_normals
+from ._qmc import normal_quantile, shift_word_count, shifted_sobol_normals, shifted_sobol_uniforms
 
 _VARIANTS = ("full_history", "quadrature")
 
@@ -66,10 +66,11 @@ class MultilevelPicard(AbstractEstimator):
     draws at least this many samples; the inner V_l are unchanged. At n = 2 the last level has only M samples,
     and where the other blocks' variance is reduced they dominate an error bar whose variance estimate then rests
     on M − 1 degrees of freedom of a heavy-tailed summand.
-    ``qmc_sets`` R (default 0: off; else ≥ 2): the terminal paths of the reported estimate are randomised
-    quasi-Monte Carlo, R independent random digital shifts of one Sobol' net of paths/R points (the count rounded
-    up to a multiple of R), Gaussians by the inverse normal CDF; unbiased, standard error over the R shifted nets.
-    The terminal term is where the shipped PINNs' variance is, and its integrand is smooth in the noise.
+    ``qmc_sets`` R (default 0: off; else ≥ 2): the terminal paths of the reported estimate and, for full history,
+    its level-0 samples (time uniform and path) are randomised quasi-Monte Carlo: R independent random digital
+    shifts of one Sobol' net each, of a power of two points (the count rounded up to R such nets), Gaussians by
+    the inverse normal CDF; unbiased, standard error over the R shifted nets. These blocks hold most of the
+    shipped PINNs' variance, and their integrands are smooth in the noise.
 
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
@@ -130,19 +131,32 @@ class MultilevelPicard(AbstractEstimator):
     # ---- the estimator ----------------------------------------------------------------------------------
     def estimate_before_horizon(self, pde, key, t, x) -> PointEstimate:
         plan = self.plan(pde)
-        rows = pde.dynamics.noise_rows
-        sets, dims = self.qmc_sets, rows * pde.dim
-        shift_words = shift_word_count(sets, plan.paths // sets, dims, x.dtype) if sets else 0
-        noise, shifts = _draw_noise(key, plan.cost.noise(rows), pde.dim, x.dtype, shift_words)
+        noise, quasi = self._draw(pde, plan, key, x.dtype)
         delta = pde.horizon - t
-        quasi = None
-        if sets:  # the nets' shifts come from the same draw of bits as the rest of the noise
-            quasi = shifted_sobol_normals(shifts, sets, plan.paths // sets, dims, x.dtype)
-            quasi = quasi.reshape((plan.paths, rows, pde.dim))
         samples = _samples(pde, plan, noise, t, x, delta, self.antithetic, quasi=quasi)
         est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta, top=True)
         u, z = clip_pair(est.u, est.z, self.clip)
         return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof)
+
+    def _draw(self, pde, plan: Plan, key, dtype) -> tuple[_Noise, _QuasiNoise | None]:
+        """The noise of one V_n evaluation and, with ``qmc_sets``, its quasi-Monte Carlo nets: terminal paths and
+        (full history) level-0 samples (time uniform + path), their shifts from the same draw of bits."""
+        rows, sets = pde.dynamics.noise_rows, self.qmc_sets
+        dims = rows * pde.dim
+        level_nets = plan.random_times and bool(sets)
+        level_points = plan.levels[0].samples // sets if level_nets else 0
+        terminal_words = shift_word_count(sets, plan.paths // sets, dims, dtype) if sets else 0
+        level_words = shift_word_count(sets, level_points, dims + 1, dtype) if level_nets else 0
+        noise, words = _draw_noise(key, plan.cost.noise(rows), pde.dim, dtype, terminal_words + level_words)
+        if not sets:
+            return noise, None
+        terminal = shifted_sobol_normals(words[:terminal_words], sets, plan.paths // sets, dims, dtype)
+        level_uniform = level_normals = None
+        if level_nets:
+            unit = shifted_sobol_uniforms(words[terminal_words:], sets, level_points, dims + 1, dtype)
+            level_uniform = unit[:, 0]
+            level_normals = normal_quantile(unit[:, 1:]).reshape((-1, rows, pde.dim))
+        return noise, _QuasiNoise(terminal.reshape((plan.paths, rows, pde.dim)), level_uniform, level_normals)
 
     # The estimate is computed in three passes over the plan, so that every equation (surrogate) evaluation of
     # the whole recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled
@@ -176,7 +190,10 @@ class MultilevelPicard(AbstractEstimator):
                 component = random_time_component(values[0], entry["weights"][0], entry["uniform"], delta)
             else:
                 component = _quadrature_component(delta, entry["elapsed"], entry["weights"], values)
-            components.append(pair(component, level.samples))
+            if top and self.qmc_sets and plan.random_times and level.level == 0:  # shifted nets, as the terminal
+                components.append(group_means(component, level.samples // self.qmc_sets))
+            else:
+                components.append(pair(component, level.samples))
         return combine(samples["g_x"], jnp.zeros_like(x), components)
 
     def _value(self, pde, plan: Plan, samples: dict, x, delta) -> PointEstimate:
@@ -253,16 +270,18 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
     vanish) with (1, M^(n−l)) random times (full history) or (q_l nodes, round(M^((n−l)/2)) paths) (quadrature,
     q_l = round(Γ⁻¹(M^((n−l)/2)))); ``terminal_factor`` × M^n terminal paths; ``antithetic``: every count rounded
     up to an even number (pairs); ``floor``: at least this many samples in each of this V_n's own blocks (not
-    in the nested plans); ``qmc_sets`` R > 0: this V_n's terminal paths are R shifted nets (count rounded up to a
-    multiple of R, not to pairs)."""
+    in the nested plans); ``qmc_sets`` R > 0: this V_n's terminal paths and (full history) level-0 samples are R
+    shifted nets each (``_whole_nets``, not pairs)."""
     random_times = variant == "full_history"
     levels = []
     even = (lambda k: k + k % 2) if antithetic else (lambda k: k)
     paths = max(terminal_factor * base**n, floor)
-    paths = -(-paths // qmc_sets) * qmc_sets if qmc_sets else even(paths)
+    paths = _whole_nets(paths, qmc_sets) if qmc_sets else even(paths)
     cost = Cost(paths + 1, 0, 0, paths, 0, 0)
     for level in range(1 if linear else n):
-        if random_times:
+        if random_times and qmc_sets and level == 0:
+            blocks, samples = 1, _whole_nets(max(base**n, floor), qmc_sets)
+        elif random_times:
             blocks, samples = 1, even(max(base ** (n - level), floor))
         else:
             scale = base ** ((n - level) / 2)
@@ -276,6 +295,20 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
         cost = sum(children, cost + own)
         levels.append(entry)
     return Plan(n, paths, random_times, tuple(levels), cost)
+
+
+def _whole_nets(count: int, sets: int) -> int:
+    """``count`` rounded up to ``sets`` nets of a power of two points each (a Sobol' net's balance holds at 2^k)."""
+    return sets * (1 << (-(-count // sets) - 1).bit_length())
+
+
+class _QuasiNoise(NamedTuple):
+    """Randomised quasi-Monte Carlo noise of a reported estimate: ``terminal`` (paths, rows, d) and, for full
+    history, its level-0 samples' ``level_uniform`` (m,) and ``level_normals`` (m, rows, d) (else None)."""
+
+    terminal: jax.Array
+    level_uniform: jax.Array | None
+    level_normals: jax.Array | None
 
 
 # Antithetic pairs in a block of the reported (top-level) estimate only from this many samples on: its standard error
@@ -295,12 +328,13 @@ def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = Fal
     ``plan.cost.noise(rows)``) in a fixed order: terminal paths, then per level its samples and, for l ≥ 1, its
     samples' (V_l, V_{l−1}) noise. ``delta`` = T − t, passed down rather than recomputed from s: T − s would
     round to 0 in float32 for samples a few ulps before T (and then divide by zero), while Δ(1 − U)(1 + U)
-    stays positive for every U < 1. ``quasi``: noise of the terminal paths (paths, rows, d) to use instead of the
-    stream's (randomised quasi-Monte Carlo; the stream's slice is still consumed, so the rest is unchanged)."""
+    stays positive for every U < 1. ``quasi``: a ``_QuasiNoise`` to use for the terminal paths and level-0 samples
+    instead of the stream's (randomised quasi-Monte Carlo; the stream's slices are still consumed, so the rest is
+    unchanged)."""
     stream = _NoiseStream(noise, pde.dynamics.noise_rows)
     paired = quasi is None and _paired(antithetic, plan.paths, top)
     terminal_noise = stream.paths(plan.paths, paired)
-    terminal_noise = terminal_noise if quasi is None else quasi
+    terminal_noise = terminal_noise if quasi is None else quasi.terminal
     ends, weights = path_samples(pde, t, x, jnp.full((plan.paths,), delta), terminal_noise)
     out = {"g_x": TerminalRequest(x), "ends": TerminalRequest(ends), "weights": weights, "levels": []}
     for level in plan.levels:
@@ -309,6 +343,8 @@ def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = Fal
         paths = stream.paths(level.count, paired).reshape(shape + stream.row_shape)
         if plan.random_times:
             uniform = stream.uniforms(level.samples, paired)
+            if quasi is not None and quasi.level_normals is not None and level.level == 0:
+                uniform, paths = quasi.level_uniform, quasi.level_normals[None]
             s, points, weights = random_times(pde, t, x, delta, paths[0], uniform)
             entry = {"uniform": uniform, "s": s[None], "points": points[None], "weights": weights[None],
                      "remaining": (delta * (1 - uniform) * (1 + uniform))[None]}
@@ -379,7 +415,7 @@ def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype, extra: int = 0
     words = jax.random.bits(key, (used + extra,), jnp.uint32)
     extra_words, words = words[used:], words[:used]
     unit = open_unit_interval(words[: floats * per_float], dtype)
-    normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit[: rows * dim] - 1)
+    normals = normal_quantile(unit[: rows * dim])
     key_data = words[floats * per_float :].reshape((keys,) + key_shape)
     source_keys = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key)) if typed else key_data
     return _Noise(normals.reshape(rows, dim), unit[rows * dim :], source_keys), extra_words

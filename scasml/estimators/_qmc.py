@@ -38,6 +38,16 @@ def shifted_sobol_normals(words, sets: int, points: int, dims: int, dtype):
     of a ``points``-point Sobol' net in ``dims`` dimensions, mapped to N(0, 1) by the inverse normal CDF: shape
     (sets · points, dims), set-major. Every row is exactly N(0, I) in distribution (a digitally shifted point is
     uniform), the sets are independent, and within a set the points keep the net's balance (low-discrepancy)."""
+    return normal_quantile(shifted_sobol_uniforms(words, sets, points, dims, dtype))
+
+
+def normal_quantile(unit):
+    """Φ⁻¹(U) = √2·erfinv(2U − 1): N(0, 1) from uniforms on (0, 1) (finite there)."""
+    return jnp.sqrt(jnp.asarray(2, unit.dtype)) * jax.scipy.special.erfinv(2 * unit - 1)
+
+
+def shifted_sobol_uniforms(words, sets: int, points: int, dims: int, dtype):
+    """As ``shifted_sobol_normals``, uniform on (0, 1) (the grid midpoints of ``open_unit_interval``)."""
     from ._picard import open_unit_interval
 
     net = jnp.asarray(sobol_net(points, dims))
@@ -47,6 +57,4 @@ def shifted_sobol_normals(words, sets: int, points: int, dims: int, dtype):
     else:  # float64: the shifted net gives the high word, the low word is uniform (a shift of trailing zeros)
         low = words[sets * dims :].reshape(high.shape)
         flat = jnp.stack([high, low], axis=-1).reshape(-1)
-    unit = open_unit_interval(flat, dtype)
-    normals = jnp.sqrt(jnp.asarray(2, dtype)) * jax.scipy.special.erfinv(2 * unit - 1)
-    return normals.reshape(sets * points, dims)
+    return open_unit_interval(flat, dtype).reshape(sets * points, dims)

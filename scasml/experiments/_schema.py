@@ -200,7 +200,8 @@ class MethodSection:
     min_top_samples: int = spec(1, check=at_least(1),
                                 doc="picard: at least this many samples in every block of the reported estimate")
     qmc_sets: int = spec(0, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or ≥ 2",
-                         doc="picard: terminal paths as this many shifted Sobol' nets (randomised QMC; 0: off)")
+                         doc="picard: terminal paths and level-0 samples as this many shifted Sobol' nets "
+                             "(randomised QMC; 0: off)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
