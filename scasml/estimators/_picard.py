@@ -141,18 +141,17 @@ class MultilevelPicard(AbstractEstimator):
     def _draw(self, pde, plan: Plan, key, dtype) -> tuple[_Noise, _QuasiNoise | None]:
         """The noise of one V_n evaluation and, with ``qmc_sets``, its quasi-Monte Carlo nets: terminal paths and
         (full history) level-0 samples (time uniform + path), their shifts from the same draw of bits."""
-        rows, sets = pde.dynamics.noise_rows, self.qmc_sets
+        rows, sets = pde.dynamics.noise_rows, plan.nets
         dims = rows * pde.dim
-        level_nets = plan.random_times and bool(sets)
-        level_points = plan.levels[0].samples // sets if level_nets else 0
+        level_points = plan.levels[0].samples // sets if plan.level_nets else 0
         terminal_words = shift_word_count(sets, plan.paths // sets, dims, dtype) if sets else 0
-        level_words = shift_word_count(sets, level_points, dims + 1, dtype) if level_nets else 0
+        level_words = shift_word_count(sets, level_points, dims + 1, dtype) if plan.level_nets else 0
         noise, words = _draw_noise(key, plan.cost.noise(rows), pde.dim, dtype, terminal_words + level_words)
         if not sets:
             return noise, None
         terminal = shifted_sobol_normals(words[:terminal_words], sets, plan.paths // sets, dims, dtype)
         level_uniform = level_normals = None
-        if level_nets:
+        if plan.level_nets:
             unit = shifted_sobol_uniforms(words[terminal_words:], sets, level_points, dims + 1, dtype)
             level_uniform = unit[:, 0]
             level_normals = normal_quantile(unit[:, 1:]).reshape((-1, rows, pde.dim))
@@ -170,8 +169,8 @@ class MultilevelPicard(AbstractEstimator):
             return pair_means(component) if _paired(self.antithetic, count, top) else component
 
         terminal = terminal_summands(samples["ends"], samples["g_x"], samples["weights"], delta)
-        if top and self.qmc_sets:  # the units are the shifted nets
-            components = [group_means(terminal, plan.paths // self.qmc_sets)]
+        if plan.nets:  # the units are the shifted nets
+            components = [group_means(terminal, plan.paths // plan.nets)]
         else:
             components = [pair(terminal, plan.paths)]
         for level, entry in zip(plan.levels, samples["levels"], strict=True):
@@ -190,8 +189,8 @@ class MultilevelPicard(AbstractEstimator):
                 component = random_time_component(values[0], entry["weights"][0], entry["uniform"], delta)
             else:
                 component = _quadrature_component(delta, entry["elapsed"], entry["weights"], values)
-            if top and self.qmc_sets and plan.random_times and level.level == 0:  # shifted nets, as the terminal
-                components.append(group_means(component, level.samples // self.qmc_sets))
+            if plan.level_nets and level.level == 0:  # shifted nets, as the terminal paths
+                components.append(group_means(component, level.samples // plan.nets))
             else:
                 components.append(pair(component, level.samples))
         return combine(samples["g_x"], jnp.zeros_like(x), components)
@@ -254,13 +253,20 @@ class LevelPlan(NamedTuple):
 
 class Plan(NamedTuple):
     """V_n: ``paths`` terminal paths and its levels; ``random_times``: full history (times ∝ (s − t)^(−1/2)),
-    else Gauss–Legendre nodes (``blocks`` of a level = its nodes). ``cost`` covers the whole recursion."""
+    else Gauss–Legendre nodes (``blocks`` of a level = its nodes). ``cost`` covers the whole recursion. ``nets``
+    R > 0: the terminal paths and, for full history (``level_nets``), the level-0 samples are R shifted
+    quasi-Monte Carlo nets each (their units for the standard error)."""
 
     n: int
     paths: int
     random_times: bool
     levels: tuple[LevelPlan, ...]
     cost: Cost
+    nets: int = 0
+
+    @property
+    def level_nets(self) -> bool:
+        return bool(self.nets) and self.random_times
 
 
 @functools.cache
@@ -294,7 +300,7 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
         children = [child.cost.times(k) for child in (new, old) if child is not None]
         cost = sum(children, cost + own)
         levels.append(entry)
-    return Plan(n, paths, random_times, tuple(levels), cost)
+    return Plan(n, paths, random_times, tuple(levels), cost, qmc_sets)
 
 
 def _whole_nets(count: int, sets: int) -> int:
@@ -343,7 +349,7 @@ def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = Fal
         paths = stream.paths(level.count, paired).reshape(shape + stream.row_shape)
         if plan.random_times:
             uniform = stream.uniforms(level.samples, paired)
-            if quasi is not None and quasi.level_normals is not None and level.level == 0:
+            if plan.level_nets and level.level == 0:
                 uniform, paths = quasi.level_uniform, quasi.level_normals[None]
             s, points, weights = random_times(pde, t, x, delta, paths[0], uniform)
             entry = {"uniform": uniform, "s": s[None], "points": points[None], "weights": weights[None],
