@@ -1,12 +1,13 @@
 """Coverage of the reduced-variance estimators, and the Picard truncation bias that limits it at n = 2.
 
-    python experiments/reduced_coverage.py shipped [ROW:DIM ...]   # shipped PINNs: 200 points × 8 keys
-    python experiments/reduced_coverage.py bias                    # VB test set-up: bias of V_n over 200 keys
+    python experiments/reduced_coverage.py shipped [ROW:DIM ...] [--n3]  # shipped PINNs: 200 points × 8 keys
+    python experiments/reduced_coverage.py bias                          # VB test set-up: 200 keys
 
-``shipped``: coverage of the 95 % intervals, mean z and the share of misses on each side, for MultilevelPicard(2,
-10) and the same with ``antithetic=True, qmc_sets=4``. ``bias``: on VB (d = 10, surrogate = exact + 0.3·sin(Σx +
-t), 40 points), the RMS over points of (mean over keys − exact) with the noise left in that mean, for n = 2 at M =
-10 and 20 and n = 3 at M = 10: a bias that does not shrink with M is the truncation u_n − u.
+``shipped``: coverage of the 95 % intervals, mean z and the share of misses on each side, for
+MultilevelPicard(2, 10) and the same with ``antithetic=True, qmc_sets=4`` (``--n3``: also MultilevelPicard(3, 6)
+with them). ``bias``: on VB (d = 10, surrogate = exact + 0.3·sin(Σx + t), 40 points), the RMS over points of
+(mean over keys − exact) with the noise left in that mean, for n = 2 at M = 10 and 20 and n = 3 at M = 10: a bias
+that does not shrink with M is the truncation u_n − u.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def _runs(surrogate, pde, t, x, estimator, keys, first):
             for name in ("u", "stderr", "lower", "upper")}
 
 
-def shipped(rows):
+def shipped(rows, n3=False):
+    methods = dict(METHODS)
+    if n3:
+        methods["n = 3, M = 6, antithetic + qmc 4"] = scasml.MultilevelPicard(3, 6, antithetic=True, qmc_sets=4)
     for spec in rows:
         name, dim = spec.split(":")
         surrogate, pde = scasml.pretrained(name, int(dim))
@@ -39,12 +43,12 @@ def shipped(rows):
             exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
         else:
             exact = np.asarray(pde.reference(t, x, jax.random.key(12345), samples=100_000)[0], np.float64)
-        for label, estimator in METHODS.items():
+        for label, estimator in methods.items():
             r = _runs(surrogate, pde, t, x, estimator, 8, 50)
             below, above = np.mean(exact < r["lower"]), np.mean(exact > r["upper"])
             rel = np.linalg.norm(r["u"] - exact) / np.linalg.norm(np.broadcast_to(exact, r["u"].shape))
             z = np.mean((r["u"] - exact) / r["stderr"])
-            print(f"{name.upper()}-{dim:<4} {label:<24} coverage {1 - below - above:.3f} (below {below:.3f}, above "
+            print(f"{name.upper()}-{dim:<4} {label:<33} coverage {1 - below - above:.3f} (below {below:.3f}, above "
                   f"{above:.3f})  mean z {z:+.2f}  rel. L2 {rel:.3e}", flush=True)
 
 
@@ -66,6 +70,7 @@ if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ("shipped", "bias"):
         sys.exit(__doc__)
     if sys.argv[1] == "shipped":
-        shipped(sys.argv[2:] or ["vb:20", "dr:100", "lcd:10", "bsb:100"])
+        rows = [a for a in sys.argv[2:] if a != "--n3"]
+        shipped(rows or ["vb:20", "dr:100", "lcd:10", "bsb:100"], n3="--n3" in sys.argv)
     else:
         bias()
