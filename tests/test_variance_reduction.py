@@ -22,9 +22,10 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
     "lcd-fk-gauss": (lambda: _perturbed("lcd", 10),
                      scasml.FeynmanKac(paths=200, time_samples=3, time_rule="gauss_legendre", antithetic=True)),
     "lcd-mlp": (lambda: _perturbed("lcd", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
-    # VB at n = 2 (M = 10) with pairs alone covers 91.9 % here (plain: 94.5 %): once the pairs shrink the terminal
-    # and level-0 variance, the M samples of the last level dominate the error bar (experiments/RESULTS.md); 20
-    # samples there (min_top_samples) cover; n = 3 covers (M = 6: 95.6 %; the odd M = 5 tested here)
+    # VB at n = 2 (M = 10) with pairs alone covers 91.9 % here (plain: 94.5 %): the Picard truncation bias u_2 − u
+    # (see the qmc cases below) and the last level's M samples weigh more once the pairs shrink the terminal and
+    # level-0 variance (experiments/RESULTS.md); 20 samples there (min_top_samples) cover; n = 3 covers (M = 6:
+    # 95.6 %; the odd M = 5 tested here)
     "vb-mlp-both-top-20": (lambda: _perturbed("vb", 10),
                            scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20)),
     "vb-mlp-odd-base": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(3, 5, antithetic=True)),
@@ -53,8 +54,8 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
     "bsb-mlp-antithetic-qmc": (lambda: _perturbed("bsb", 10, 0.1),
                                scasml.MultilevelPicard(3, 8, antithetic=True, qmc_sets=4)),
     "lqou-mlp": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
-    # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): 50 pairs of a
-    # skewed (log-normal) summand, recorded in experiments/RESULTS.md
+    # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): the n = 2
+    # truncation bias against a smaller standard error, recorded in experiments/RESULTS.md
     "bsb-mlp": (lambda: _perturbed("bsb", 10, 0.1), scasml.MultilevelPicard(3, 8, antithetic=True)),
 }
 POINTS, KEYS = 40, 20
