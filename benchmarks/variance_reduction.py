@@ -37,6 +37,9 @@ METHODS = {
     "terminal×4 qmc 8": scasml.MultilevelPicard(2, 10, terminal_factor=4, qmc_sets=8),
     "all, qmc 8": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8),
     "antithetic, qmc 4": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4),
+    "aq4, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20),
+    "aq4, 40×V1(3)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=40, inner_base=3),
+    "aq4, 20×V1(5)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20, inner_base=5),
 }
 
 

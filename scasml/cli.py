@@ -281,7 +281,8 @@ def cmd_calibrate(args) -> int:
         if args.estimator == "feynman-kac":
             picard_only = [flag for flag, value, default in (("--terminal-factor", args.terminal_factor, 1),
                                                              ("--min-top-samples", args.min_top_samples, 1),
-                                                             ("--qmc-sets", args.qmc_sets, 0))
+                                                             ("--qmc-sets", args.qmc_sets, 0),
+                                                             ("--inner-base", args.inner_base, None))
                            if value != default]
             if picard_only:
                 raise CommandError(f"{picard_only[0]} applies to --estimator picard (multilevel Picard), not "
@@ -294,11 +295,13 @@ def cmd_calibrate(args) -> int:
         else:
             estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip,
                                          antithetic=args.antithetic, terminal_factor=args.terminal_factor,
-                                         min_top_samples=args.min_top_samples, qmc_sets=args.qmc_sets)
+                                         min_top_samples=args.min_top_samples, qmc_sets=args.qmc_sets,
+                                         inner_base=args.inner_base)
             extra = (", antithetic=True" if args.antithetic else "") + (
                 f", terminal_factor={args.terminal_factor}" if args.terminal_factor != 1 else "") + (
                 f", min_top_samples={args.min_top_samples}" if args.min_top_samples != 1 else "") + (
-                f", qmc_sets={args.qmc_sets}" if args.qmc_sets else "")
+                f", qmc_sets={args.qmc_sets}" if args.qmc_sets else "") + (
+                f", inner_base={args.inner_base}" if args.inner_base is not None else "")
             described = f"MultilevelPicard(levels={args.levels}, base={args.base}{extra})"
     except ValueError as err:
         raise CommandError(str(err)) from None
@@ -499,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qmc-sets", type=int, default=0, metavar="R",
                    help="multilevel Picard: terminal paths and level-0 samples as R randomly shifted Sobol' nets "
                    "(randomised quasi-Monte Carlo; standard error over the nets; default 0: off)")
+    p.add_argument("--inner-base", type=int, default=None, metavar="B",
+                   help="multilevel Picard: base of the nested estimates inside the reported one (default: --base)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")

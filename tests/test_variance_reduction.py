@@ -110,6 +110,16 @@ def test_odd_counts_are_rounded_up_to_pairs_and_terminal_paths_scale():
     assert floor.evaluations(pde) == {"terminal": 400 + 1 + 20 * 41, "source": 100 + 20 * 10, "increment": 20}
     assert scasml.MultilevelPicard(1, 10, min_top_samples=25).evaluations(pde) == {
         "terminal": 25 + 1, "source": 25, "increment": 0}
+    # nested estimates of base 3 inside V_2 of base 10: 40 samples of V_1(3); with pairs V_1(3) → 4 paths
+    cheap = scasml.MultilevelPicard(2, 10, min_top_samples=40, inner_base=3)
+    assert cheap.evaluations(pde) == {"terminal": 100 + 1 + 40 * 4, "source": 100 + 40 * 3, "increment": 40}
+    paired_cheap = scasml.MultilevelPicard(2, 10, antithetic=True, min_top_samples=40, inner_base=3)
+    assert paired_cheap.evaluations(pde) == {"terminal": 100 + 1 + 40 * 5, "source": 100 + 40 * 4, "increment": 40}
+    # pairs: at least two per block, so that a nested estimate has a variance (which debias subtracts)
+    two = scasml.MultilevelPicard(2, 2, antithetic=True)
+    assert two.evaluations(pde) == {"terminal": 4 + 1 + 4 * 5, "source": 4 + 4 * 4, "increment": 4}
+    assert two.plan(pde).levels[1].new.paths == 4  # one pair gave a zero variance: LQG's debias silently off
+
 
 
 def test_level_zero_samples_are_shifted_nets():
@@ -136,6 +146,8 @@ def test_level_zero_samples_are_shifted_nets():
     (lambda: scasml.MultilevelPicard(2, 10, min_top_samples=0), "min_top_samples must be a positive integer"),
     (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=1), "qmc_sets must be 0 .off. or an integer ≥ 2"),
     (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=2.5), "qmc_sets must be 0 .off. or an integer ≥ 2"),
+    (lambda: scasml.MultilevelPicard(2, 10, inner_base=1), "inner_base must be None .the base. or an integer ≥ 2"),
+    (lambda: scasml.MultilevelPicard(2, 10, inner_base=2.0), "inner_base must be None .the base. or an integer ≥ 2"),
     (lambda: scasml.FeynmanKac(paths=101, antithetic=True), "even number of paths"),
     (lambda: scasml.FeynmanKac(paths=100, antithetic="yes"), "antithetic must be True or False"),
 ])

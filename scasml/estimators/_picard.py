@@ -56,7 +56,8 @@ class MultilevelPicard(AbstractEstimator):
     ``antithetic`` (default False): every path sample comes in a pair (N, −N) sharing its time, and a summand is the
     pair's mean (standard errors over pairs). The Elworthy–Bismut–Li weight is odd in N, so a pair's z-summand is
     the central difference (h(X⁺) − h(X⁻))·ω/2 and its u-summand loses the odd part of h; unbiased for any
-    dynamics. Odd sample counts (an odd base) are rounded up to even ones (one more sample). A block of the
+    dynamics. Odd sample counts (an odd base) are rounded up to even ones (one more sample), and counts below 4 to 4
+    (two pairs: a nested estimate's variance, which ``debias`` subtracts, needs two units). A block of the
     reported estimate with fewer than ``MIN_PAIRED_TOP`` = 20 samples keeps independent ones: its standard error
     would otherwise rest on too few pairs (intervals too narrow too often).
     ``terminal_factor`` (default 1): K·M^l terminal paths for every V_l. Terminal values are the cheapest
@@ -71,6 +72,11 @@ class MultilevelPicard(AbstractEstimator):
     shifts of one Sobol' net each, of a power of two points (the count rounded up to R such nets), Gaussians by
     the inverse normal CDF; unbiased, standard error over the R shifted nets. These blocks hold most of the
     shipped PINNs' variance, and their integrands are smooth in the noise.
+    ``inner_base`` b (default None: ``base``): the nested estimates V_l inside the reported estimate use base b. A
+    level's variance is ≈ A/m + B/(m·b) for m samples at cost ≈ m·(2b + 1) (n = 2; A: the spread of the summand
+    over sample points, B: that of one nested sample); where A dominates, more samples of cheaper nested
+    estimates (with ``min_top_samples``, e.g. 40 samples of V_1 of base 3 instead of 10 of base 10) are both
+    more accurate and an error bar on more degrees of freedom. The Picard truncation u_n − u is unchanged.
 
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
@@ -86,6 +92,7 @@ class MultilevelPicard(AbstractEstimator):
     terminal_factor: int = eqx.field(static=True, default=1, converter=as_count)
     min_top_samples: int = eqx.field(static=True, default=1, converter=as_count)
     qmc_sets: int = eqx.field(static=True, default=0, converter=as_count)
+    inner_base: int | None = eqx.field(static=True, default=None, converter=as_count)
 
     def __check_init__(self):
         for label, value in (("levels", self.levels), ("base", self.base)):
@@ -114,6 +121,9 @@ class MultilevelPicard(AbstractEstimator):
         if not (is_integer(self.qmc_sets) and (self.qmc_sets == 0 or self.qmc_sets >= 2)):
             raise ValueError(f"MultilevelPicard qmc_sets must be 0 (off) or an integer ≥ 2 (a standard error needs "
                              f"two independent randomisations), got {self.qmc_sets!r}")
+        if self.inner_base is not None and not (is_count(self.inner_base) and self.inner_base >= 2):
+            raise ValueError(f"MultilevelPicard inner_base must be None (the base) or an integer ≥ 2, got "
+                             f"{self.inner_base!r}")
         if not is_count(self.min_top_samples):
             raise ValueError(f"MultilevelPicard min_top_samples must be a positive integer, got "
                              f"{self.min_top_samples!r}")
@@ -122,7 +132,7 @@ class MultilevelPicard(AbstractEstimator):
     def plan(self, pde) -> Plan:
         """The recursion of V_levels for ``pde`` as a ``Plan`` (shared sub-plans: a DAG of ``levels`` nodes)."""
         return _build_plan(self.levels, self.base, self.variant, bool(pde.is_linear), self.terminal_factor,
-                           self.antithetic, self.min_top_samples, self.qmc_sets)
+                           self.antithetic, self.min_top_samples, self.qmc_sets, self.inner_base)
 
     def evaluations(self, pde) -> dict[str, int]:
         cost = self.plan(pde).cost
@@ -271,19 +281,21 @@ class Plan(NamedTuple):
 
 @functools.cache
 def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: int = 1,
-                antithetic: bool = False, floor: int = 1, qmc_sets: int = 0) -> Plan:
+                antithetic: bool = False, floor: int = 1, qmc_sets: int = 0,
+                inner_base: int | None = None) -> Plan:
     """The plan of V_n: M^n terminal paths; levels 0 … n − 1 (only level 0 for a linear PDE, whose increments
     vanish) with (1, M^(n−l)) random times (full history) or (q_l nodes, round(M^((n−l)/2)) paths) (quadrature,
     q_l = round(Γ⁻¹(M^((n−l)/2)))); ``terminal_factor`` × M^n terminal paths; ``antithetic``: every count rounded
-    up to an even number (pairs); ``floor``: at least this many samples in each of this V_n's own blocks (not
-    in the nested plans); ``qmc_sets`` R > 0: this V_n's terminal paths and (full history) level-0 samples are R
-    shifted nets each (``_whole_nets``, not pairs)."""
+    up to an even number (pairs), at least 4; ``floor``: at least this many samples in each of this V_n's own
+    blocks (not in the nested plans); ``qmc_sets`` R > 0: this V_n's terminal paths and (full history) level-0
+    samples are R shifted nets each (``_whole_nets``, not pairs); ``inner_base``: the nested plans' base."""
     random_times = variant == "full_history"
     levels = []
-    even = (lambda k: k + k % 2) if antithetic else (lambda k: k)
+    even = (lambda k: max(k + k % 2, 4)) if antithetic else (lambda k: k)  # ≥ 2 pairs: a variance for debias
     paths = max(terminal_factor * base**n, floor)
     paths = _whole_nets(paths, qmc_sets) if qmc_sets else even(paths)
     cost = Cost(paths + 1, 0, 0, paths, 0, 0)
+    child_base = inner_base or base
     for level in range(1 if linear else n):
         if random_times and qmc_sets and level == 0:
             blocks, samples = 1, _whole_nets(max(base**n, floor), qmc_sets)
@@ -292,8 +304,9 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
         else:
             scale = base ** ((n - level) / 2)
             blocks, samples = max(1, round(inverse_gamma(scale))), even(max(1, round(scale), floor))
-        new = _build_plan(level, base, variant, linear, terminal_factor, antithetic) if level else None
-        old = _build_plan(level - 1, base, variant, linear, terminal_factor, antithetic) if level > 1 else None
+        new = _build_plan(level, child_base, variant, linear, terminal_factor, antithetic) if level else None
+        old = (_build_plan(level - 1, child_base, variant, linear, terminal_factor, antithetic) if level > 1
+               else None)
         entry = LevelPlan(level, blocks, samples, new, old)
         k = entry.count
         own = Cost(0, 0 if level else k, k if level else 0, k, k if random_times else 0, 0 if level else k)

@@ -72,7 +72,8 @@ class Method:
         if o.estimator == "picard":
             return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias,
                                     antithetic=o.antithetic, terminal_factor=o.terminal_factor,
-                                    min_top_samples=o.min_top_samples, qmc_sets=o.qmc_sets)
+                                    min_top_samples=o.min_top_samples, qmc_sets=o.qmc_sets,
+                                    inner_base=o.inner_base)
         return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule, antithetic=o.antithetic)
 
     @property
@@ -117,7 +118,8 @@ class Method:
         reduced = (", antithetic" if o.antithetic else "") + (
             f", {o.terminal_factor}x terminal paths" if o.terminal_factor > 1 else "") + (
             f", top blocks ≥ {o.min_top_samples}" if o.min_top_samples > 1 else "") + (
-            f", QMC terminal paths ({o.qmc_sets} nets)" if o.qmc_sets else "")
+            f", QMC terminal paths ({o.qmc_sets} nets)" if o.qmc_sets else "") + (
+            f", nested M={o.inner_base}" if o.inner_base is not None else "")
         return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{reduced}{shrunk}{self._adaptive_label()}"
 
     def _adaptive_label(self) -> str:

@@ -202,6 +202,8 @@ class MethodSection:
     qmc_sets: int = spec(0, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or ≥ 2",
                          doc="picard: terminal paths and level-0 samples as this many shifted Sobol' nets "
                              "(randomised QMC; 0: off)")
+    inner_base: int | None = spec(None, check=at_least(2),
+                                  doc="picard: base of the nested estimates inside the reported one ('none': base)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
@@ -221,11 +223,11 @@ ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
 # keys left out of a resolved config at these values (so that older runs keep their fingerprint)
 ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None,
                      "antithetic": False, "terminal_factor": 1, "min_top_samples": 1,
-                     "qmc_sets": 0}
+                     "qmc_sets": 0, "inner_base": None}
 METHOD_KEYS = {
     "surrogate": ("kind",),
     "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
-               "min_top_samples", "qmc_sets", "shrinkage", *ADAPTIVE_KEYS),
+               "min_top_samples", "qmc_sets", "inner_base", "shrinkage", *ADAPTIVE_KEYS),
     "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "antithetic", "shrinkage",
                     *ADAPTIVE_KEYS),
 }
