@@ -7,9 +7,11 @@ over the same points and keys, methods alternated key by key (this machine's spe
 
 printed as a ratio to today's MultilevelPicard(2, 10) (methods: antithetic pairs, 4× terminal paths, both, and both
 with at least 20 samples in every block of the reported estimate; randomised quasi-Monte Carlo terminal paths and
-level-0 samples, alone, with 4× terminal paths, with all of these, and with antithetic pairs alone); also
-the ratio of mean squared standard errors (the
-Monte Carlo variance alone, without the Picard bias and the reference's error). LQG is compared with a Cole–Hopf
+level-0 samples, alone, with 4× terminal paths, with all of these, and with antithetic pairs alone, with 4, 8 or 16
+nets and at least 20 last-level samples; nested estimates of a smaller base); also the ratio of mean squared
+standard errors (the Monte Carlo variance alone, without the Picard bias and the reference's error) and of the
+95 % interval's half-width² × evaluations (and × seconds): the Student-t quantile at the estimate's degrees of
+freedom widens the interval where a block of few units (R nets) dominates the variance. LQG is compared with a Cole–Hopf
 reference (10⁵ samples per point), the others with their exact solutions. A last table reports the VB-20 warm time
 and error at 1,200 points for each method and base, to read off the time at today's error.
 
@@ -36,8 +38,12 @@ METHODS = {
     "qmc 4 sets": scasml.MultilevelPicard(2, 10, qmc_sets=4),
     "terminal×4 qmc 8": scasml.MultilevelPicard(2, 10, terminal_factor=4, qmc_sets=8),
     "all, qmc 8": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8),
+    "all, qmc 16": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20,
+                                           qmc_sets=16),
     "antithetic, qmc 4": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4),
     "aq4, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20),
+    "aq8, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, min_top_samples=20),
+    "aq16, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=16, min_top_samples=20),
     "aq4, 40×V1(3)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=40, inner_base=3),
     "aq4, 20×V1(5)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20, inner_base=5),
 }
@@ -63,24 +69,29 @@ def row(name, dim, points, keys, methods):
     for estimator in methods.values():  # compile outside the timed runs
         _run(surrogate, pde, t[:8], x[:8], estimator, jax.random.key(0))
         _run(surrogate, pde, t, x, estimator, jax.random.key(0))
-    stats = {m: {"err2": [], "se2": [], "seconds": []} for m in methods}
+    stats = {m: {"err2": [], "se2": [], "width2": [], "seconds": []} for m in methods}
     for k in range(keys):
         for m, estimator in methods.items():
             out, seconds = _run(surrogate, pde, t, x, estimator, jax.random.key(100 + k))
             u = np.asarray(out.u, np.float64)
             stats[m]["err2"].append((np.linalg.norm(u - exact) / np.linalg.norm(exact)) ** 2)
             stats[m]["se2"].append(float(np.mean(np.asarray(out.stderr, np.float64) ** 2)))
+            half = (np.asarray(out.upper, np.float64) - np.asarray(out.lower, np.float64)) / 2
+            stats[m]["width2"].append(float(np.mean(half**2)))
             stats[m]["seconds"].append(seconds)
     base = stats["today"]
     cost = {m: sum(e.evaluations(scasml.law_of_defect(pde, surrogate)).values()) for m, e in methods.items()}
     lines = []
     for m in methods:
         s = stats[m]
-        err2, se2, sec = (float(np.mean(s[k])) for k in ("err2", "se2", "seconds"))
+        err2, se2, width2, sec = (float(np.mean(s[k])) for k in ("err2", "se2", "width2", "seconds"))
         work = err2 * cost[m] / (np.mean(base["err2"]) * cost["today"])
         work_s = err2 * sec / (np.mean(base["err2"]) * np.mean(base["seconds"]))
+        interval = width2 * cost[m] / (np.mean(base["width2"]) * cost["today"])
+        interval_s = width2 * sec / (np.mean(base["width2"]) * np.mean(base["seconds"]))
         lines.append(f"{name.upper()}-{dim:<4} {m:<17} {np.sqrt(err2):>10.4e} {cost[m]:>8} {sec:>7.3f} "
-                     f"{work:>10.3f} {work_s:>10.3f} {se2 / np.mean(base['se2']):>9.3f}")
+                     f"{work:>10.3f} {work_s:>10.3f} {se2 / np.mean(base['se2']):>9.3f} {interval:>11.3f} "
+                     f"{interval_s:>10.3f}")
     return lines
 
 
@@ -118,7 +129,7 @@ def main():
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, {len(jax.devices())} device(s); "
           f"{args.points} points, {args.keys} keys")
     print(f"{'row':<10} {'method':<17} {'rel. L2':>10} {'evals':>8} {'seconds':>7} {'err²·evals':>10} "
-          f"{'err²·sec':>10} {'stderr²':>9}   (ratios to today)")
+          f"{'err²·sec':>10} {'stderr²':>9} {'width²·evals':>11} {'width²·sec':>10}   (ratios to today)")
     for spec in args.rows:
         name, dim = spec.split(":")
         methods = {m: METHODS[m] for m in METHODS if m == "today" or m in args.methods}

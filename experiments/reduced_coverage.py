@@ -1,18 +1,26 @@
 """Coverage of the reduced-variance estimators, and the Picard truncation bias that limits it at n = 2.
 
-    python experiments/reduced_coverage.py shipped [ROW:DIM ...] [--n3]  # shipped PINNs: 200 points × 8 keys
-    python experiments/reduced_coverage.py bias                          # VB test set-up: 200 keys
+    python experiments/reduced_coverage.py shipped [ROW:DIM ...] [--n3] [--with K=V,K=V ...]  # 200 points × 8 keys
+    python experiments/reduced_coverage.py bias [--with K=V,K=V ...]                          # VB test set-up
+    python experiments/reduced_coverage.py tails [--with K=V,K=V ...]                         # z tails, ν
 
-``shipped``: coverage of the 95 % intervals, mean z and the share of misses on each side, for
+``shipped``: on the shipped PINNs, coverage of the 95 % intervals, the share of misses on each side, mean and
+standard deviation of z = (u − exact)/stderr, relative L2, and the RMS over points of the mean over keys minus the
+exact value divided by the noise left in that mean ("bias ÷ noise": about 1 without a bias), for
 MultilevelPicard(2, 10) and the same with ``antithetic=True, qmc_sets=4`` (``--n3``: also MultilevelPicard(3, 6)
-with them). ``bias``: on VB (d = 10, surrogate = exact + 0.3·sin(Σx + t), 40 points), the RMS over points of
-(mean over keys − exact) with the noise left in that mean, for n = 1 (M = 100), n = 2 at M = 10 and 20 and n = 3 at
-M = 10: a bias that does not shrink with M is the truncation u_n − u; and whether the last Picard correction
-u_2 − u_1 bounds it point by point.
+with them; each ``--with``: MultilevelPicard(2, 10, K=V, ...), e.g. ``--with antithetic=True,qmc_sets=4,
+min_top_samples=20``). ``bias``: on VB (d = 10, surrogate = exact + 0.3·sin(Σx + t), 40 points, 200 keys), the
+RMS over points of (mean over keys − exact) with the noise left in that mean, and the coverage, for n = 1
+(M = 100), n = 2 at M = 10 and 20, n = 3 at M = 10 and the ``--with`` estimators at n = 2, M = 10: a bias that
+does not shrink with M is the truncation u_n − u; and whether the last Picard correction u_2 − u_1 bounds it
+point by point. ``tails``: on heat, LCD and LCD's defect PDE (d = 10, 200 points × 5 keys, as in
+tests/test_estimators.py), the share of |z| ≤ 4, the RMS of z and the median Welch–Satterthwaite degrees of freedom
+ν for MultilevelPicard(2, 10) and the ``--with`` estimators: a standard error over R nets has about R − 1.
 """
 
 from __future__ import annotations
 
+import ast
 import sys
 
 import jax
@@ -32,12 +40,26 @@ def _runs(surrogate, pde, t, x, estimator, keys, first):
             for name in ("u", "stderr", "lower", "upper")}
 
 
-def shipped(rows, n3=False):
+def _options(spec: str) -> dict:
+    """'antithetic=True,qmc_sets=4' → {'antithetic': True, 'qmc_sets': 4} (Python literals only)."""
+    pairs = (item.split("=", 1) for item in spec.split(",") if item)
+    return {key.strip(): ast.literal_eval(value.strip()) for key, value in pairs}
+
+
+def _bias_over_noise(r, exact):
+    offset = r["u"].mean(0) - exact
+    noise = r["u"].std(0, ddof=1) / np.sqrt(r["u"].shape[0])
+    return np.sqrt(np.mean(offset**2)) / np.sqrt(np.mean(noise**2))
+
+
+def shipped(rows, n3=False, extra=()):
     methods = dict(METHODS)
     if n3:
         methods["n = 3, M = 6, antithetic + qmc 4"] = scasml.MultilevelPicard(3, 6, antithetic=True, qmc_sets=4)
-    for spec in rows:
-        name, dim = spec.split(":")
+    for spec in extra:
+        methods[spec] = scasml.MultilevelPicard(2, 10, **_options(spec))
+    for row in rows:
+        name, dim = row.split(":")
         surrogate, pde = scasml.pretrained(name, int(dim))
         t, x = pde.sample_domain(jax.random.key(11), 200)
         if pde.has_exact:
@@ -48,36 +70,70 @@ def shipped(rows, n3=False):
             r = _runs(surrogate, pde, t, x, estimator, 8, 50)
             below, above = np.mean(exact < r["lower"]), np.mean(exact > r["upper"])
             rel = np.linalg.norm(r["u"] - exact) / np.linalg.norm(np.broadcast_to(exact, r["u"].shape))
-            z = np.mean((r["u"] - exact) / r["stderr"])
+            z = (r["u"] - exact) / r["stderr"]
             print(f"{name.upper()}-{dim:<4} {label:<33} coverage {1 - below - above:.3f} (below {below:.3f}, above "
-                  f"{above:.3f})  mean z {z:+.2f}  rel. L2 {rel:.3e}", flush=True)
+                  f"{above:.3f})  z mean {np.mean(z):+.2f} sd {np.std(z):.2f}  rel. L2 {rel:.3e}  bias ÷ noise "
+                  f"{_bias_over_noise(r, exact):.2f}", flush=True)
 
 
-def bias(keys=200):
+def bias(keys=200, extra=()):
     pde = equations.get("vb", dim=10)
     surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + 0.3 * jnp.sin(jnp.sum(x) + t))
     t, x = pde.sample_domain(jax.random.key(3), 40)
     exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
+    methods = {f"MultilevelPicard({n}, {m})": scasml.MultilevelPicard(n, m)
+               for n, m in ((1, 100), (2, 10), (2, 20), (3, 10))}
+    methods |= {f"MultilevelPicard(2, 10, {spec})": scasml.MultilevelPicard(2, 10, **_options(spec))
+                for spec in extra}
     means = {}
-    for n, m in ((1, 100), (2, 10), (2, 20), (3, 10)):
-        r = _runs(surrogate, pde, t, x, scasml.MultilevelPicard(n, m), keys, 1000)
-        means[n, m] = r["u"].mean(0)
-        offset = means[n, m] - exact
+    for label, estimator in methods.items():
+        r = _runs(surrogate, pde, t, x, estimator, keys, 1000)
+        means[label] = r["u"].mean(0)
+        offset = means[label] - exact
         noise = r["u"].std(0, ddof=1) / np.sqrt(keys)
-        print(f"MultilevelPicard({n}, {m}): RMS bias {np.sqrt(np.mean(offset**2)):.3e} (noise in it "
-              f"{np.sqrt(np.mean(noise**2)):.3e}), RMS stderr of one estimate {np.sqrt(np.mean(r['stderr']**2)):.3e}",
+        coverage = np.mean((r["lower"] <= exact) & (exact <= r["upper"]))
+        print(f"{label}: RMS bias {np.sqrt(np.mean(offset**2)):.3e} (noise in it {np.sqrt(np.mean(noise**2)):.3e}), "
+              f"RMS stderr of one estimate {np.sqrt(np.mean(r['stderr']**2)):.3e}, coverage {coverage:.3f}",
               flush=True)
     # does the last Picard correction u_2 − u_1 predict the truncation u_2 − u point by point?
-    ratio = np.abs(means[2, 10] - exact) / np.abs(means[2, 10] - means[1, 100])
+    two, one = means["MultilevelPicard(2, 10)"], means["MultilevelPicard(1, 100)"]
+    ratio = np.abs(two - exact) / np.abs(two - one)
     print("|u_2 − u| / |u_2 − u_1| over points: median {:.3f}, 90 % {:.3f}, max {:.3f}".format(
         *np.quantile(ratio, [0.5, 0.9, 1.0])))
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("shipped", "bias"):
+def tails(extra=()):
+    lcd = equations.get("lcd", dim=10)
+    perturbed = scasml.FunctionSurrogate(lambda t, x: lcd.exact(t, x) + 0.3 * jnp.sin(2 * jnp.sum(x) + t))
+    problems = {"heat": equations.get("heat", dim=10), "lcd": lcd, "lcd-defect": scasml.law_of_defect(lcd, perturbed)}
+    methods = {"MultilevelPicard(2, 10)": scasml.MultilevelPicard(2, 10)}
+    methods |= {f"MultilevelPicard(2, 10, {spec})": scasml.MultilevelPicard(2, 10, **_options(spec))
+                for spec in extra}
+    for label, estimator in methods.items():
+        cells = []
+        for name, pde in problems.items():
+            t, x = pde.sample_domain(jax.random.key(0), 200)
+            exact = jax.vmap(pde.exact)(t, x)
+            outs = [scasml.solve(pde, t, x, estimator, key=jax.random.key(1 + k)) for k in range(5)]
+            z = np.concatenate([np.asarray((out.u - exact) / out.stderr, np.float64) for out in outs])
+            dof = np.median(np.concatenate([np.asarray(out.dof, np.float64) for out in outs]))
+            cells.append(f"{name}: |z| ≤ 4 {np.mean(np.abs(z) <= 4):.3f}, RMS z {np.sqrt(np.mean(z**2)):.2f}, "
+                         f"ν {dof:.1f}")
+        print(f"{label}: " + "; ".join(cells), flush=True)
+
+
+def main(argv):
+    if not argv or argv[0] not in ("shipped", "bias", "tails"):
         sys.exit(__doc__)
-    if sys.argv[1] == "shipped":
-        rows = [a for a in sys.argv[2:] if a != "--n3"]
-        shipped(rows or ["vb:20", "dr:100", "lcd:10", "bsb:100"], n3="--n3" in sys.argv)
+    extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--with"]
+    positional = [a for i, a in enumerate(argv[1:], 1) if a not in ("--with", "--n3") and argv[i - 1] != "--with"]
+    if argv[0] == "shipped":
+        shipped(positional or ["vb:20", "dr:100", "lcd:10", "bsb:100"], n3="--n3" in argv, extra=extra)
+    elif argv[0] == "bias":
+        bias(extra=extra)
     else:
-        bias()
+        tails(extra=extra)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -277,31 +277,25 @@ def cmd_calibrate(args) -> int:
         clip = None if args.clip in (None, "none") else float(args.clip)
     except ValueError:
         raise CommandError(f"--clip must be a number or 'none', got {args.clip!r}") from None
+    # multilevel Picard options given on the command line; the others keep MultilevelPicard's defaults
+    given = {key: value for key, value in (("antithetic", args.antithetic), ("terminal_factor", args.terminal_factor),
+                                           ("min_top_samples", args.min_top_samples), ("qmc_sets", args.qmc_sets),
+                                           ("inner_base", args.inner_base)) if value is not None}
     try:
         if args.estimator == "feynman-kac":
-            picard_only = [flag for flag, value, default in (("--terminal-factor", args.terminal_factor, 1),
-                                                             ("--min-top-samples", args.min_top_samples, 1),
-                                                             ("--qmc-sets", args.qmc_sets, 0),
-                                                             ("--inner-base", args.inner_base, None))
-                           if value != default]
+            picard_only = [key for key in given if key != "antithetic"]
             if picard_only:
-                raise CommandError(f"{picard_only[0]} applies to --estimator picard (multilevel Picard), not "
-                                   "feynman-kac")
+                raise CommandError(f"--{picard_only[0].replace('_', '-')} applies to --estimator picard (multilevel "
+                                   "Picard), not feynman-kac")
             if not pde.is_linear:
                 raise CommandError(f"--estimator feynman-kac needs a linear PDE (f independent of u and z), but "
                                    f"{pde.name} is semilinear; use --estimator picard")
-            estimator = FeynmanKac(paths=args.paths, antithetic=args.antithetic)
-            described = f"FeynmanKac(paths={args.paths}{', antithetic=True' if args.antithetic else ''})"
+            antithetic = bool(args.antithetic)
+            estimator = FeynmanKac(paths=args.paths, antithetic=antithetic)
+            described = f"FeynmanKac(paths={args.paths}{', antithetic=True' if antithetic else ''})"
         else:
-            estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip,
-                                         antithetic=args.antithetic, terminal_factor=args.terminal_factor,
-                                         min_top_samples=args.min_top_samples, qmc_sets=args.qmc_sets,
-                                         inner_base=args.inner_base)
-            extra = (", antithetic=True" if args.antithetic else "") + (
-                f", terminal_factor={args.terminal_factor}" if args.terminal_factor != 1 else "") + (
-                f", min_top_samples={args.min_top_samples}" if args.min_top_samples != 1 else "") + (
-                f", qmc_sets={args.qmc_sets}" if args.qmc_sets else "") + (
-                f", inner_base={args.inner_base}" if args.inner_base is not None else "")
+            estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip, **given)
+            extra = "".join(f", {key}={value!r}" for key, value in given.items())
             described = f"MultilevelPicard(levels={args.levels}, base={args.base}{extra})"
     except ValueError as err:
         raise CommandError(str(err)) from None
@@ -494,12 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
     p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"))
     p.add_argument("--clip", default=None, help="clip (u, z) at every level to [-c, c] (default: none)")
-    p.add_argument("--antithetic", action="store_true", help="antithetic pairs (N, -N) of path samples")
-    p.add_argument("--terminal-factor", type=int, default=1, metavar="K",
+    p.add_argument("--antithetic", action=argparse.BooleanOptionalAction, default=None,
+                   help="antithetic pairs (N, -N) of path samples (default: off)")
+    p.add_argument("--terminal-factor", type=int, default=None, metavar="K",
                    help="multilevel Picard: K x M^l terminal paths (cheap surrogate values; default 1)")
-    p.add_argument("--min-top-samples", type=int, default=1, metavar="S",
+    p.add_argument("--min-top-samples", type=int, default=None, metavar="S",
                    help="multilevel Picard: at least S samples in every block of the reported estimate (default 1)")
-    p.add_argument("--qmc-sets", type=int, default=0, metavar="R",
+    p.add_argument("--qmc-sets", type=int, default=None, metavar="R",
                    help="multilevel Picard: terminal paths and level-0 samples as R randomly shifted Sobol' nets "
                    "(randomised quasi-Monte Carlo; standard error over the nets; default 0: off)")
     p.add_argument("--inner-base", type=int, default=None, metavar="B",

@@ -126,6 +126,15 @@ def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
         assert chunked == [r["u"] for r in rows]
     np.testing.assert_allclose([float(v) for v in chunked], u, rtol=1e-6)
 
+    out5 = tmp_path / "out5.csv"  # the variance-reduction options, as MultilevelPicard's arguments
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out5), "--levels", "2", "--base",
+                 "4", "--antithetic", "--qmc-sets", "4", "--min-top-samples", "8", "--inner-base", "3"]) == 0
+    assert ("MultilevelPicard(levels=2, base=4, antithetic=True, min_top_samples=8, qmc_sets=4, inner_base=3)"
+            in capsys.readouterr().out)
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(tmp_path / "out6.csv"),
+                 "--levels", "1", "--base", "4", "--no-antithetic"]) == 0
+    assert "MultilevelPicard(levels=1, base=4, antithetic=False)" in capsys.readouterr().out
+
     out4 = tmp_path / "out4.npz"  # --shrinkage sure: the same estimates, shrunk over all points together
     assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out4), *args,
                  "--shrinkage", "sure"]) == 0
@@ -373,6 +382,8 @@ def test_calibrate_with_a_target_or_a_budget(checkpoint, tmp_path, capsys):
     (["--min-top-samples", "0"], "min_top_samples must be a positive integer"),
     (["--estimator", "feynman-kac", "--min-top-samples", "20"], "--min-top-samples applies to --estimator picard"),
     (["--qmc-sets", "1"], "qmc_sets must be 0 (off) or an integer ≥ 2"),
+    (["--inner-base", "1"], "inner_base must be None (the base) or an integer ≥ 2"),
+    (["--estimator", "feynman-kac", "--inner-base", "3"], "--inner-base applies to --estimator picard"),
 ])
 def test_calibrate_refuses_bad_targets_and_budgets(checkpoint, tmp_path, capsys, flags, message):
     src = write_csv(tmp_path / "points.csv", POINTS)

@@ -53,6 +53,10 @@ class MultilevelPicard(AbstractEstimator):
     grows like d/M (HJB in 100 d: the dominant error); each f(V_l) is corrected by −a·Σ_j se(Ẑ_j)², with the
     unbiased variance estimate of Ẑ from its own samples (the U-statistic for ‖E Ẑ‖²).
 
+    Variance reduction (all unbiased, off by default; ``antithetic=True, qmc_sets=4, min_top_samples=20`` at
+    n = 2, M = 10 gives the same error for 0.33–0.83 of the evaluations on the shipped PINNs, with 95 % intervals
+    covering 94–97 %, but its standard error rests on few degrees of freedom where the nets dominate; see
+    experiments/RESULTS.md, "Variance reduction"):
     ``antithetic`` (default False): every path sample comes in a pair (N, −N) sharing its time, and a summand is the
     pair's mean (standard errors over pairs). The Elworthy–Bismut–Li weight is odd in N, so a pair's z-summand is
     the central difference (h(X⁺) − h(X⁻))·ω/2 and its u-summand loses the odd part of h; unbiased for any
@@ -66,7 +70,7 @@ class MultilevelPicard(AbstractEstimator):
     ``min_top_samples`` (default 1): every block of the reported estimate V_n (its terminal paths and each level)
     draws at least this many samples; the inner V_l are unchanged. At n = 2 the last level has only M samples,
     and where the other blocks' variance is reduced they dominate an error bar whose variance estimate then rests
-    on M − 1 degrees of freedom of a heavy-tailed summand.
+    on M − 1 degrees of freedom of a heavy-tailed summand (95 % intervals then cover 92 % on BSB-100).
     ``qmc_sets`` R (default 0: off; else ≥ 2): the terminal paths of the reported estimate and, for full history,
     its level-0 samples (time uniform and path) are randomised quasi-Monte Carlo: R independent random digital
     shifts of one Sobol' net each, of a power of two points (the count rounded up to R such nets), Gaussians by
@@ -78,6 +82,9 @@ class MultilevelPicard(AbstractEstimator):
     estimates (with ``min_top_samples``, e.g. 40 samples of V_1 of base 3 instead of 10 of base 10) are both
     more accurate and an error bar on more degrees of freedom. The Picard truncation u_n − u is unchanged.
 
+    The standard error is that of V_n about its mean, the Picard iterate u_n: the truncation u_n − u is not in it
+    (on the VB test set-up at n = 2 about a quarter of a reduced standard error, where 95 % intervals cover
+    93 %; it does not shrink with M, and n = 3 removes it).
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
     The error decreases like M^(−n/2) up to logarithmic factors (full history).
