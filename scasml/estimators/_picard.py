@@ -9,7 +9,6 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._checks import as_count, is_count, is_integer
 from ._base import (
@@ -31,7 +30,13 @@ from ._base import (
     random_times,
     terminal_summands,
 )
-from ._qmc import normal_quantile, shift_word_count, shifted_sobol_normals, shifted_sobol_uniforms
+from ._qmc import (
+    normal_quantile,
+    open_unit_interval,
+    shift_word_count,
+    shifted_sobol_normals,
+    shifted_sobol_uniforms,
+)
 
 _VARIANTS = ("full_history", "quadrature")
 
@@ -158,18 +163,18 @@ class MultilevelPicard(AbstractEstimator):
     def _draw(self, pde, plan: Plan, key, dtype) -> tuple[_Noise, _QuasiNoise | None]:
         """The noise of one V_n evaluation and, with ``qmc_sets``, its quasi-Monte Carlo nets: terminal paths and
         (full history) level-0 samples (time uniform + path), their shifts from the same draw of bits."""
-        rows, sets = pde.dynamics.noise_rows, plan.nets
+        rows, sets, first = pde.dynamics.noise_rows, plan.nets, plan.levels[0]
         dims = rows * pde.dim
-        level_points = plan.levels[0].samples // sets if plan.level_nets else 0
+        level_points = first.samples // first.nets if first.nets else 0
         terminal_words = shift_word_count(sets, plan.paths // sets, dims, dtype) if sets else 0
-        level_words = shift_word_count(sets, level_points, dims + 1, dtype) if plan.level_nets else 0
+        level_words = shift_word_count(first.nets, level_points, dims + 1, dtype) if first.nets else 0
         noise, words = _draw_noise(key, plan.cost.noise(rows), pde.dim, dtype, terminal_words + level_words)
         if not sets:
             return noise, None
         terminal = shifted_sobol_normals(words[:terminal_words], sets, plan.paths // sets, dims, dtype)
         level_uniform = level_normals = None
-        if plan.level_nets:
-            unit = shifted_sobol_uniforms(words[terminal_words:], sets, level_points, dims + 1, dtype)
+        if first.nets:
+            unit = shifted_sobol_uniforms(words[terminal_words:], first.nets, level_points, dims + 1, dtype)
             level_uniform = unit[:, 0]
             level_normals = normal_quantile(unit[:, 1:]).reshape((-1, rows, pde.dim))
         return noise, _QuasiNoise(terminal.reshape((plan.paths, rows, pde.dim)), level_uniform, level_normals)
@@ -206,8 +211,8 @@ class MultilevelPicard(AbstractEstimator):
                 component = random_time_component(values[0], entry["weights"][0], entry["uniform"], delta)
             else:
                 component = _quadrature_component(delta, entry["elapsed"], entry["weights"], values)
-            if plan.level_nets and level.level == 0:  # shifted nets, as the terminal paths
-                components.append(group_means(component, level.samples // plan.nets))
+            if level.nets:  # shifted nets, as the terminal paths
+                components.append(group_means(component, level.samples // level.nets))
             else:
                 components.append(pair(component, level.samples))
         return combine(samples["g_x"], jnp.zeros_like(x), components)
@@ -255,13 +260,16 @@ class Cost(NamedTuple):
 
 class LevelPlan(NamedTuple):
     """Level l of V_n: ``blocks`` × ``samples`` points (s, X_s) with, for l ≥ 1, the plans of the independent V_l
-    (``new``) and V_{l−1} (``old``; None for V_0 = 0) evaluated at each; ``new`` is None at level 0 (sources)."""
+    (``new``) and V_{l−1} (``old``; None for V_0 = 0) evaluated at each; ``new`` is None at level 0 (sources).
+    ``nets`` R > 0: the samples (time uniform + path) are R shifted quasi-Monte Carlo nets, the units of the
+    standard error."""
 
     level: int
     blocks: int
     samples: int
     new: Plan | None
     old: Plan | None
+    nets: int = 0
 
     @property
     def count(self) -> int:
@@ -271,8 +279,7 @@ class LevelPlan(NamedTuple):
 class Plan(NamedTuple):
     """V_n: ``paths`` terminal paths and its levels; ``random_times``: full history (times ∝ (s − t)^(−1/2)),
     else Gauss–Legendre nodes (``blocks`` of a level = its nodes). ``cost`` covers the whole recursion. ``nets``
-    R > 0: the terminal paths and, for full history (``level_nets``), the level-0 samples are R shifted
-    quasi-Monte Carlo nets each (their units for the standard error)."""
+    R > 0: the terminal paths are R shifted quasi-Monte Carlo nets (their units for the standard error)."""
 
     n: int
     paths: int
@@ -280,10 +287,6 @@ class Plan(NamedTuple):
     levels: tuple[LevelPlan, ...]
     cost: Cost
     nets: int = 0
-
-    @property
-    def level_nets(self) -> bool:
-        return bool(self.nets) and self.random_times
 
 
 @functools.cache
@@ -304,8 +307,9 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
     cost = Cost(paths + 1, 0, 0, paths, 0, 0)
     child_base = inner_base or base
     for level in range(1 if linear else n):
-        if random_times and qmc_sets and level == 0:
-            blocks, samples = 1, _whole_nets(max(base**n, floor), qmc_sets)
+        nets = qmc_sets if random_times and level == 0 else 0
+        if nets:
+            blocks, samples = 1, _whole_nets(max(base**n, floor), nets)
         elif random_times:
             blocks, samples = 1, even(max(base ** (n - level), floor))
         else:
@@ -314,7 +318,7 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
         new = _build_plan(level, child_base, variant, linear, terminal_factor, antithetic) if level else None
         old = (_build_plan(level - 1, child_base, variant, linear, terminal_factor, antithetic) if level > 1
                else None)
-        entry = LevelPlan(level, blocks, samples, new, old)
+        entry = LevelPlan(level, blocks, samples, new, old, nets)
         k = entry.count
         own = Cost(0, 0 if level else k, k if level else 0, k, k if random_times else 0, 0 if level else k)
         children = [child.cost.times(k) for child in (new, old) if child is not None]
@@ -369,7 +373,7 @@ def _samples(pde, plan: Plan, noise: _Noise, t, x, delta, antithetic: bool = Fal
         paths = stream.paths(level.count, paired).reshape(shape + stream.row_shape)
         if plan.random_times:
             uniform = stream.uniforms(level.samples, paired)
-            if plan.level_nets and level.level == 0:
+            if level.nets:
                 uniform, paths = quasi.level_uniform, quasi.level_normals[None]
             s, points, weights = random_times(pde, t, x, delta, paths[0], uniform)
             entry = {"uniform": uniform, "s": s[None], "points": points[None], "weights": weights[None],
@@ -446,21 +450,6 @@ def _draw_noise(key, size: tuple[int, int, int], dim: int, dtype, extra: int = 0
     source_keys = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key)) if typed else key_data
     return _Noise(normals.reshape(rows, dim), unit[rows * dim :], source_keys), extra_words
 
-
-def open_unit_interval(words, dtype):
-    """Uniform floats in (0, 1) on the midpoints of a grid of 2^-mantissa: symmetric about ½, never 0 or 1
-    (so that √2·erfinv(2U − 1) is finite). ``words``: uint32, one per float32 or two per float64."""
-    if jnp.dtype(dtype) == jnp.float32:  # [1, 2) from 23 random mantissa bits, then shifted by 1 − 2^-24
-        mantissa, step = (words >> 9) | np.uint32(0x3F800000), 2.0**-24
-        floats = jax.lax.bitcast_convert_type(mantissa, jnp.float32)
-    elif jnp.dtype(dtype) == jnp.float64:  # 52 mantissa bits from two words
-        pairs = words.reshape(-1, 2).astype(jnp.uint64)
-        bits = (pairs[:, 0] << np.uint64(32)) | pairs[:, 1]
-        mantissa, step = (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000), 2.0**-53
-        floats = jax.lax.bitcast_convert_type(mantissa, jnp.float64)
-    else:
-        raise TypeError(f"the estimators draw float32 or float64 noise, not {jnp.dtype(dtype)}")
-    return floats - jnp.asarray(1 - step, floats.dtype)  # exact: (2k + 1)·step
 
 
 class _NoiseStream:

@@ -1,4 +1,5 @@
-"""Randomised quasi-Monte Carlo normals: one Sobol' net under independent random digital shifts."""
+"""Random bits to numbers: uniforms on (0, 1), normals, and randomised quasi-Monte Carlo normals (one Sobol' net
+under independent random digital shifts)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,6 @@ def normal_quantile(unit):
 
 def shifted_sobol_uniforms(words, sets: int, points: int, dims: int, dtype):
     """As ``shifted_sobol_normals``, uniform on (0, 1) (the grid midpoints of ``open_unit_interval``)."""
-    from ._picard import open_unit_interval
-
     net = jnp.asarray(sobol_net(points, dims))
     high = net[None] ^ words[: sets * dims].reshape(sets, 1, dims)  # (sets, points, dims)
     if jnp.dtype(dtype).itemsize == 4:
@@ -58,3 +57,19 @@ def shifted_sobol_uniforms(words, sets: int, points: int, dims: int, dtype):
         low = words[sets * dims :].reshape(high.shape)
         flat = jnp.stack([high, low], axis=-1).reshape(-1)
     return open_unit_interval(flat, dtype).reshape(sets * points, dims)
+
+
+def open_unit_interval(words, dtype):
+    """Uniform floats in (0, 1) on the midpoints of a grid of 2^-mantissa: symmetric about ½, never 0 or 1
+    (so that √2·erfinv(2U − 1) is finite). ``words``: uint32, one per float32 or two per float64."""
+    if jnp.dtype(dtype) == jnp.float32:  # [1, 2) from 23 random mantissa bits, then shifted by 1 − 2^-24
+        mantissa, step = (words >> 9) | np.uint32(0x3F800000), 2.0**-24
+        floats = jax.lax.bitcast_convert_type(mantissa, jnp.float32)
+    elif jnp.dtype(dtype) == jnp.float64:  # 52 mantissa bits from two words
+        pairs = words.reshape(-1, 2).astype(jnp.uint64)
+        bits = (pairs[:, 0] << np.uint64(32)) | pairs[:, 1]
+        mantissa, step = (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000), 2.0**-53
+        floats = jax.lax.bitcast_convert_type(mantissa, jnp.float64)
+    else:
+        raise TypeError(f"the estimators draw float32 or float64 noise, not {jnp.dtype(dtype)}")
+    return floats - jnp.asarray(1 - step, floats.dtype)  # exact: (2k + 1)·step
