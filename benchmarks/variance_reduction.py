@@ -8,12 +8,13 @@ over the same points and keys, methods alternated key by key (this machine's spe
 printed as a ratio to today's MultilevelPicard(2, 10) (methods: antithetic pairs, 4× terminal paths, both, and both
 with at least 20 samples in every block of the reported estimate; randomised quasi-Monte Carlo terminal paths and
 level-0 samples, alone, with 4× terminal paths, with all of these, and with antithetic pairs alone, with 4, 8 or 16
-nets and at least 20 last-level samples; nested estimates of a smaller base); also the ratio of mean squared
-standard errors (the Monte Carlo variance alone, without the Picard bias and the reference's error) and of the
-95 % interval's half-width² × evaluations (and × seconds): the Student-t quantile at the estimate's degrees of
-freedom widens the interval where a block of few units (R nets) dominates the variance. LQG is compared with a Cole–Hopf
-reference (10⁵ samples per point), the others with their exact solutions. A last table reports the VB-20 warm time
-and error at 1,200 points for each method and base, to read off the time at today's error.
+nets (or 8 nets of at least 32 points) and at least 20 last-level samples; nested estimates of a smaller base); also
+the ratio of mean squared standard errors (the Monte Carlo variance alone, without the Picard bias and the
+reference's error) and of the 95 % interval's half-width² × evaluations (and × seconds): the Student-t quantile at
+the estimate's degrees of freedom widens the interval where a block of few units (R nets) dominates the variance.
+LQG is compared with a Cole–Hopf reference (10⁵ samples per point), the others with their exact solutions. A last
+table reports the VB-20 warm time and error at 1,200 points for each method and base, to read off the time at
+today's error.
 
     python benchmarks/variance_reduction.py                                   # all rows, 512 points, 5 keys
     python benchmarks/variance_reduction.py --rows vb:20 --keys 2 --points 256 --no-time-table
@@ -44,6 +45,8 @@ METHODS = {
     "aq4, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20),
     "aq8, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, min_top_samples=20),
     "aq16, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=16, min_top_samples=20),
+    "aq8×32, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, qmc_points=32,
+                                                min_top_samples=20),
     "aq4, 40×V1(3)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=40, inner_base=3),
     "aq4, 20×V1(5)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20, inner_base=5),
 }
@@ -103,7 +106,9 @@ def time_table(points, keys):
         (f"both M={b}", scasml.MultilevelPicard(2, b, antithetic=True, terminal_factor=4)) for b in (6, 7)] + [
         (f"antithetic qmc 4 M={b}", scasml.MultilevelPicard(2, b, antithetic=True, qmc_sets=4)) for b in (6, 7, 8)] + [
         (f"all qmc 8 M={b}", scasml.MultilevelPicard(2, b, antithetic=True, terminal_factor=4, min_top_samples=20,
-                                                     qmc_sets=8)) for b in (5, 6)]
+                                                     qmc_sets=8)) for b in (5, 6)] + [
+        (f"aq8x32 top 20 M={b}", scasml.MultilevelPicard(2, b, antithetic=True, qmc_sets=8, qmc_points=32,
+                                                         min_top_samples=20)) for b in (6, 8)]
     print(f"\nVB-20, {points} points, warm seconds (median of {keys}) and relative L2 (RMS over {keys} keys):")
     for _, estimator in configs:
         _run(surrogate, pde, t, x, estimator, jax.random.key(0))

@@ -278,9 +278,8 @@ def cmd_calibrate(args) -> int:
     except ValueError:
         raise CommandError(f"--clip must be a number or 'none', got {args.clip!r}") from None
     # multilevel Picard options given on the command line; the others keep MultilevelPicard's defaults
-    given = {key: value for key, value in (("antithetic", args.antithetic), ("terminal_factor", args.terminal_factor),
-                                           ("min_top_samples", args.min_top_samples), ("qmc_sets", args.qmc_sets),
-                                           ("inner_base", args.inner_base)) if value is not None}
+    options = ("antithetic", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points", "inner_base")
+    given = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
     try:
         if args.estimator == "feynman-kac":
             picard_only = [key for key in given if key != "antithetic"]
@@ -497,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qmc-sets", type=int, default=None, metavar="R",
                    help="multilevel Picard: terminal paths and level-0 samples as R randomly shifted Sobol' nets "
                    "(randomised quasi-Monte Carlo; standard error over the nets; default 0: off)")
+    p.add_argument("--qmc-points", type=int, default=None, metavar="P",
+                   help="multilevel Picard: at least P points (a power of two) in each net of --qmc-sets (default 1)")
     p.add_argument("--inner-base", type=int, default=None, metavar="B",
                    help="multilevel Picard: base of the nested estimates inside the reported one (default: --base)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),

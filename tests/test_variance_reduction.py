@@ -146,6 +146,9 @@ def test_level_zero_samples_are_shifted_nets():
     (lambda: scasml.MultilevelPicard(2, 10, min_top_samples=0), "min_top_samples must be a positive integer"),
     (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=1), "qmc_sets must be 0 .off. or an integer ≥ 2"),
     (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=2.5), "qmc_sets must be 0 .off. or an integer ≥ 2"),
+    (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=8, qmc_points=24), "qmc_points must be a power of two"),
+    (lambda: scasml.MultilevelPicard(2, 10, qmc_sets=8, qmc_points=0), "qmc_points must be a power of two"),
+    (lambda: scasml.MultilevelPicard(2, 10, qmc_points=32), "qmc_points applies to quasi-Monte Carlo nets"),
     (lambda: scasml.MultilevelPicard(2, 10, inner_base=1), "inner_base must be None .the base. or an integer ≥ 2"),
     (lambda: scasml.MultilevelPicard(2, 10, inner_base=2.0), "inner_base must be None .the base. or an integer ≥ 2"),
     (lambda: scasml.FeynmanKac(paths=101, antithetic=True), "even number of paths"),
@@ -180,6 +183,11 @@ def test_qmc_blocks_round_up_to_whole_nets_and_run_in_float64(x64):
     # 100 terminal paths and 100 level-0 samples → 128 each (8 nets of 16); the inner V_1 keep their M = 10
     assert scasml.MultilevelPicard(2, 10, qmc_sets=8).evaluations(pde) == {
         "terminal": 128 + 1 + 10 * 11, "source": 128 + 10 * 10, "increment": 10}
+    # at least 32 points per net: 8 × 32 = 256 terminal paths and level-0 samples; a net larger than P stays so
+    assert scasml.MultilevelPicard(2, 10, qmc_sets=8, qmc_points=32).evaluations(pde) == {
+        "terminal": 256 + 1 + 10 * 11, "source": 256 + 10 * 10, "increment": 10}
+    assert scasml.MultilevelPicard(2, 10, qmc_sets=4, qmc_points=16).plan(pde) == (
+        scasml.MultilevelPicard(2, 10, qmc_sets=4).plan(pde))
     # Gauss–Legendre times: only the terminal paths are nets
     assert scasml.MultilevelPicard(2, 10, variant="quadrature", qmc_sets=4).evaluations(pde)["terminal"] == (
         scasml.MultilevelPicard(2, 10, variant="quadrature").evaluations(pde)["terminal"] + 28)

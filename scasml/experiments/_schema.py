@@ -202,6 +202,8 @@ class MethodSection:
     qmc_sets: int = spec(0, check=lambda v: None if v == 0 or v >= 2 else "must be 0 (off) or ≥ 2",
                          doc="picard: terminal paths and level-0 samples as this many shifted Sobol' nets "
                              "(randomised QMC; 0: off)")
+    qmc_points: int = spec(1, check=lambda v: None if v >= 1 and v & (v - 1) == 0 else "must be a power of two",
+                           doc="picard: at least this many points in each Sobol' net (with qmc_sets)")
     inner_base: int | None = spec(None, check=at_least(2),
                                   doc="picard: base of the nested estimates inside the reported one ('none': base)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
@@ -223,11 +225,11 @@ ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
 # keys left out of a resolved config at these values (so that older runs keep their fingerprint)
 ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None,
                      "antithetic": False, "terminal_factor": 1, "min_top_samples": 1,
-                     "qmc_sets": 0, "inner_base": None}
+                     "qmc_sets": 0, "inner_base": None, "qmc_points": 1}
 METHOD_KEYS = {
     "surrogate": ("kind",),
     "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
-               "min_top_samples", "qmc_sets", "inner_base", "shrinkage", *ADAPTIVE_KEYS),
+               "min_top_samples", "qmc_sets", "qmc_points", "inner_base", "shrinkage", *ADAPTIVE_KEYS),
     "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "antithetic", "shrinkage",
                     *ADAPTIVE_KEYS),
 }
