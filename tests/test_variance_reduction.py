@@ -53,6 +53,15 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
         3, 5, antithetic=True, terminal_factor=4, min_top_samples=20, qmc_sets=8)),
     "bsb-mlp-antithetic-qmc": (lambda: _perturbed("bsb", 10, 0.1),
                                scasml.MultilevelPicard(3, 8, antithetic=True, qmc_sets=4)),
+    # 8 nets of at least 32 points with pairs and top blocks ≥ 20 (standard error on ν = 7)
+    "lcd-mlp-aq8x32": (lambda: _perturbed("lcd", 10), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=20)),
+    "lqou-mlp-aq8x32": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=20)),
+    "dr-mlp-aq8x32": (lambda: _perturbed("dr", 10), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=20)),
+    "vb-mlp-aq8x32": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
+        3, 5, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=20)),
     "lqou-mlp": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
     # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): the n = 2
     # truncation bias against a smaller standard error, recorded in experiments/RESULTS.md
