@@ -58,10 +58,10 @@ class MultilevelPicard(AbstractEstimator):
     grows like d/M (HJB in 100 d: the dominant error); each f(V_l) is corrected by −a·Σ_j se(Ẑ_j)², with the
     unbiased variance estimate of Ẑ from its own samples (the U-statistic for ‖E Ẑ‖²).
 
-    Variance reduction (all unbiased, off by default; ``antithetic=True, qmc_sets=4, min_top_samples=20`` at
-    n = 2, M = 10 gives the same error for 0.33–0.83 of the evaluations on the shipped PINNs, with 95 % intervals
-    covering 94–97 %, but its standard error rests on few degrees of freedom where the nets dominate; see
-    experiments/RESULTS.md, "Variance reduction"):
+    Variance reduction (all unbiased, off by default; ``antithetic=True, qmc_sets=8, qmc_points=32,
+    min_top_samples=20`` at n = 2, M = 10 gives the same error for 0.38–0.68 of the evaluations on the shipped
+    PINNs, intervals narrower per evaluation, 95 % coverage 93–95 %; its smaller standard error leaves the Picard
+    truncation below a larger share of the error; see experiments/RESULTS.md, "Variance reduction"):
     ``antithetic`` (default False): every path sample comes in a pair (N, −N) sharing its time, and a summand is the
     pair's mean (standard errors over pairs). The Elworthy–Bismut–Li weight is odd in N, so a pair's z-summand is
     the central difference (h(X⁺) − h(X⁻))·ω/2 and its u-summand loses the odd part of h; unbiased for any
