@@ -315,13 +315,13 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
     levels = []
     even = (lambda k: max(k + k % 2, 4)) if antithetic else (lambda k: k)  # ≥ 2 pairs: a variance for debias
     paths = max(terminal_factor * base**n, floor)
-    paths = _whole_nets(max(paths, qmc_sets * qmc_points), qmc_sets) if qmc_sets else even(paths)
+    paths = _whole_nets(paths, qmc_sets, qmc_points) if qmc_sets else even(paths)
     cost = Cost(paths + 1, 0, 0, paths, 0, 0)
     child_base = inner_base or base
     for level in range(1 if linear else n):
         nets = qmc_sets if random_times and level == 0 else 0
         if nets:
-            blocks, samples = 1, _whole_nets(max(base**n, floor, nets * qmc_points), nets)
+            blocks, samples = 1, _whole_nets(max(base**n, floor), nets, qmc_points)
         elif random_times:
             blocks, samples = 1, even(max(base ** (n - level), floor))
         else:
@@ -339,9 +339,10 @@ def _build_plan(n: int, base: int, variant: str, linear: bool, terminal_factor: 
     return Plan(n, paths, random_times, tuple(levels), cost, qmc_sets)
 
 
-def _whole_nets(count: int, sets: int) -> int:
-    """``count`` rounded up to ``sets`` nets of a power of two points each (a Sobol' net's balance holds at 2^k)."""
-    return sets * (1 << (-(-count // sets) - 1).bit_length())
+def _whole_nets(count: int, sets: int, points: int = 1) -> int:
+    """``count`` rounded up to ``sets`` nets of a power of two points each (a Sobol' net's balance holds at 2^k), at
+    least ``points`` (a power of two) each."""
+    return sets * max(points, 1 << (-(-count // sets) - 1).bit_length())
 
 
 class _QuasiNoise(NamedTuple):
