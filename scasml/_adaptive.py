@@ -20,7 +20,8 @@ adds fresh replicas, which conditional on the decision are unbiased with honest 
 that informed a decision keep their weight 1/R. Measured coverage: experiments/RESULTS.md ("Adaptive budgets")
 and tests/test_adaptive.py. This needs a well-determined standard error per replica: where it rests on few degrees
 of freedom (``MultilevelPicard(qmc_sets=4)``: 3), the points that stop after the pilot are those whose standard
-error came out small, and the pooled error bars are 10–20 % too narrow (RESULTS, "Variance reduction").
+error came out small, and the pooled error bars are 10–20 % too narrow (RESULTS, "Variance reduction"); the
+allocations that decide from the pilot warn below a median of ``MIN_PILOT_DOF`` degrees of freedom.
 
 Rules (``TargetStderr``): nothing more where the standard error already meets the tolerance τ_i; otherwise
 R_i = ⌈1.25·(s_i/τ_i)²⌉ (25 % more than the variance estimate asks for, so that its noise rarely leaves a point
@@ -35,6 +36,7 @@ import abc
 import math
 import time
 import warnings
+from typing import ClassVar
 
 import equinox as eqx
 import numpy as np
@@ -43,6 +45,10 @@ from ._checks import as_count, is_count, is_real
 
 # Replicas asked for beyond the pilot's estimate where the pilot misses the target (see the module docstring).
 SAFETY = 1.25
+# Below this median number of degrees of freedom of the pilot's standard errors, allocations that decide from them
+# warn: the points that stop early are those whose standard error came out small (4 QMC nets, median ν 4–8: pooled
+# error bars 10–20 % too narrow; 8 nets of 32 points, ν ≈ 10–12: 3–4 %; experiments/RESULTS.md).
+MIN_PILOT_DOF = 8
 
 
 def _positive(value, label: str, owner: str, allow_none: bool = True) -> None:
@@ -61,6 +67,7 @@ class AbstractAllocation(eqx.Module):
     """
 
     rounds: eqx.AbstractVar[int]
+    decides_from_pilot: ClassVar[bool] = True  # the counts depend on the pilot's standard errors
 
     @abc.abstractmethod
     def check(self, points: int, cost: float) -> None:
@@ -181,6 +188,7 @@ class Uniform(AbstractAllocation):
 
     replicas_per_point: int = eqx.field(converter=as_count)
     rounds: int = eqx.field(default=1, init=False)
+    decides_from_pilot: ClassVar[bool] = False
 
     def __check_init__(self):
         if not is_count(self.replicas_per_point):
@@ -256,6 +264,7 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     start = time.perf_counter()
     pilot = runner.finish(runner.run(live_t, x, index, np.zeros(n, np.uint32)), t, x)
     pilot_seconds = time.perf_counter() - start
+    _warn_if_few_dof(allocation, pilot, live)
     counts = np.ones(n, np.int64)
     sums = [np.asarray(a, np.float64) for a in (pilot.u, pilot.z)]
     squares = [np.asarray(a, np.float64) ** 2 for a in (pilot.u_stderr, pilot.z_stderr)]
@@ -289,6 +298,23 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     met = None if tol is None else np.asarray(u_stderr <= tol)
     summary = _summary(allocation, counts, live, met, cost, pilot_seconds, time.perf_counter() - start)
     return Allocated(u, z, u_stderr, z_stderr, dof, counts, met, summary)
+
+
+def _warn_if_few_dof(allocation: AbstractAllocation, pilot, live) -> None:
+    """Warn where the pilot's standard errors, which decide the counts, rest on few degrees of freedom."""
+    if not allocation.decides_from_pilot or not live.any():
+        return
+    dof = float(np.median(np.asarray(pilot.u_dof, np.float64)[live]))
+    if dof < MIN_PILOT_DOF:
+        warnings.warn(
+            f"{type(allocation).__name__}: the pilot's standard errors rest on a median of {dof:.3g} degrees of "
+            f"freedom (below {MIN_PILOT_DOF}); the points that stop early are those whose standard error came out "
+            "small, so the pooled error bars are too narrow (with 4 quasi-Monte Carlo nets by 10–20 %). Use an "
+            "estimator whose standard error rests on more units (more nets, e.g. qmc_sets=8 with qmc_points=32, more "
+            "levels or a larger base), or Uniform replicas.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
 
 def _dof_term(est) -> np.ndarray:

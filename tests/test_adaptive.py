@@ -2,6 +2,8 @@
 independence of chunking and batch composition, and bad input."""
 
 import math
+import re
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -236,3 +238,26 @@ def test_recommend_picks_by_the_cost_model_and_explains():
         scasml.recommend(surrogate, pde, t, x, 1e-3, key=jax.random.key(0))
     with pytest.raises(TypeError, match="candidates must be"):
         scasml.recommend(surrogate, pde, t, x, target, key=jax.random.key(0), candidates=())
+
+
+def test_allocations_warn_when_the_pilot_error_bars_rest_on_few_degrees_of_freedom():
+    """With 4 quasi-Monte Carlo nets (ν ≈ 3–4 per replica) the points that stop early are those whose standard
+    error came out small: allocations that decide from the pilot's standard errors warn; Uniform replicas and
+    plain MultilevelPicard (ν ≈ 20) do not."""
+    pde, surrogate = _perturbed("lcd", 5, 0.3)
+    t, x = pde.sample_domain(jax.random.key(3), 8)
+    few = scasml.MultilevelPicard(2, 4, qmc_sets=4)
+
+    def dof_warnings(estimator, allocation):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0), allocation=allocation)
+        return [str(w.message) for w in caught if "degrees of freedom" in str(w.message)]
+
+    target = scasml.TargetStderr(absolute=1e-3, max_replicas=4)
+    for allocation in (target, scasml.Budget(evaluations=1e4)):
+        (message,) = dof_warnings(few, allocation)
+        assert re.match(rf"{type(allocation).__name__}: the pilot's standard errors rest on a median of 3\.\d+ "
+                        r"degrees of freedom \(below 8\).*too narrow", message), message
+    assert not dof_warnings(few, scasml.Uniform(2))
+    assert not dof_warnings(scasml.MultilevelPicard(2, 4), target)
