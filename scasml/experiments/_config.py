@@ -23,9 +23,9 @@ from .._adaptive import Budget, TargetStderr
 from .._checks import MAX_EVALUATIONS_PER_POINT
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
-    ADAPTIVE_DEFAULTS,
     ESTIMATORS,
     IDENTIFIER,
+    LATER_KEY_DEFAULTS,
     METHOD_KINDS,
     PYTHON_PREFIX,
     SECTIONS,
@@ -96,9 +96,7 @@ class Method:
 
     def to_dict(self) -> dict:
         out = section_to_dict(self.options, method_keys(self.kind, self.options.estimator))
-        if out.get("shrinkage") == "none":  # added in 0.1: keeps the fingerprints (resume) of earlier runs
-            del out["shrinkage"]
-        for key, default in ADAPTIVE_DEFAULTS.items():  # likewise (options added later)
+        for key, default in LATER_KEY_DEFAULTS.items():
             if key in out and out[key] == ("none" if default is None else default):
                 del out[key]
         return out

@@ -222,10 +222,11 @@ class MethodSection:
 
 
 ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
-# keys left out of a resolved config at these values (so that older runs keep their fingerprint)
-ADAPTIVE_DEFAULTS = {"target_stderr": None, "target_relative": None, "max_replicas": 64, "budget": None,
-                     "antithetic": False, "terminal_factor": 1, "min_top_samples": 1,
-                     "qmc_sets": 0, "inner_base": None, "qmc_points": 1}
+# method keys added after the first runs, left out of a resolved config at these defaults (so that earlier runs keep
+# their fingerprint and resume)
+LATER_KEY_DEFAULTS = {"shrinkage": "none", "target_stderr": None, "target_relative": None, "max_replicas": 64,
+                      "budget": None, "antithetic": False, "terminal_factor": 1, "min_top_samples": 1,
+                      "qmc_sets": 0, "inner_base": None, "qmc_points": 1}
 METHOD_KEYS = {
     "surrogate": ("kind",),
     "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
