@@ -46,6 +46,11 @@ def _options(spec: str) -> dict:
     return {key.strip(): ast.literal_eval(value.strip()) for key, value in pairs}
 
 
+def _with(extra) -> dict:
+    """The ``--with`` estimators: MultilevelPicard(2, 10, K=V, ...) by label."""
+    return {f"MultilevelPicard(2, 10, {spec})": scasml.MultilevelPicard(2, 10, **_options(spec)) for spec in extra}
+
+
 def _bias_over_noise(r, exact):
     offset = r["u"].mean(0) - exact
     noise = r["u"].std(0, ddof=1) / np.sqrt(r["u"].shape[0])
@@ -56,8 +61,7 @@ def shipped(rows, n3=False, extra=()):
     methods = dict(METHODS)
     if n3:
         methods["n = 3, M = 6, antithetic + qmc 4"] = scasml.MultilevelPicard(3, 6, antithetic=True, qmc_sets=4)
-    for spec in extra:
-        methods[spec] = scasml.MultilevelPicard(2, 10, **_options(spec))
+    methods |= _with(extra)
     for row in rows:
         name, dim = row.split(":")
         surrogate, pde = scasml.pretrained(name, int(dim))
@@ -83,8 +87,7 @@ def bias(keys=200, extra=()):
     exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
     methods = {f"MultilevelPicard({n}, {m})": scasml.MultilevelPicard(n, m)
                for n, m in ((1, 100), (2, 10), (2, 20), (3, 10))}
-    methods |= {f"MultilevelPicard(2, 10, {spec})": scasml.MultilevelPicard(2, 10, **_options(spec))
-                for spec in extra}
+    methods |= _with(extra)
     means = {}
     for label, estimator in methods.items():
         r = _runs(surrogate, pde, t, x, estimator, keys, 1000)
@@ -107,8 +110,7 @@ def tails(extra=()):
     perturbed = scasml.FunctionSurrogate(lambda t, x: lcd.exact(t, x) + 0.3 * jnp.sin(2 * jnp.sum(x) + t))
     problems = {"heat": equations.get("heat", dim=10), "lcd": lcd, "lcd-defect": scasml.law_of_defect(lcd, perturbed)}
     methods = {"MultilevelPicard(2, 10)": scasml.MultilevelPicard(2, 10)}
-    methods |= {f"MultilevelPicard(2, 10, {spec})": scasml.MultilevelPicard(2, 10, **_options(spec))
-                for spec in extra}
+    methods |= _with(extra)
     for label, estimator in methods.items():
         cells = []
         for name, pde in problems.items():
