@@ -237,7 +237,8 @@ def _cap_total(counts: np.ndarray, done: np.ndarray, total: int) -> np.ndarray:
 
 class Allocated(eqx.Module):
     """Host results of an allocated run: per point the mean over its replicas, standard errors, the
-    Welch–Satterthwaite degrees of freedom of u's variance, replicas used, whether it met the target (None
+    Welch–Satterthwaite degrees of freedom of u's variance, the mean of the replicas' Picard corrections (with the
+    variance of that mean), replicas used, whether it met the target (None
     without a target) and a one-paragraph summary."""
 
     u: np.ndarray
@@ -245,6 +246,7 @@ class Allocated(eqx.Module):
     u_stderr: np.ndarray
     z_stderr: np.ndarray
     u_dof: np.ndarray
+    u_corrections: np.ndarray
     replicas: np.ndarray
     met: np.ndarray | None
     summary: str = eqx.field(static=True)
@@ -266,7 +268,7 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     pilot_seconds = time.perf_counter() - start
     _warn_if_few_dof(allocation, pilot, live)
     counts = np.ones(n, np.int64)
-    sums = [np.asarray(a, np.float64) for a in (pilot.u, pilot.z)]
+    sums = [np.asarray(a, np.float64) for a in (pilot.u, pilot.z, pilot.u_corrections)]
     squares = [np.asarray(a, np.float64) ** 2 for a in (pilot.u_stderr, pilot.z_stderr)]
     fourth = [_dof_term(pilot)]  # Σ_r s_r⁴/ν_r: Welch–Satterthwaite over the replicas
     bar = None
@@ -290,6 +292,9 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     r = counts.astype(np.float64)
     u = (sums[0] / r).astype(dtype)
     z = (sums[1] / r[:, None]).astype(dtype)
+    corrections = sums[2] / r[:, None]
+    corrections[:, 2] /= r  # the variance of the mean of r corrections
+    corrections = corrections.astype(dtype)
     u_stderr = (np.sqrt(squares[0]) / r).astype(dtype)
     z_stderr = (np.sqrt(squares[1]) / r[:, None]).astype(dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -297,7 +302,7 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     tol = allocation.tolerance(offset_u + u)
     met = None if tol is None else np.asarray(u_stderr <= tol)
     summary = _summary(allocation, counts, live, met, cost, pilot_seconds, time.perf_counter() - start)
-    return Allocated(u, z, u_stderr, z_stderr, dof, counts, met, summary)
+    return Allocated(u, z, u_stderr, z_stderr, dof, corrections, counts, met, summary)
 
 
 def _warn_if_few_dof(allocation: AbstractAllocation, pilot, live) -> None:
@@ -326,9 +331,9 @@ def _dof_term(est) -> np.ndarray:
 
 
 def _top_up(runner, t, x, index, done, more, sums, squares, fourth, bar) -> None:
-    """``more`` (N,) replicas after the ``done`` (N,) so far, added into ``sums`` (of u, z) and ``squares`` (of
-    their standard errors), in batches of N items: each batch runs the pilot's compiled program, unused chunks
-    skipped. ``bar`` counts the points whose replicas are all done."""
+    """``more`` (N,) replicas after the ``done`` (N,) so far, added into ``sums`` (of u, z, u_corrections) and
+    ``squares`` (of their standard errors), in batches of N items: each batch runs the pilot's compiled program,
+    unused chunks skipped. ``bar`` counts the points whose replicas are all done."""
     n = x.shape[0]
     total = int(more.sum())
     owner = np.repeat(np.arange(n), more)
@@ -342,7 +347,7 @@ def _top_up(runner, t, x, index, done, more, sums, squares, fourth, bar) -> None
         reps = np.concatenate([replica[lo:hi], np.repeat(replica[hi - 1 : hi], pad)])
         out = runner.run(t[items], x[items], index[items], reps, valid=hi - lo)
         mine = owner[lo:hi]
-        for acc, values in zip(sums, (out.u, out.z), strict=True):
+        for acc, values in zip(sums, (out.u, out.z, out.u_corrections), strict=True):
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64))
         for acc, values in zip(squares, (out.u_stderr, out.z_stderr), strict=True):
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64) ** 2)

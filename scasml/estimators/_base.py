@@ -64,13 +64,17 @@ def pair_means(component: Component) -> Component:
 
 class PointEstimate(eqx.Module):
     """(u, z) and their standard errors at one point; ``u_dof``: the Welch–Satterthwaite degrees of freedom of
-    u's variance estimate (inf where it is exact), for Student-t intervals."""
+    u's variance estimate (inf where it is exact), for Student-t intervals; ``u_corrections``: the last two
+    Picard corrections of u, (Δ_{n−1}, Δ_n, the estimated variance of Δ_n), from which ``picard_truncation``
+    estimates the truncation |u − u_n| over a batch of points (zeros where there are none: Feynman–Kac, n = 1,
+    linear PDEs, t = T)."""
 
     u: Float[Array, ""]
     z: Float[Array, " d"]
     u_stderr: Float[Array, ""]
     z_stderr: Float[Array, " d"]
     u_dof: Float[Array, ""]
+    u_corrections: Float[Array, " 3"]
 
 
 def satterthwaite(variances, dofs):
@@ -93,7 +97,7 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
         dof = satterthwaite(variances, dofs)
     else:
         dof = jnp.asarray(jnp.inf, total.dtype)
-    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:], dof)
+    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:], dof, jnp.zeros(3, total.dtype))
 
 
 def path_samples(pde, t, x, elapsed, noise):
@@ -265,6 +269,7 @@ class AbstractEstimator(eqx.Module):
             jnp.where(live, est.u_stderr, jnp.zeros_like(est.u_stderr)),
             jnp.where(live, est.z_stderr, jnp.zeros_like(est.z_stderr)),
             jnp.where(live, est.u_dof, jnp.full_like(est.u_dof, jnp.inf)),
+            jnp.where(live, est.u_corrections, jnp.zeros_like(est.u_corrections)),
         )
 
     def check(self, pde) -> None:

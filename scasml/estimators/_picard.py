@@ -93,7 +93,9 @@ class MultilevelPicard(AbstractEstimator):
 
     The standard error is that of V_n about its mean, the Picard iterate u_n: the truncation u_n − u is not in it
     (on the VB test set-up at n = 2 about a quarter of a reduced standard error, where 95 % intervals cover
-    93 %; it does not shrink with M, and n = 3 removes it).
+    93 %; it does not shrink with M, and n = 3 removes it). Each estimate carries its last two Picard corrections
+    (``PointEstimate.u_corrections``), from which ``solve``/``calibrate`` estimate the truncation over the batch
+    (``.truncation`` of their results) and warn where it is a sizeable share of the standard error.
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
     The error decreases like M^(−n/2) up to logarithmic factors (full history).
@@ -167,9 +169,12 @@ class MultilevelPicard(AbstractEstimator):
         noise, quasi = self._draw(pde, plan, key, x.dtype)
         delta = pde.horizon - t
         samples = _samples(pde, plan, noise, t, x, delta, self.antithetic, quasi=quasi)
-        est = self._combine(pde, plan, evaluate_requests(pde, samples), x, delta, top=True)
+        evaluated = evaluate_requests(pde, samples)
+        components = self._components(pde, plan, evaluated, delta, top=True)
+        est = combine(evaluated["g_x"], jnp.zeros_like(x), components)
         u, z = clip_pair(est.u, est.z, self.clip)
-        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof,
+                             picard_corrections(evaluated["g_x"], components))
 
     def _draw(self, pde, plan: Plan, key, dtype) -> tuple[_Noise, _QuasiNoise | None]:
         """The noise of one V_n evaluation and, with ``qmc_sets``, its quasi-Monte Carlo nets: terminal paths and
@@ -194,10 +199,11 @@ class MultilevelPicard(AbstractEstimator):
     # the whole recursion happens in one batch per kind (one copy of, e.g., the Laplacian code in the compiled
     # program): ``_samples`` draws all sample points from the noise alone (they depend on no evaluation);
     # ``evaluate_requests`` evaluates the terminal values, sources and increment inputs at all of them;
-    # ``_combine`` forms the Picard sums.
+    # ``_components`` forms the Picard sums.
 
-    def _combine(self, pde, plan: Plan, samples: dict, x, delta, top: bool = False) -> PointEstimate:
-        """V_n(t, x) from evaluated ``_samples`` (requests replaced by their values); ``delta`` = T − t."""
+    def _components(self, pde, plan: Plan, samples: dict, delta, top: bool = False) -> list[Component]:
+        """The independent parts of V_n(t, x) − g(x) from evaluated ``_samples`` (requests replaced by their
+        values): the terminal paths, then one per level l = 0 … n − 1; ``delta`` = T − t."""
         def pair(component, count):
             return pair_means(component) if _paired(self.antithetic, count, top) else component
 
@@ -226,13 +232,13 @@ class MultilevelPicard(AbstractEstimator):
                 components.append(group_means(component, level.samples // level.nets))
             else:
                 components.append(pair(component, level.samples))
-        return combine(samples["g_x"], jnp.zeros_like(x), components)
+        return components
 
     def _value(self, pde, plan: Plan, samples: dict, x, delta) -> PointEstimate:
         """V_n at (t, x) from its evaluated samples (``delta`` = T − t), clipped when ``clip`` is set."""
-        est = self._combine(pde, plan, samples, x, delta)
+        est = combine(samples["g_x"], jnp.zeros_like(x), self._components(pde, plan, samples, delta))
         u, z = clip_pair(est.u, est.z, self.clip)
-        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof, est.u_corrections)
 
     def _increment(self, pde, s, point, new: PointEstimate, old: PointEstimate | None, inputs):
         """f(V_new) − f(V_old); when debiasing a generator a‖z‖² + (affine in z), minus a·(Σse²_new − Σse²_old)."""
@@ -243,6 +249,19 @@ class MultilevelPicard(AbstractEstimator):
             return inc
         old_variance = 0.0 if old is None else jnp.sum(old.z_stderr**2)
         return inc - a * (jnp.sum(new.z_stderr**2) - old_variance)
+
+
+def picard_corrections(g_x, components: list[Component]):
+    """(Δ_{n−1}, Δ_n, var Δ_n) (3,) at one point: Δ_n = u_n − u_{n−1}, the mean of the last level's block, with
+    its estimated variance, and Δ_{n−1} (u_1 = g(x) + the terminal and level-0 blocks at n = 2, the level n − 2
+    block above); zeros for n = 1 and for linear PDEs (no corrections: V_n is Feynman–Kac)."""
+    if len(components) < 3:
+        return jnp.zeros(3, g_x.dtype)
+    means = [comp.u.mean(axis=1).sum() for comp in components]
+    before = g_x + means[0] + means[1] if len(components) == 3 else means[-2]
+    block = components[-1].u_block_variances()
+    variance = jnp.zeros_like(g_x) if block is None else block[0].sum()
+    return jnp.stack([before, means[-1], variance])
 
 
 # ---- the plan ------------------------------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""The batch estimate of the multilevel Picard truncation |u − u_n| (``.truncation`` of a result, and the warning
+where it is a sizeable share of the standard errors), against the truncation measured with exact solutions."""
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scasml
+from scasml import equations
+from scasml._calibrate import MIN_TRUNCATION_POINTS, TRUNCATION_WARNING, picard_truncation
+
+KEYS = 16
+WARNING = "the Picard truncation"
+
+
+def _vb20():
+    """VB in 20 d with û = u + 0.05·sin(Σx + t) at 200 points: at n = 2 the truncation is about 0.45 × the
+    standard error of MultilevelPicard(2, 10) (experiments/RESULTS.md, "Variance reduction")."""
+    pde = equations.get("vb", dim=20)
+    surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + 0.05 * jnp.sin(jnp.sum(x) + t))
+    t, x = pde.sample_domain(jax.random.key(3), 200)
+    return pde, surrogate, t, x
+
+
+def _calibrate(*args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = scasml.calibrate(*args, **kwargs)
+    return out, [w for w in caught if WARNING in str(w.message)]
+
+
+def test_the_estimate_matches_the_measured_truncation_and_warns():
+    """Over 16 keys, the mean of MultilevelPicard(2, 10) is u_2 up to noise; its RMS distance to the exact
+    solution, less that noise, is the truncation. Every key's batch estimate lies within a factor of 2 of it (the
+    geometric model's accuracy over the seven set-ups of experiments/reduced_coverage.py: 0.6–1.4), each call
+    warns (the estimate is ≈ 0.45 × the RMS standard error), and n = 3 neither shows a truncation nor warns."""
+    pde, surrogate, t, x = _vb20()
+    exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
+    estimator = scasml.MultilevelPicard(2, 10)
+    runs = [_calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(200 + k)) for k in range(KEYS)]
+    u = np.stack([np.asarray(out.u, np.float64) for out, _ in runs])
+    noise = np.mean(u.var(axis=0, ddof=1)) / KEYS
+    measured = math.sqrt(np.mean((u.mean(axis=0) - exact) ** 2) - noise)
+    estimates = np.array([out.truncation for out, _ in runs])
+    assert np.all((estimates > 0.5 * measured) & (estimates < 2 * measured)), (estimates, measured)
+    assert all(len(caught) == 1 for _, caught in runs)
+    message = str(runs[0][1][0].message)
+    assert "levels=3" in message and "× the RMS standard error" in message and "MultilevelPicard()" in message
+    deeper, caught = _calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(3, 5), key=jax.random.key(1))
+    assert deeper.truncation < 0.25 * measured and not caught
+
+
+def test_allocated_runs_pool_the_corrections_of_their_replicas():
+    pde, surrogate, t, x = _vb20()
+    estimator = scasml.MultilevelPicard(2, 6)
+    uniform, _ = _calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(5))
+    adaptive, caught = _calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(5),
+                                  allocation=scasml.Uniform(4))
+    # four replicas: the corrections' noise shrinks, the truncation does not
+    assert adaptive.truncation == pytest.approx(uniform.truncation, rel=0.3)
+    assert caught  # four replicas halve the standard error: the truncation's share doubles
+
+
+def test_no_estimate_without_corrections_or_with_few_points():
+    """Linear PDEs (no Picard corrections), Feynman–Kac, n = 1 and batches below MIN_TRUNCATION_POINTS points
+    give None and no warning; points at t = T do not count."""
+    lcd = equations.get("lcd", dim=5)
+    t, x = lcd.sample_domain(jax.random.key(0), 64)
+    for estimator in (scasml.MultilevelPicard(2, 4), scasml.FeynmanKac(paths=64)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert scasml.solve(lcd, t, x, estimator, key=jax.random.key(1)).truncation is None
+    pde, surrogate, t, x = _vb20()
+    few = MIN_TRUNCATION_POINTS - 1
+    for estimator, n in ((scasml.MultilevelPicard(1, 20), 64), (scasml.MultilevelPicard(2, 4), few)):
+        out, caught = _calibrate(surrogate, pde, t[:n], x[:n], estimator, key=jax.random.key(1))
+        assert out.truncation is None and not caught
+    at_horizon = t.at[: 200 - MIN_TRUNCATION_POINTS + 1].set(pde.horizon)
+    out, _ = _calibrate(surrogate, pde, at_horizon, x, scasml.MultilevelPicard(2, 4), key=jax.random.key(1))
+    assert out.truncation is None
+
+
+def test_the_geometric_estimate_of_the_next_correction():
+    """RMS(Δ_n)²/RMS(Δ_{n−1}), with the noise of the Δ_n estimates subtracted from RMS(Δ_n)²."""
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=100)
+    last = 0.1 * rng.normal(size=100)
+    variance = np.full(100, 1e-3)
+    corrections = np.stack([before, last, variance], axis=1)
+    live = np.ones(100, bool)
+    expected = (np.mean(last**2) - 1e-3) / math.sqrt(np.mean(before**2))
+    assert picard_truncation(corrections, live) == pytest.approx(expected, rel=1e-12)
+    with_nan = np.concatenate([corrections, [[np.nan, 1.0, 0.0]]])  # a non-finite point is left out
+    assert picard_truncation(with_nan, np.ones(101, bool)) == pytest.approx(expected, rel=1e-12)
+    corrections[:, 2] = 1.0  # noise larger than the corrections: no truncation detected
+    assert picard_truncation(corrections, live) == 0.0
+    live[MIN_TRUNCATION_POINTS - 1 :] = False
+    assert picard_truncation(corrections, live) is None
+    assert 0 < TRUNCATION_WARNING < 1
