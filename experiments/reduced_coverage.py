@@ -3,6 +3,7 @@
     python experiments/reduced_coverage.py shipped [ROW:DIM ...] [--n3] [--with K=V,K=V ...]  # 200 points × 8 keys
     python experiments/reduced_coverage.py bias [--with K=V,K=V ...]                          # VB test set-up
     python experiments/reduced_coverage.py tails [--with K=V,K=V ...]                         # z tails, ν
+    python experiments/reduced_coverage.py truncation [EQ:DIM:AMPLITUDE:FREQUENCY ...]         # 200 points × 16 keys
 
 ``shipped``: on the shipped PINNs, coverage of the 95 % intervals, the share of misses on each side, mean and
 standard deviation of z = (u − exact)/stderr, relative L2, and the RMS over points of the mean over keys minus the
@@ -16,12 +17,21 @@ does not shrink with M is the truncation u_n − u; and whether the last Picard 
 point by point. ``tails``: on heat, LCD and LCD's defect PDE (d = 10, 200 points × 5 keys, as in
 tests/test_estimators.py), the share of |z| ≤ 4, the RMS of z and the median Welch–Satterthwaite degrees of freedom
 ν for MultilevelPicard(2, 10) and the ``--with`` estimators: a standard error over R nets has about R − 1.
+``truncation``: the batch estimate of the Picard truncation (``CalibratedPrediction.truncation``) against the
+truncation measured with the exact solution. On an equation with surrogate = exact + AMPLITUDE·sin(FREQUENCY·Σx + t)
+(200 points, 16 keys per estimator): the means over keys of MultilevelPicard(1, 100) and (2, 10) give the
+corrections Δ1 = u_1 − û and Δ2 = u_2 − u_1 and the truncation u − u_2 (RMS over the points, less the noise left
+in the means); then, for MultilevelPicard(2, 10) and ``antithetic=True, qmc_sets=8, qmc_points=32,
+min_top_samples=20``, each key's own estimate (median and range over keys), its ratio to the RMS standard error
+(the warning's threshold is 0.3), the 95 % intervals' coverage and RMS z, and both with the estimate added in
+quadrature to every standard error.
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +45,13 @@ METHODS = {"MultilevelPicard(2, 10)": scasml.MultilevelPicard(2, 10),
 
 
 def _runs(surrogate, pde, t, x, estimator, keys, first):
-    runs = [scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(first + k)) for k in range(keys)]
-    return {name: np.stack([np.asarray(getattr(r, name), np.float64) for r in runs])
-            for name in ("u", "stderr", "lower", "upper")}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "calibrate: the Picard truncation", RuntimeWarning)
+        runs = [scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(first + k)) for k in range(keys)]
+    out = {name: np.stack([np.asarray(getattr(r, name), np.float64) for r in runs])
+           for name in ("u", "stderr", "lower", "upper")}
+    out["truncation"] = np.array([np.nan if r.truncation is None else r.truncation for r in runs])
+    return out
 
 
 def _options(spec: str) -> dict:
@@ -124,8 +138,44 @@ def tails(extra=()):
         print(f"{label}: " + "; ".join(cells), flush=True)
 
 
+REDUCED = {"antithetic": True, "qmc_sets": 8, "qmc_points": 32, "min_top_samples": 20}
+
+
+def truncation(cases, keys=16):
+    rms = lambda a: float(np.sqrt(np.mean(np.square(a))))
+    for case in cases:
+        name, dim, amplitude, frequency = case.split(":")
+        pde = equations.get(name, dim=int(dim))
+        a, w = float(amplitude), float(frequency)
+        perturbed = lambda t, x, pde=pde, a=a, w=w: pde.exact(t, x) + a * jnp.sin(w * jnp.sum(x) + t)
+        surrogate = scasml.FunctionSurrogate(perturbed)
+        t, x = pde.sample_domain(jax.random.key(3), 200)
+        exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
+        u_hat = np.asarray(jax.vmap(surrogate)(t, x), np.float64)
+        one = _runs(surrogate, pde, t, x, scasml.MultilevelPicard(1, 100), keys, 100)
+        two = _runs(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10), keys, 200)
+        noise = {label: r["u"].std(0, ddof=1) / np.sqrt(keys) for label, r in (("1", one), ("2", two))}
+        delta1 = one["u"].mean(0) - u_hat
+        left = rms(noise["1"]) ** 2 + rms(noise["2"]) ** 2
+        delta2 = np.sqrt(max(rms(two["u"].mean(0) - one["u"].mean(0)) ** 2 - left, 0))
+        measured = np.sqrt(max(rms(exact - two["u"].mean(0)) ** 2 - rms(noise["2"]) ** 2, 0))
+        print(f"{name.upper()}-{dim}, amplitude {a:g}, frequency {w:g}: RMS Δ1 {rms(delta1):.3e}, Δ2 {delta2:.3e}; "
+              f"Δ2²/Δ1 {delta2**2 / rms(delta1):.3e} (from the means over keys); measured truncation {measured:.3e}",
+              flush=True)
+        reduced = _runs(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10, **REDUCED), keys, 300)
+        for label, r in (("MultilevelPicard(2, 10)", two), ("aq8×32, top ≥ 20", reduced)):
+            err, s, b = r["u"] - exact, r["stderr"], r["truncation"][:, None]
+            q = (r["upper"] - r["lower"]) / (2 * s)  # the interval's t quantile
+            widened = np.hypot(s, b)
+            ratio = b[:, 0] / np.sqrt(np.mean(s**2, axis=1))
+            print(f"    {label:<24} estimate per key {np.median(b):.2e} (range {b.min():.2e}–{b.max():.2e}), "
+                  f"÷ RMS stderr {np.median(ratio):.2f} (warns for {np.mean(ratio > 0.3):.0%} of keys); coverage "
+                  f"{np.mean(np.abs(err) <= q * s):.3f}, RMS z {rms(err / s):.2f}; with the estimate in quadrature "
+                  f"{np.mean(np.abs(err) <= q * widened):.3f}, RMS z {rms(err / widened):.2f}", flush=True)
+
+
 def main(argv):
-    if not argv or argv[0] not in ("shipped", "bias", "tails"):
+    if not argv or argv[0] not in ("shipped", "bias", "tails", "truncation"):
         sys.exit(__doc__)
     extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--with"]
     positional = [a for i, a in enumerate(argv[1:], 1) if a not in ("--with", "--n3") and argv[i - 1] != "--with"]
@@ -133,6 +183,9 @@ def main(argv):
         shipped(positional or ["vb:20", "dr:100", "lcd:10", "bsb:100"], n3="--n3" in argv, extra=extra)
     elif argv[0] == "bias":
         bias(extra=extra)
+    elif argv[0] == "truncation":
+        truncation(positional or ["vb:20:0.05:1", "vb:20:0.05:2", "vb:10:0.3:1", "vb:5:0.3:1", "lqou:5:0.3:1",
+                                  "lqou:10:0.1:1", "dr:10:0.1:1"])
     else:
         tails(extra=extra)
 
