@@ -165,6 +165,20 @@ MALFORMED = [
 ]
 
 
+def test_calibrate_reports_the_picard_truncation(checkpoint, tmp_path, capsys):
+    """The summary line gives the batch estimate of the Picard truncation (n = 2, ≥ 32 points; the untrained
+    PINN's defect is large, so it is too), and nothing at n = 1, where there is no correction to estimate it from."""
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(0, 0.4, 40), rng.normal(size=(40, 3))])
+    src = write_csv(tmp_path / "many.csv", points.tolist())
+    for levels, shown in (("2", True), ("1", False)):
+        out = tmp_path / f"out{levels}.csv"
+        assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out), "--levels", levels,
+                     "--base", "4", "--quiet"]) == 0
+        summary = capsys.readouterr().out
+        assert ("Picard truncation ≈" in summary) == shown, summary
+
+
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_calibrate_rejects_malformed_points(checkpoint, tmp_path, capsys, name, content, message):
     path = tmp_path / name
