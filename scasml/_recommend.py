@@ -12,21 +12,26 @@ one replica at each of them, and a second (warm) run its seconds per point.
   one-replica error). Recommended: the least predicted RMS standard error among the candidates the budget
   affords (R_total ≥ N).
 
-The cost model sees variance only. A multilevel Picard estimator with few levels or a small base also has a
-Picard bias that replicas do not remove; the default candidates keep levels ≥ 2.
+A multilevel Picard estimator also has a bias that replicas do not remove, the Picard truncation |u − u_n|;
+with at least ``MIN_TRUNCATION_POINTS`` = 32 pilot points (the default) the pilot estimates it
+(``CalibratedPrediction.truncation``). ``TargetStderr``: a candidate whose truncation would exceed 0.3 × the
+predicted RMS standard error (where ``calibrate`` warns) is "flagged" and ranked after every unflagged one.
+``Budget``: the ranking is by the predicted RMS error √(RMS standard error² + truncation²). Without an estimate
+(n = 1: none can be formed) the truncation counts as 0, so the default candidates keep levels ≥ 2.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import equinox as eqx
 import jax
 import numpy as np
 
 from ._adaptive import SAFETY, Budget, TargetStderr
-from ._calibrate import calibrate, solve
+from ._calibrate import TRUNCATION_WARNING, calibrate, solve
 from ._checks import is_count
 from ._derivatives import ExactTrace
 from .estimators import AbstractEstimator, MultilevelPicard
@@ -37,8 +42,9 @@ DEFAULT_CANDIDATES = tuple(MultilevelPicard(2, base) for base in (4, 6, 8, 10, 1
 
 class Recommendation(eqx.Module):
     """The recommended ``estimator`` and, per candidate, what the pilot measured and the cost model predicts
-    (``rows``: dicts with estimator, evaluations per replica, median and max one-replica stderr, predicted mean
-    replicas, points predicted to miss, predicted evaluations and seconds for all points). ``str()`` explains."""
+    (``rows``: dicts with estimator, evaluations per replica, median and max one-replica stderr, the Picard
+    truncation (None: not estimated), predicted mean replicas, points predicted to miss, whether the truncation is
+    flagged, predicted evaluations and seconds for all points). ``str()`` explains."""
 
     estimator: AbstractEstimator = eqx.field(static=True)
     rows: tuple = eqx.field(static=True)
@@ -48,20 +54,24 @@ class Recommendation(eqx.Module):
     def __str__(self) -> str:
         lines = [f"for {self.target!r} at {self.points} points (pilot: {self.rows[0]['pilot_points']} points, "
                  "seconds measured warm on this machine):",
-                 f"{'estimator':<42} {'evals/replica':>13} {'median se':>10} {'max se':>9} {'replicas':>9} "
-                 f"{'misses':>7} {'RMS se':>9} {'evaluations':>12} {'seconds':>8}"]
+                 f"{'estimator':<42} {'evals/replica':>13} {'median se':>10} {'max se':>9} {'truncation':>10} "
+                 f"{'replicas':>9} {'misses':>7} {'RMS se':>9} {'evaluations':>12} {'seconds':>8}"]
         for row in self.rows:
             mark = " <- recommended" if row["estimator"] == self.estimator else ""
+            cut = "—" if row["truncation"] is None else f"{row['truncation']:.3g}" + ("!" if row["flagged"] else "")
             lines.append(f"{row['estimator']!r:<42} {row['cost']:>13.4g} {row['median_stderr']:>10.3g} "
-                         f"{row['max_stderr']:>9.3g} {row['replicas']:>9.2f} {row['misses']:>7.0%} "
+                         f"{row['max_stderr']:>9.3g} {cut:>10} {row['replicas']:>9.2f} {row['misses']:>7.0%} "
                          f"{row['rms_stderr']:>9.3g} {row['evaluations']:>12.4g} {row['seconds']:>8.3g}{mark}")
         if isinstance(self.target, Budget):
-            why = ("the least predicted RMS standard error within the budget (Neyman allocation: (Σ s_i)²/R_total; "
-                   "candidates the budget cannot give one replica per point are marked by RMS se = inf)")
+            why = ("the least predicted RMS error √(se² + truncation²) within the budget (Neyman allocation: "
+                   "(Σ s_i)²/R_total; candidates the budget cannot give one replica per point are marked by RMS se = "
+                   "inf)")
         else:
             why = ("the least predicted time among the candidates predicted to meet the target at every point "
-                   "(replicas ∝ stderr²)")
-        return "\n".join(lines + [f"why: {why}; the Picard bias is not in this model: keep levels ≥ 2"])
+                   f"(replicas ∝ stderr²), those whose Picard truncation exceeds {TRUNCATION_WARNING} × the RMS "
+                   "stderr (marked !) last")
+        return "\n".join(lines + [f"why: {why}; truncation —: not estimated (n = 1, or fewer than 32 pilot "
+                                   "points), counted as 0"])
 
 
 def recommend(
@@ -98,21 +108,25 @@ def recommend(
         run = lambda k, estimator=estimator: (
             solve(pde, tp, xp, estimator, key=jax.random.fold_in(key, k)) if surrogate is None else
             calibrate(surrogate, pde, tp, xp, estimator, key=jax.random.fold_in(key, k), trace=trace))
-        pilot = run(0)
-        start = time.perf_counter()
-        jax.block_until_ready(run(1).u)
+        with warnings.catch_warnings():  # the table reports the truncation that calibrate would warn about
+            warnings.filterwarnings("ignore", ".*the Picard truncation", RuntimeWarning)
+            pilot = run(0)
+            start = time.perf_counter()
+            jax.block_until_ready(run(1).u)
         per_point = (time.perf_counter() - start) / len(chosen)
         stderr = np.asarray(pilot.stderr, np.float64)
         cost = sum(pilot.evaluations.values())
         row = {"estimator": estimator, "cost": cost, "median_stderr": float(np.median(stderr)),
-               "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen)}
+               "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen), "truncation": pilot.truncation}
+        cut = 0.0 if pilot.truncation is None else pilot.truncation
         if isinstance(target, Budget):
             total = (target.evaluations / cost) if target.seconds is None else target.seconds / per_point
             affordable = total >= n
             mean_replicas = total / n if affordable else math.nan
-            row.update(replicas=mean_replicas, misses=0.0,
-                       rms_stderr=float(np.mean(stderr) * math.sqrt(n / total)) if affordable else math.inf,
-                       evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
+            rms = float(np.mean(stderr) * math.sqrt(n / total)) if affordable else math.inf
+            row.update(replicas=mean_replicas, misses=0.0, rms_stderr=rms, rms_error=math.hypot(rms, cut),
+                       flagged=cut > TRUNCATION_WARNING * rms, evaluations=mean_replicas * n * cost,
+                       seconds=mean_replicas * n * per_point)
         else:
             tol = target.tolerance(np.asarray(pilot.u, np.float64))
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -120,12 +134,13 @@ def recommend(
             wanted = np.where(np.isfinite(wanted), wanted, math.inf)
             replicas = np.minimum(wanted, target.max_replicas)
             reached = stderr / np.sqrt(replicas)
-            row.update(replicas=float(np.mean(replicas)), misses=float(np.mean(wanted > target.max_replicas)),
-                       rms_stderr=float(np.sqrt(np.mean(reached**2))), evaluations=float(np.mean(replicas) * n * cost),
-                       seconds=float(np.mean(replicas) * n * per_point))
+            rms, mean_replicas = float(np.sqrt(np.mean(reached**2))), float(np.mean(replicas))
+            row.update(replicas=mean_replicas, misses=float(np.mean(wanted > target.max_replicas)),
+                       rms_stderr=rms, flagged=cut > TRUNCATION_WARNING * rms,
+                       evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
         rows.append(row)
     if isinstance(target, Budget):
-        best = min(rows, key=lambda r: r["rms_stderr"])
+        best = min(rows, key=lambda r: r["rms_error"])
     else:
-        best = min(rows, key=lambda r: (r["misses"], r["seconds"]))
+        best = min(rows, key=lambda r: (r["flagged"], r["misses"], r["seconds"]))
     return Recommendation(best["estimator"], tuple(rows), target, n)

@@ -240,6 +240,29 @@ def test_recommend_picks_by_the_cost_model_and_explains():
         scasml.recommend(surrogate, pde, t, x, target, key=jax.random.key(0), candidates=())
 
 
+def test_recommend_ranks_a_candidate_whose_picard_truncation_is_flagged_last():
+    """VB-20 with û = u + 0.05·sin(Σx + t): the n = 2 truncation (≈ 1.3e-3, tests/test_truncation.py) exceeds
+    0.3 × the standard error that a target of 1e-3 asks for, so MultilevelPicard(3, 4) is recommended though it is
+    predicted to be slower; under a budget the truncation enters the predicted RMS error."""
+    pde = equations.get("vb", dim=20)
+    surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + 0.05 * jnp.sin(jnp.sum(x) + t))
+    t, x = pde.sample_domain(jax.random.key(3), 200)
+    two, three = scasml.MultilevelPicard(2, 8), scasml.MultilevelPicard(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the pilots' truncation warnings are reported in the table instead
+        rec = scasml.recommend(surrogate, pde, t, x, scasml.TargetStderr(absolute=1e-3), key=jax.random.key(0),
+                               candidates=(two, three))
+    first, second = rec.rows
+    assert first["flagged"] and first["truncation"] > 0.3 * first["rms_stderr"]
+    assert not second["flagged"] and second["seconds"] > first["seconds"]
+    assert rec.estimator == three and "!" in str(rec)
+    budget = scasml.recommend(surrogate, pde, t, x, scasml.Budget(evaluations=200 * 3000), key=jax.random.key(0),
+                              candidates=(two, three))
+    for row in budget.rows:
+        assert row["rms_error"] == pytest.approx(math.hypot(row["rms_stderr"], row["truncation"] or 0.0))
+    assert budget.estimator == min(budget.rows, key=lambda r: r["rms_error"])["estimator"]
+
+
 def test_allocations_warn_when_the_pilot_error_bars_rest_on_few_degrees_of_freedom():
     """With 4 quasi-Monte Carlo nets (ν ≈ 3–4 per replica) the points that stop early are those whose standard
     error came out small: allocations that decide from the pilot's standard errors warn; Uniform replicas and
