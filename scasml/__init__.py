@@ -47,6 +47,7 @@ from ._recommend import recommend as recommend
 from ._shrinkage import shrink as shrink
 from ._shrinkage import shrink_defect as shrink_defect
 from ._shrinkage import sure_threshold as sure_threshold
+from ._widen import widen as widen
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FeynmanKac as FeynmanKac
 from .estimators import MultilevelPicard as MultilevelPicard

@@ -67,9 +67,11 @@ class Estimate(eqx.Module):
 
     ``lower``/``upper`` bound the 95 % confidence interval u ± t·stderr, t the Student-t 97.5 % quantile at the
     Welch–Satterthwaite degrees of freedom ``dof`` (N,) of the variance estimate (≈ 1.96 for many samples).
-    ``truncation``: the multilevel Picard truncation |u − u_n| (RMS over the points; ``picard_truncation``),
-    which the standard errors and intervals do not include, or None (Feynman–Kac, n = 1, linear PDEs, fewer
-    than 32 points); ``solve`` warns when it exceeds 0.3 × the RMS standard error.
+    ``truncation`` (N,): the multilevel Picard truncation |u − u_n|, which the standard errors and intervals do
+    not include, estimated over the batch (``picard_truncation``: its RMS over the points) and spread over the
+    points ∝ T − t (0 at t = T), or None (Feynman–Kac, n = 1, linear PDEs, fewer than 32 points); ``solve``
+    warns when its RMS exceeds 0.3 × the RMS standard error. ``widened``: True when ``scasml.widen`` has added
+    it to the intervals.
     ``finite`` flags the points where every output (u, z, both standard errors and the interval) is finite;
     ``evaluations`` gives the
     evaluation counts of one replica at one point; ``replicas`` (N,) the replicas each point received (all 1
@@ -89,14 +91,15 @@ class Estimate(eqx.Module):
     met: Array | None = None
     summary: str | None = eqx.field(static=True, default=None)
     dof: Array | None = None
-    truncation: float | None = eqx.field(static=True, default=None)
+    truncation: Array | None = None
+    widened: bool = eqx.field(static=True, default=False)
 
 
 class CalibratedPrediction(eqx.Module):
     """SCaSML output at N points: ``u = surrogate + defect`` with a Monte Carlo standard error.
 
     ``lower``/``upper`` bound the 95 % confidence interval u ± t·stderr (as in ``Estimate``, with ``dof``;
-    ``truncation`` as there);
+    ``truncation`` and ``widened`` as there);
     ``defect_z`` is the estimate
     of σᵀ∇(u − û); ``finite`` flags the points where every output (u, defect, defect_z, stderr and the interval)
     is finite; ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
@@ -119,7 +122,8 @@ class CalibratedPrediction(eqx.Module):
     met: Array | None = None
     summary: str | None = eqx.field(static=True, default=None)
     dof: Array | None = None
-    truncation: float | None = eqx.field(static=True, default=None)
+    truncation: Array | None = None
+    widened: bool = eqx.field(static=True, default=False)
 
 
 def _as_points(pde: AbstractSemilinearPDE, t, x):
@@ -450,6 +454,18 @@ def picard_truncation(corrections, live) -> float | None:
     return last / before if before > 0 else None
 
 
+def spread_truncation(rms: float | None, t, horizon, live, dtype) -> np.ndarray | None:
+    """The batch's RMS truncation ``rms`` spread over the points (N,) ∝ T − t, with that RMS over the points
+    ``live`` (0 elsewhere): a Picard iterate's truncation grows with the time left to the horizon (like
+    (L·(T − t))^n/n! for a Lipschitz constant L); ∝ T − t rather than (T − t)^n errs on the wide side
+    (experiments/RESULTS.md, "Variance reduction")."""
+    if rms is None:
+        return None
+    left = np.where(live, horizon - np.asarray(t, np.float64), 0.0)
+    scale = math.sqrt(np.mean(left[live] ** 2))
+    return (rms * left / scale if scale > 0 else np.zeros_like(left)).astype(dtype)
+
+
 def _truncation_check(caller: str, estimator, truncation: float | None, stderr, live) -> None:
     """Warn where the truncation estimate is a sizeable share of the standard errors it is not part of."""
     if truncation is None:
@@ -461,7 +477,8 @@ def _truncation_check(caller: str, estimator, truncation: float | None, stderr, 
             f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
             f"these points), {truncation / scale:.2g} × the RMS standard error ({scale:.3g}), and the standard "
             "errors and 95 % intervals do not include it: the intervals cover less than 95 %. More levels remove "
-            "it (e.g. levels=3); `.truncation` of the result holds the estimate.",
+            "it (e.g. levels=3); `.truncation` of the result holds the estimate and `scasml.widen(result)` adds it "
+            "to the intervals.",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -656,8 +673,9 @@ def solve(
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
     live = t < pde.horizon
-    truncation = picard_truncation(est.u_corrections, live)
-    _truncation_check("solve", estimator, truncation, stderr, live)
+    rms = picard_truncation(est.u_corrections, live)
+    _truncation_check("solve", estimator, rms, stderr, live)
+    truncation = spread_truncation(rms, t, pde.horizon, live, stderr.dtype)
     out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts, truncation=truncation,
                    **_allocation_fields(est, len(u)))
     return _as_output(out, single)
@@ -740,8 +758,9 @@ def calibrate(
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
     live = t < pde.horizon
-    truncation = picard_truncation(est.u_corrections, live)
-    _truncation_check("calibrate", estimator, truncation, stderr, live)
+    rms = picard_truncation(est.u_corrections, live)
+    _truncation_check("calibrate", estimator, rms, stderr, live)
+    truncation = spread_truncation(rms, t, pde.horizon, live, stderr.dtype)
     out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts,
                                truncation=truncation, **_allocation_fields(est, len(u)))
     return _as_output(out, single)

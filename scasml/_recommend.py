@@ -13,8 +13,8 @@ one replica at each of them, and a second (warm) run its seconds per point.
   affords (R_total ≥ N).
 
 A multilevel Picard estimator also has a bias that replicas do not remove, the Picard truncation |u − u_n|;
-with at least ``MIN_TRUNCATION_POINTS`` = 32 pilot points (the default) the pilot estimates it
-(``CalibratedPrediction.truncation``). ``TargetStderr``: a candidate whose truncation would exceed 0.3 × the
+with at least ``MIN_TRUNCATION_POINTS`` = 32 pilot points (the default) the pilot estimates it (the RMS of
+``CalibratedPrediction.truncation``). ``TargetStderr``: a candidate whose truncation would exceed 0.3 × the
 predicted RMS standard error (where ``calibrate`` warns) is "flagged" and ranked after every unflagged one.
 ``Budget``: the ranking is by the predicted RMS error √(RMS standard error² + truncation²). Without an estimate
 (n = 1: none can be formed) the truncation counts as 0, so the default candidates keep levels ≥ 2.
@@ -42,7 +42,7 @@ DEFAULT_CANDIDATES = tuple(MultilevelPicard(2, base) for base in (4, 6, 8, 10, 1
 
 class Recommendation(eqx.Module):
     """The recommended ``estimator`` and, per candidate, what the pilot measured and the cost model predicts
-    (``rows``: dicts with estimator, evaluations per replica, median and max one-replica stderr, the Picard
+    (``rows``: dicts with estimator, evaluations per replica, median and max one-replica stderr, the RMS Picard
     truncation (None: not estimated), predicted mean replicas, points predicted to miss, whether the truncation is
     flagged, predicted evaluations and seconds for all points). ``str()`` explains."""
 
@@ -117,8 +117,9 @@ def recommend(
         stderr = np.asarray(pilot.stderr, np.float64)
         cost = sum(pilot.evaluations.values())
         row = {"estimator": estimator, "cost": cost, "median_stderr": float(np.median(stderr)),
-               "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen), "truncation": pilot.truncation}
-        cut = 0.0 if pilot.truncation is None else pilot.truncation
+               "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen),
+               "truncation": None if pilot.truncation is None else float(np.sqrt(np.mean(pilot.truncation**2)))}
+        cut = row["truncation"] or 0.0
         if isinstance(target, Budget):
             total = (target.evaluations / cost) if target.seconds is None else target.seconds / per_point
             affordable = total >= n

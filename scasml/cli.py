@@ -356,11 +356,12 @@ def cmd_calibrate(args) -> int:
 
 
 def _pooled_truncation(parts) -> float | None:
-    """The RMS over all points of the chunks' truncation estimates (``CalibratedPrediction.truncation``)."""
-    known = [(p.truncation, len(p.u)) for p in parts if p.truncation is not None]
-    if not known:
-        return None
-    return math.sqrt(sum(b * b * n for b, n in known) / sum(n for _, n in known))
+    """The RMS of the truncation estimates (``CalibratedPrediction.truncation``) over the points of the chunks
+    that have one."""
+    import numpy as np
+
+    known = [np.asarray(p.truncation, np.float64) for p in parts if p.truncation is not None]
+    return math.sqrt(np.mean(np.concatenate(known) ** 2)) if known else None
 
 
 def _allocation(args):
