@@ -33,10 +33,15 @@ def widen(prediction: Estimate | CalibratedPrediction) -> Estimate | CalibratedP
         raise ValueError("these intervals already include the Picard truncation (widen was applied)")
     lower, upper = np.asarray(prediction.lower), np.asarray(prediction.upper)
     if prediction.truncation is not None:
-        stderr = np.asarray(prediction.stderr)
-        centre = (lower + upper) / 2
-        truncation = np.asarray(prediction.truncation)
-        half = interval_half_width(np.hypot(stderr, truncation), prediction.dof).astype(lower.dtype)
-        exact = stderr == 0
-        lower, upper = np.where(exact, lower, centre - half), np.where(exact, upper, centre + half)
+        lower, upper = widened_bounds(lower, upper, prediction.stderr, prediction.truncation, prediction.dof)
     return dataclasses.replace(prediction, lower=jnp.asarray(lower), upper=jnp.asarray(upper), widened=True)
+
+
+def widened_bounds(lower, upper, stderr, truncation, dof) -> tuple[np.ndarray, np.ndarray]:
+    """Host arrays (N,): the intervals [lower, upper] re-centred as centre ± t·√(stderr² + truncation²), t the
+    Student-t 97.5 % quantile at ``dof``; exact points (stderr 0) unchanged."""
+    lower, upper, stderr = np.asarray(lower), np.asarray(upper), np.asarray(stderr)
+    centre = (lower + upper) / 2
+    half = interval_half_width(np.hypot(stderr, np.asarray(truncation)), dof).astype(lower.dtype)
+    exact = stderr == 0
+    return np.where(exact, lower, centre - half), np.where(exact, upper, centre + half)

@@ -256,9 +256,10 @@ def cmd_calibrate(args) -> int:
     import jax
     import numpy as np
 
-    from ._calibrate import calibrate
+    from ._calibrate import calibrate, spread_truncation
     from ._progress import ProgressBar
     from ._shrinkage import shrunk_prediction
+    from ._widen import widened_bounds
     from .estimators import FeynmanKac, MultilevelPicard
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
@@ -335,6 +336,11 @@ def cmd_calibrate(args) -> int:
     truncation = _pooled_truncation(parts)
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
+    if args.widen and truncation is not None:  # over all points at once (the estimate pools the batch)
+        live = t < pde.horizon
+        columns["truncation"] = spread_truncation(truncation, t, pde.horizon, live, columns["stderr"].dtype)
+        columns["lower"], columns["upper"] = widened_bounds(columns["lower"], columns["upper"], columns["stderr"],
+                                                            columns["truncation"], cat("dof"))
     if allocation is not None:
         columns["replicas"] = cat("replicas")
         if prediction.met is not None:
@@ -347,7 +353,11 @@ def cmd_calibrate(args) -> int:
     if pde.has_exact:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
     write_predictions(out, columns, x)
-    truncated = "" if truncation is None else f"; Picard truncation ≈ {truncation:.2e} (RMS, not in the intervals)"
+    inside = "in the intervals: --widen" if args.widen else "not in the intervals"
+    truncated = "" if truncation is None else f"; Picard truncation ≈ {truncation:.2e} (RMS, {inside})"
+    if args.widen and truncation is None:
+        truncated = ("; --widen: no Picard truncation estimate (Feynman-Kac, n = 1, a linear PDE or fewer than 32 "
+                     "points), intervals unchanged")
     print(f"calibrated {len(t)} points with {described} in {time.perf_counter() - start:.1f} s; mean stderr "
           f"{np.nanmean(columns['stderr']):.2e}{truncated}{shrunk}; wrote {out}")
     if allocation is not None:
@@ -515,6 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")
+    p.add_argument("--widen", action="store_true",
+                   help="multilevel Picard, n >= 2: add the Picard truncation, estimated over all points and spread "
+                   "over them in proportion to T - t, to the 95%% intervals (see scasml.widen); adds a truncation "
+                   "column")
     p.add_argument("--target-stderr", type=float, metavar="S",
                    help="adaptive: replicas per point until the standard error of u is at most S")
     p.add_argument("--target-relative", type=float, metavar="R",

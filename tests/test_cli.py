@@ -169,7 +169,7 @@ def test_calibrate_reports_the_picard_truncation(checkpoint, tmp_path, capsys):
     """The summary line gives the batch estimate of the Picard truncation (n = 2, ≥ 32 points; the untrained
     PINN's defect is large, so it is too), and nothing at n = 1, where there is no correction to estimate it from."""
     rng = np.random.default_rng(0)
-    points = np.column_stack([rng.uniform(0, 0.4, 40), rng.normal(size=(40, 3))])
+    points = np.column_stack([rng.uniform(0, 0.4, 80), rng.normal(size=(80, 3))])
     src = write_csv(tmp_path / "many.csv", points.tolist())
     for levels, shown in (("2", True), ("1", False)):
         out = tmp_path / f"out{levels}.csv"
@@ -177,6 +177,24 @@ def test_calibrate_reports_the_picard_truncation(checkpoint, tmp_path, capsys):
                      "--base", "4", "--quiet"]) == 0
         summary = capsys.readouterr().out
         assert ("Picard truncation ≈" in summary) == shown, summary
+    # --widen: the estimate pooled over the chunks (two of 40), spread over all points ∝ T − t and added to the
+    # intervals around the same centres
+    plain = read_rows(tmp_path / "out2.csv")
+    wide_out = tmp_path / "wide.csv"
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(wide_out), "--levels", "2",
+                 "--base", "4", "--quiet", "--widen", "--chunk-points", "40"]) == 0
+    assert "(RMS, in the intervals: --widen)" in capsys.readouterr().out
+    wide = read_rows(wide_out)
+    ratio = [float(r["truncation"]) / (0.5 - float(r["t"])) for r in wide]  # T = 0.5
+    assert min(ratio) > 0 and max(ratio) == pytest.approx(min(ratio), rel=1e-4)
+    for a, b in zip(plain, wide, strict=True):
+        assert float(a["u"]) == pytest.approx(float(b["u"]), rel=1e-6)
+        assert float(b["lower"]) <= float(a["lower"]) and float(b["upper"]) >= float(a["upper"])
+        centre = lambda r: (float(r["lower"]) + float(r["upper"])) / 2
+        assert centre(b) == pytest.approx(centre(a), rel=1e-5, abs=1e-6)
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(tmp_path / "w1.csv"), "--levels",
+                 "1", "--base", "4", "--quiet", "--widen"]) == 0
+    assert "--widen: no Picard truncation estimate" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
