@@ -6,8 +6,9 @@
     python experiments/reduced_coverage.py truncation [EQ:DIM:AMPLITUDE:FREQUENCY ...]         # 200 points × 16 keys
 
 ``shipped``: on the shipped PINNs, coverage of the 95 % intervals, the share of misses on each side, mean and
-standard deviation of z = (u − exact)/stderr, relative L2, and the RMS over points of the mean over keys minus the
-exact value divided by the noise left in that mean ("bias ÷ noise": about 1 without a bias), for
+standard deviation of z = (u − exact)/stderr, relative L2, the RMS over points of the mean over keys minus the
+exact value divided by the noise left in that mean ("bias ÷ noise": about 1 without a bias), and the coverage and
+mean half-width ratio of the intervals of ``scasml.widen``, for
 MultilevelPicard(2, 10) and the same with ``antithetic=True, qmc_sets=4`` (``--n3``: also MultilevelPicard(3, 6)
 with them; each ``--with``: MultilevelPicard(2, 10, K=V, ...), e.g. ``--with antithetic=True,qmc_sets=4,
 min_top_samples=20``). ``bias``: on VB (d = 10, surrogate = exact + 0.3·sin(Σx + t), 40 points, 200 keys), the
@@ -91,9 +92,14 @@ def shipped(rows, n3=False, extra=()):
             below, above = np.mean(exact < r["lower"]), np.mean(exact > r["upper"])
             rel = np.linalg.norm(r["u"] - exact) / np.linalg.norm(np.broadcast_to(exact, r["u"].shape))
             z = (r["u"] - exact) / r["stderr"]
+            s, cut = r["stderr"], np.nan_to_num(r["truncation"])
+            q = (r["upper"] - r["lower"]) / (2 * s)
+            widened = np.hypot(s, cut)  # scasml.widen
+            inside = np.mean(np.abs(r["u"] - exact) <= q * widened)
             print(f"{name.upper()}-{dim:<4} {label:<33} coverage {1 - below - above:.3f} (below {below:.3f}, above "
                   f"{above:.3f})  z mean {np.mean(z):+.2f} sd {np.std(z):.2f}  rel. L2 {rel:.3e}  bias ÷ noise "
-                  f"{_bias_over_noise(r, exact):.2f}", flush=True)
+                  f"{_bias_over_noise(r, exact):.2f}  widened: coverage {inside:.3f}, "
+                  f"half-width ×{np.nanmean(widened / s):.3f}", flush=True)
 
 
 def bias(keys=200, extra=()):

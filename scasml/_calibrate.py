@@ -475,10 +475,11 @@ def _truncation_check(caller: str, estimator, truncation: float | None, stderr, 
     if truncation > TRUNCATION_WARNING * scale:
         warnings.warn(
             f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
-            f"these points), {truncation / scale:.2g} × the RMS standard error ({scale:.3g}), and the standard "
-            "errors and 95 % intervals do not include it: the intervals cover less than 95 %. More levels remove "
-            "it (e.g. levels=3); `.truncation` of the result holds the estimate and `scasml.widen(result)` adds it "
-            "to the intervals.",
+            f"these points), {truncation / scale:.2g} × the RMS standard error ({scale:.3g}); the standard errors "
+            "and 95 % intervals do not include it, so the intervals may cover less than 95 % (the estimate assumes "
+            "geometrically shrinking Picard corrections and can overstate the truncation). More levels remove it "
+            "(e.g. levels=3); `.truncation` of the result holds the estimate and `scasml.widen(result)` adds it to "
+            "the intervals.",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -12,12 +12,12 @@ one replica at each of them, and a second (warm) run its seconds per point.
   one-replica error). Recommended: the least predicted RMS standard error among the candidates the budget
   affords (R_total ≥ N).
 
-A multilevel Picard estimator also has a bias that replicas do not remove, the Picard truncation |u − u_n|;
-with at least ``MIN_TRUNCATION_POINTS`` = 32 pilot points (the default) the pilot estimates it (the RMS of
-``CalibratedPrediction.truncation``). ``TargetStderr``: a candidate whose truncation would exceed 0.3 × the
-predicted RMS standard error (where ``calibrate`` warns) is "flagged" and ranked after every unflagged one.
-``Budget``: the ranking is by the predicted RMS error √(RMS standard error² + truncation²). Without an estimate
-(n = 1: none can be formed) the truncation counts as 0, so the default candidates keep levels ≥ 2.
+The cost model sees variance only. A multilevel Picard estimator also has a bias that replicas do not remove, the
+Picard truncation |u − u_n|; with at least ``MIN_TRUNCATION_POINTS`` = 32 pilot points (the default) the pilot
+estimates it (the RMS of ``CalibratedPrediction.truncation``) and the table shows it, marked where it exceeds
+0.3 × the predicted RMS standard error (where ``calibrate`` warns). It does not change the ranking: the estimate
+can overstate the truncation (BSB-100: 0.44 × the standard error where none is detected; experiments/RESULTS.md).
+Without an estimate (n = 1: none can be formed) nothing is shown, so the default candidates keep levels ≥ 2.
 """
 
 from __future__ import annotations
@@ -63,15 +63,14 @@ class Recommendation(eqx.Module):
                          f"{row['max_stderr']:>9.3g} {cut:>10} {row['replicas']:>9.2f} {row['misses']:>7.0%} "
                          f"{row['rms_stderr']:>9.3g} {row['evaluations']:>12.4g} {row['seconds']:>8.3g}{mark}")
         if isinstance(self.target, Budget):
-            why = ("the least predicted RMS error √(se² + truncation²) within the budget (Neyman allocation: "
-                   "(Σ s_i)²/R_total; candidates the budget cannot give one replica per point are marked by RMS se = "
-                   "inf)")
+            why = ("the least predicted RMS standard error within the budget (Neyman allocation: (Σ s_i)²/R_total; "
+                   "candidates the budget cannot give one replica per point are marked by RMS se = inf)")
         else:
             why = ("the least predicted time among the candidates predicted to meet the target at every point "
-                   f"(replicas ∝ stderr²), those whose Picard truncation exceeds {TRUNCATION_WARNING} × the RMS "
-                   "stderr (marked !) last")
-        return "\n".join(lines + [f"why: {why}; truncation —: not estimated (n = 1, or fewer than 32 pilot "
-                                   "points), counted as 0"])
+                   "(replicas ∝ stderr²)")
+        return "\n".join(lines + [f"why: {why}. truncation: the pilot's estimate of the Picard bias, which is not "
+                                   f"in this model (—: none, n = 1 or fewer than 32 pilot points; !: above "
+                                   f"{TRUNCATION_WARNING} × the predicted RMS se, consider more levels)"])
 
 
 def recommend(
@@ -125,9 +124,8 @@ def recommend(
             affordable = total >= n
             mean_replicas = total / n if affordable else math.nan
             rms = float(np.mean(stderr) * math.sqrt(n / total)) if affordable else math.inf
-            row.update(replicas=mean_replicas, misses=0.0, rms_stderr=rms, rms_error=math.hypot(rms, cut),
-                       flagged=cut > TRUNCATION_WARNING * rms, evaluations=mean_replicas * n * cost,
-                       seconds=mean_replicas * n * per_point)
+            row.update(replicas=mean_replicas, misses=0.0, rms_stderr=rms, flagged=cut > TRUNCATION_WARNING * rms,
+                       evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
         else:
             tol = target.tolerance(np.asarray(pilot.u, np.float64))
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -141,7 +139,7 @@ def recommend(
                        evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
         rows.append(row)
     if isinstance(target, Budget):
-        best = min(rows, key=lambda r: r["rms_error"])
+        best = min(rows, key=lambda r: r["rms_stderr"])
     else:
-        best = min(rows, key=lambda r: (r["flagged"], r["misses"], r["seconds"]))
+        best = min(rows, key=lambda r: (r["misses"], r["seconds"]))
     return Recommendation(best["estimator"], tuple(rows), target, n)

@@ -240,10 +240,10 @@ def test_recommend_picks_by_the_cost_model_and_explains():
         scasml.recommend(surrogate, pde, t, x, target, key=jax.random.key(0), candidates=())
 
 
-def test_recommend_ranks_a_candidate_whose_picard_truncation_is_flagged_last():
+def test_recommend_shows_the_picard_truncation_without_ranking_by_it():
     """VB-20 with û = u + 0.05·sin(Σx + t): the n = 2 truncation (≈ 1.3e-3, tests/test_truncation.py) exceeds
-    0.3 × the standard error that a target of 1e-3 asks for, so MultilevelPicard(3, 4) is recommended though it is
-    predicted to be slower; under a budget the truncation enters the predicted RMS error."""
+    0.3 × the standard error that a target of 1e-3 asks for: the table marks it, the pilots do not warn, and the
+    ranking stays that of the cost model (the estimate can overstate the truncation, experiments/RESULTS.md)."""
     pde = equations.get("vb", dim=20)
     surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + 0.05 * jnp.sin(jnp.sum(x) + t))
     t, x = pde.sample_domain(jax.random.key(3), 200)
@@ -254,13 +254,9 @@ def test_recommend_ranks_a_candidate_whose_picard_truncation_is_flagged_last():
                                candidates=(two, three))
     first, second = rec.rows
     assert first["flagged"] and first["truncation"] > 0.3 * first["rms_stderr"]
-    assert not second["flagged"] and second["seconds"] > first["seconds"]
-    assert rec.estimator == three and "!" in str(rec)
-    budget = scasml.recommend(surrogate, pde, t, x, scasml.Budget(evaluations=200 * 3000), key=jax.random.key(0),
-                              candidates=(two, three))
-    for row in budget.rows:
-        assert row["rms_error"] == pytest.approx(math.hypot(row["rms_stderr"], row["truncation"] or 0.0))
-    assert budget.estimator == min(budget.rows, key=lambda r: r["rms_error"])["estimator"]
+    assert not second["flagged"] and second["truncation"] < first["truncation"]
+    assert rec.estimator == min(rec.rows, key=lambda r: (r["misses"], r["seconds"]))["estimator"]
+    assert "!" in str(rec) and "Picard bias" in str(rec)
 
 
 def test_allocations_warn_when_the_pilot_error_bars_rest_on_few_degrees_of_freedom():
