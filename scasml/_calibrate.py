@@ -70,8 +70,8 @@ class Estimate(eqx.Module):
     ``truncation`` (N,): the multilevel Picard truncation |u − u_n|, which the standard errors and intervals do
     not include, estimated over the batch (``picard_truncation``: its RMS over the points) and spread over the
     points ∝ T − t (0 at t = T), or None (Feynman–Kac, n = 1, linear PDEs, fewer than 32 points); ``solve``
-    warns when its RMS exceeds 0.3 × the RMS standard error. ``widened``: True when ``scasml.widen`` has added
-    it to the intervals.
+    and ``calibrate`` warn when its RMS exceeds 0.3 × the RMS standard error. ``widened``: True when
+    ``scasml.widen`` has added it to the intervals.
     ``finite`` flags the points where every output (u, z, both standard errors and the interval) is finite;
     ``evaluations`` gives the
     evaluation counts of one replica at one point; ``replicas`` (N,) the replicas each point received (all 1
@@ -466,6 +466,14 @@ def spread_truncation(rms: float | None, t, horizon, live, dtype) -> np.ndarray 
     return (rms * left / scale if scale > 0 else np.zeros_like(left)).astype(dtype)
 
 
+def _truncation(caller: str, estimator, pde, t, corrections, stderr) -> np.ndarray | None:
+    """The per-point truncation estimate of a ``solve``/``calibrate`` result at times t (N,), with its warning."""
+    live = t < pde.horizon
+    rms = picard_truncation(corrections, live)
+    _truncation_check(caller, estimator, rms, stderr, live)
+    return spread_truncation(rms, t, pde.horizon, live, stderr.dtype)
+
+
 def _truncation_check(caller: str, estimator, truncation: float | None, stderr, live) -> None:
     """Warn where the truncation estimate is a sizeable share of the standard errors it is not part of."""
     if truncation is None:
@@ -481,7 +489,7 @@ def _truncation_check(caller: str, estimator, truncation: float | None, stderr, 
             "(e.g. levels=3); `.truncation` of the result holds the estimate and `scasml.widen(result)` adds it to "
             "the intervals.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -673,10 +681,7 @@ def solve(
     half = interval_half_width(stderr, est.u_dof)
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
-    live = t < pde.horizon
-    rms = picard_truncation(est.u_corrections, live)
-    _truncation_check("solve", estimator, rms, stderr, live)
-    truncation = spread_truncation(rms, t, pde.horizon, live, stderr.dtype)
+    truncation = _truncation("solve", estimator, pde, t, est.u_corrections, stderr)
     out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts, truncation=truncation,
                    **_allocation_fields(est, len(u)))
     return _as_output(out, single)
@@ -758,10 +763,7 @@ def calibrate(
     half = interval_half_width(stderr, est.u_dof)
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
-    live = t < pde.horizon
-    rms = picard_truncation(est.u_corrections, live)
-    _truncation_check("calibrate", estimator, rms, stderr, live)
-    truncation = spread_truncation(rms, t, pde.horizon, live, stderr.dtype)
+    truncation = _truncation("calibrate", estimator, pde, t, est.u_corrections, stderr)
     out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts,
                                truncation=truncation, **_allocation_fields(est, len(u)))
     return _as_output(out, single)
