@@ -333,11 +333,11 @@ def cmd_calibrate(args) -> int:
             bar.update(c + 1)
         bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
-    truncation = _pooled_truncation(parts)
+    live = t < pde.horizon
+    truncation = _pooled_truncation(parts, live)
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
     if args.widen and truncation is not None:  # over all points at once (the estimate pools the batch)
-        live = t < pde.horizon
         columns["truncation"] = spread_truncation(truncation, t, pde.horizon, live, columns["stderr"].dtype)
         columns["lower"], columns["upper"] = widened_bounds(columns["lower"], columns["upper"], columns["stderr"],
                                                             columns["truncation"], cat("dof"))
@@ -365,13 +365,15 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _pooled_truncation(parts) -> float | None:
-    """The RMS of the truncation estimates (``CalibratedPrediction.truncation``) over the points of the chunks
-    that have one."""
+def _pooled_truncation(parts, live) -> float | None:
+    """The RMS of the truncation estimates (``CalibratedPrediction.truncation``) over the points ``live`` (before
+    the horizon) of the chunks that have one."""
     import numpy as np
 
-    known = [np.asarray(p.truncation, np.float64) for p in parts if p.truncation is not None]
-    return math.sqrt(np.mean(np.concatenate(known) ** 2)) if known else None
+    per_point = np.concatenate([np.full(len(p.u), np.nan) if p.truncation is None else
+                                np.asarray(p.truncation, np.float64) for p in parts])
+    known = per_point[live & np.isfinite(per_point)]
+    return math.sqrt(np.mean(known**2)) if known.size else None
 
 
 def _allocation(args):
