@@ -257,11 +257,10 @@ def picard_corrections(g_x, components: list[Component]):
     block above); zeros for n = 1 and for linear PDEs (no corrections: V_n is Feynman–Kac)."""
     if len(components) < 3:
         return jnp.zeros(3, g_x.dtype)
-    means = [comp.u.mean(axis=1).sum() for comp in components]
+    parts = [comp.mean_and_variance() for comp in components]  # (mean, variance of the mean) of (u, z)
+    means = [mean[0] for mean, _ in parts]
     before = g_x + means[0] + means[1] if len(components) == 3 else means[-2]
-    block = components[-1].u_block_variances()
-    variance = jnp.zeros_like(g_x) if block is None else block[0].sum()
-    return jnp.stack([before, means[-1], variance])
+    return jnp.stack([before, means[-1], parts[-1][1][0]])
 
 
 # ---- the plan ------------------------------------------------------------------------------------------------
