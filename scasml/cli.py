@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import time
@@ -256,7 +255,7 @@ def cmd_calibrate(args) -> int:
     import jax
     import numpy as np
 
-    from ._calibrate import calibrate, spread_truncation
+    from ._calibrate import calibrate, truncation_estimate
     from ._progress import ProgressBar
     from ._shrinkage import shrunk_prediction
     from ._widen import widened_bounds
@@ -333,12 +332,12 @@ def cmd_calibrate(args) -> int:
             bar.update(c + 1)
         bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
-    live = t < pde.horizon
-    truncation = _pooled_truncation(parts, live)
+    # the truncation estimate pools all points, whatever --chunk-points: calibrate's estimate over them at once
+    truncation, spread = truncation_estimate(cat("corrections"), t, pde.horizon, cat("stderr").dtype)
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
     if args.widen and truncation is not None:  # over all points at once (the estimate pools the batch)
-        columns["truncation"] = spread_truncation(truncation, t, pde.horizon, live, columns["stderr"].dtype)
+        columns["truncation"] = spread
         columns["lower"], columns["upper"] = widened_bounds(columns["lower"], columns["upper"], columns["stderr"],
                                                             columns["truncation"], cat("dof"))
     if allocation is not None:
@@ -363,17 +362,6 @@ def cmd_calibrate(args) -> int:
     if allocation is not None:
         print(prediction.summary)
     return 0
-
-
-def _pooled_truncation(parts, live) -> float | None:
-    """The RMS of the truncation estimates (``CalibratedPrediction.truncation``) over the points ``live`` (before
-    the horizon) of the chunks that have one."""
-    import numpy as np
-
-    per_point = np.concatenate([np.full(len(p.u), np.nan) if p.truncation is None else
-                                np.asarray(p.truncation, np.float64) for p in parts])
-    known = per_point[live & np.isfinite(per_point)]
-    return math.sqrt(np.mean(known**2)) if known.size else None
 
 
 def _allocation(args):

@@ -177,13 +177,17 @@ def test_calibrate_reports_the_picard_truncation(checkpoint, tmp_path, capsys):
                      "--base", "4", "--quiet"]) == 0
         summary = capsys.readouterr().out
         assert ("Picard truncation ≈" in summary) == shown, summary
-    # --widen: the estimate pooled over the chunks (two of 40), spread over all points ∝ T − t and added to the
-    # intervals around the same centres
+    # --widen: the estimate over all points, whatever the chunks (five of 16, each too few for an estimate of its
+    # own, or one of 80), spread over them ∝ T − t and added to the intervals around the same centres
     plain = read_rows(tmp_path / "out2.csv")
-    wide_out = tmp_path / "wide.csv"
-    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(wide_out), "--levels", "2",
-                 "--base", "4", "--quiet", "--widen", "--chunk-points", "40"]) == 0
-    assert "(RMS, in the intervals: --widen)" in capsys.readouterr().out
+    estimates = []
+    for chunk in ("16", "80"):
+        wide_out = tmp_path / f"wide{chunk}.csv"
+        assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(wide_out), "--levels", "2",
+                     "--base", "4", "--quiet", "--widen", "--chunk-points", chunk]) == 0
+        assert "(RMS, in the intervals: --widen)" in capsys.readouterr().out
+        estimates.append([float(r["truncation"]) for r in read_rows(wide_out)])
+    np.testing.assert_allclose(estimates[0], estimates[1], rtol=1e-6)
     wide = read_rows(wide_out)
     ratio = [float(r["truncation"]) / (0.5 - float(r["t"])) for r in wide]  # T = 0.5
     assert min(ratio) > 0 and max(ratio) == pytest.approx(min(ratio), rel=1e-4)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from scasml.experiments import (
     run_experiment,
     t_quantile,
 )
-from scasml.experiments._compute import chunk_layout, chunk_slice
+from scasml.experiments._compute import chunk_layout, chunk_slice, method_key
 from scasml.experiments._config import Method
 from scasml.experiments._metrics import error_summary
 from scasml.experiments._runner import estimate_sources
@@ -264,6 +265,64 @@ def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(fini
         np.testing.assert_array_equal(points["sure_prediction"][r],
                                       surrogate + scasml.shrink_defect(defect, stderr, threshold=c)[0])
         np.testing.assert_array_equal(points["sure_lower"][r], points["scasml_lower"][r])
+
+
+def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over_all_chunks(tmp_path):
+    """``widen = true``: no Monte Carlo of its own next to a twin; the truncation estimated over all points of the
+    repetition from the stored corrections, as calibrate over them at once, though no chunk has the 32 points an
+    estimate of its own needs; the twin's intervals widened around the same centres; the report says it."""
+    pde = scasml.equations.get("vb", dim=3)
+    pinn = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1)
+    scasml.save_surrogate(tmp_path / "pinn.scasml", pinn, pde)
+    picard = {"kind": "scasml", "levels": 2, "base": 4}
+    surrogate = {"width": 8, "depth": 1, "checkpoint": str(tmp_path / "pinn.scasml")}
+    config = config_from_dict({**TINY, "surrogate": surrogate,
+                               "evaluation": {"points": 48, "chunks": 4, "repetitions": 1},
+                               "methods": {"surrogate": {"kind": "surrogate"}, "scasml": picard,
+                                           "wide": {**picard, "widen": True}}})
+    report = run_experiment(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "raw" / "eval" / "rep-0" / "wide").exists()
+    metrics = report.metrics["methods"]
+    points = RunDirectory.open(tmp_path / "run").load_arrays("points/rep-0")
+    with warnings.catch_warnings():  # a truncation warning or none: what matters here is the estimate
+        warnings.simplefilter("ignore", RuntimeWarning)
+        whole = scasml.calibrate(pinn, pde, points["t"], points["x"], scasml.MultilevelPicard(2, 4),
+                                 key=method_key(config, 0, "scasml"))
+    assert whole.truncation is not None
+    rms = float(np.sqrt(np.mean(np.asarray(whole.truncation) ** 2)))
+    assert metrics["wide"]["picard_truncation"][0] == pytest.approx(rms, rel=1e-6)
+    assert metrics["scasml"]["picard_truncation"] == metrics["wide"]["picard_truncation"]
+    assert metrics["wide"]["options"]["widen"] is True and "widen" not in metrics["scasml"]["options"]
+    assert "widened intervals" in metrics["wide"]["label"]
+    saved = np.load(tmp_path / "run" / "results" / "points.npz", allow_pickle=False)
+    np.testing.assert_array_equal(saved["wide_prediction"], saved["scasml_prediction"])
+    centre = lambda name: (saved[f"{name}_lower"] + saved[f"{name}_upper"]) / 2
+    np.testing.assert_allclose(centre("wide"), centre("scasml"), rtol=1e-6, atol=1e-7)
+    half = lambda name: saved[f"{name}_upper"] - saved[f"{name}_lower"]
+    assert np.all(half("wide") >= half("scasml")) and np.sum(half("wide")) > np.sum(half("scasml"))
+    np.testing.assert_allclose(half("wide"), half("scasml") * np.hypot(1, np.asarray(whole.truncation) /
+                                                                         np.asarray(whole.stderr)), rtol=1e-4)
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "`wide`: Picard truncation" in text and "in its intervals (`widen`)" in text
+    assert "`scasml`: Picard truncation" in text and "not in its intervals" in text
+    # estimates stored without the corrections (an earlier scasml) cannot be widened: a clear error
+    run = RunDirectory.open(tmp_path / "run")
+    arrays = run.load_arrays("eval/rep-0/scasml/chunk-001")
+    del arrays["corrections"]
+    run.save_arrays("eval/rep-0/scasml/chunk-001", **arrays)
+    with pytest.raises(RunDirectoryError, match="'wide' widens .* without the Picard corrections"):
+        render_report(run)
+
+
+@pytest.mark.parametrize(("equation", "levels", "why"), [("vb", 1, "levels = 1"), ("lcd", 2, "lcd is linear")])
+def test_widen_needs_a_truncation_to_add(equation, levels, why):
+    with pytest.raises(ConfigError, match=f"methods.wide.widen: .*{why}"):
+        config_from_dict({"equation": {"name": equation, "dim": 3}, "surrogate": {"width": 8, "depth": 1},
+                          "methods": {"wide": {"kind": "scasml", "levels": levels, "widen": True}}},
+                         check_files=False)
+    with pytest.raises(ConfigError, match="widen"):  # not a key of the Feynman–Kac estimator
+        config_from_dict({"equation": {"name": "lcd", "dim": 3}, "methods": {
+            "wide": {"kind": "scasml", "estimator": "feynman_kac", "widen": True}}}, check_files=False)
 
 
 def test_adaptive_methods_in_a_run(tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 import zlib
 
 import jax
@@ -182,9 +183,9 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
     (arrays, evaluation counts per point).
 
     Arrays: prediction, stderr (NaN for the surrogate alone), lower/upper 95 % bounds, their degrees of freedom
-    (dof), finite, for SCaSML
-    also the surrogate value and the estimated defect, and for adaptive methods the replicas per point (the
-    evaluation counts are those of one replica) and, with a target, whether it was met.
+    (dof), the Picard corrections (N, 3) from which the report estimates the truncation over all points,
+    finite, for SCaSML also the surrogate value and the estimated defect, and for adaptive methods the replicas
+    per point (the evaluation counts are those of one replica) and, with a target, whether it was met.
     """
     ev = config.evaluation
     batch = ev.batch_size or None
@@ -196,18 +197,20 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
         }
     estimator = method.estimator()
     allocation = method.allocation(len(t))
-    if method.kind == "mlp":
-        est = solve(pde, t, x, estimator, key=key, chunk_size=batch, index_offset=index_offset, allocation=allocation)
-        arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
-                  "upper": np.asarray(est.upper), "finite": np.asarray(est.finite)}
-    else:
-        trace = make_trace(ev.trace, ev.probes)
-        est = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, chunk_size=batch,
-                        index_offset=index_offset, allocation=allocation)
-        arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
-                  "upper": np.asarray(est.upper), "finite": np.asarray(est.finite),
-                  "surrogate": np.asarray(est.surrogate), "defect": np.asarray(est.defect)}
+    with warnings.catch_warnings():  # a chunk's truncation warning: the report estimates it over all points
+        warnings.filterwarnings("ignore", "(solve|calibrate): the Picard truncation", RuntimeWarning)
+        if method.kind == "mlp":
+            est = solve(pde, t, x, estimator, key=key, chunk_size=batch, index_offset=index_offset,
+                        allocation=allocation)
+        else:
+            est = calibrate(surrogate, pde, t, x, estimator, key=key, trace=make_trace(ev.trace, ev.probes),
+                            chunk_size=batch, index_offset=index_offset, allocation=allocation)
+    arrays = {"prediction": np.asarray(est.u), "stderr": np.asarray(est.stderr), "lower": np.asarray(est.lower),
+              "upper": np.asarray(est.upper), "finite": np.asarray(est.finite)}
+    if method.kind == "scasml":
+        arrays |= {"surrogate": np.asarray(est.surrogate), "defect": np.asarray(est.defect)}
     arrays["dof"] = np.asarray(est.dof)  # degrees of freedom of the variance estimate (Student-t intervals)
+    arrays["corrections"] = np.asarray(est.corrections)  # the Picard truncation is estimated over all points
     if allocation is not None:  # per point: replicas used (evaluations = replicas × the counts), target met
         arrays["replicas"] = np.asarray(est.replicas)
         if est.met is not None:

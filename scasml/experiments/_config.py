@@ -91,6 +91,15 @@ class Method:
             return Budget(evaluations=o.budget * points)
         return TargetStderr(absolute=o.target_stderr, relative=o.target_relative, max_replicas=o.max_replicas)
 
+    @property
+    def post_processed(self) -> bool:
+        """Whether the estimates are shrunk or their intervals widened (post-processing of the Monte Carlo)."""
+        return self.options.shrinkage != "none" or self.options.widen
+
+    def monte_carlo_options(self) -> MethodSection:
+        """The options without the post-processing: methods that agree on them can share their estimates."""
+        return dataclasses.replace(self.options, shrinkage="none", widen=False)
+
     def replace(self, **changes) -> Method:
         return Method(self.name, dataclasses.replace(self.options, **changes))
 
@@ -107,7 +116,8 @@ class Method:
         head = {"surrogate": "surrogate", "mlp": "plain MC", "scasml": "SCaSML"}[self.kind]
         if self.kind == "surrogate":
             return head
-        shrunk = ", SURE shrinkage" if o.shrinkage == "sure" else ""
+        shrunk = (", SURE shrinkage" if o.shrinkage == "sure" else "") + (
+            ", widened intervals" if o.widen else "")
         if o.estimator == "feynman_kac":
             anti = ", antithetic" if o.antithetic else ""
             return f"{head}, Feynman-Kac {o.paths} paths{anti}{shrunk}{self._adaptive_label()}"
@@ -388,6 +398,10 @@ def _check_methods(config: ExperimentConfig, pde) -> None:
         if m.kind == "mlp" and m.options.shrinkage != "none":
             raise ConfigError(f"{key}.shrinkage: only scasml methods shrink (toward the surrogate); plain Monte "
                               "Carlo has no surrogate to shrink toward")
+        if m.options.widen and (pde.is_linear or m.options.levels < 2):
+            why = f"{pde.name} is linear" if pde.is_linear else "levels = 1 has no earlier correction to compare"
+            raise ConfigError(f"{key}.widen: there is no Picard truncation estimate to add to the intervals ({why}; "
+                              "the estimate needs levels ≥ 2 on a semilinear PDE)")
         try:
             estimator = m.estimator()
         except ValueError as err:

@@ -21,6 +21,7 @@ class MethodResult:
     seconds: float
     seconds_warm: float
     threshold: float | None = None  # the SURE garrote threshold, for methods with shrinkage
+    truncation: float | None = None  # multilevel Picard: the truncation |u − u_n| estimated over the points (RMS)
 
     @property
     def prediction(self) -> np.ndarray:
@@ -178,6 +179,8 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
         }
         if method.options.shrinkage != "none":
             out[method.name]["shrinkage_threshold"] = [r.threshold for r in runs]
+        if any(r.truncation is not None for r in runs):  # per repetition; in the intervals with ``widen``
+            out[method.name]["picard_truncation"] = [r.truncation for r in runs]
         if "replicas" in runs[0].arrays:  # adaptive: replicas used; with a target, the points that missed it
             replicas = np.concatenate([r.arrays["replicas"] for r in runs])
             out[method.name]["replicas"] = {"mean": float(np.mean(replicas)), "max": int(np.max(replicas))}

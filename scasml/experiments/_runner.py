@@ -8,7 +8,6 @@ produce the same numbers and the same metrics.json.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 
@@ -16,9 +15,11 @@ import jax
 import numpy as np
 
 from .. import surrogates
+from .._calibrate import truncation_estimate
 from .._io import atomic_write_bytes, atomic_write_text
 from .._progress import ProgressBar
 from .._shrinkage import shrunk_prediction
+from .._widen import widened_bounds
 from ..surrogates._checkpoint import read_bytes as read_checkpoint_bytes
 from ._compute import (
     check_run_memory,
@@ -242,13 +243,12 @@ class Pipeline:
 
 
 def estimate_sources(methods) -> dict[str, str]:
-    """Method name → the name whose stored Monte Carlo estimates it reads. Shrinkage is post-processing, so a
-    method with ``shrinkage`` whose options are otherwise identical to an unshrunk method of ``methods`` reuses
-    that method's estimates (no second run; common random numbers); any other method reads its own (two
-    identical unshrunk methods stay two independent runs)."""
-    plain = {m.options: m.name for m in reversed(methods) if m.options.shrinkage == "none"}
-    return {m.name: m.name if m.options.shrinkage == "none" else
-            plain.get(dataclasses.replace(m.options, shrinkage="none"), m.name) for m in methods}
+    """Method name → the name whose stored Monte Carlo estimates it reads. Shrinkage and widened intervals are
+    post-processing, so a method with ``shrinkage`` or ``widen`` whose Monte Carlo options are those of a method
+    of ``methods`` without either reuses that method's estimates (no second run; common random numbers); any
+    other method reads its own (two identical methods without post-processing stay two independent runs)."""
+    plain = {m.options: m.name for m in reversed(methods) if not m.post_processed}
+    return {m.name: plain.get(m.monte_carlo_options(), m.name) if m.post_processed else m.name for m in methods}
 
 
 def own_estimates(methods) -> list[Method]:
@@ -268,8 +268,10 @@ def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
 # ---- reading results back -------------------------------------------------------------------------------
 
 
-def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: int, method: Method) -> MethodResult:
-    """The stored estimates under ``prefix`` (concatenated over chunks), shrunk when ``method`` asks for it."""
+def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: int, method: Method, t,
+                 horizon: float) -> MethodResult:
+    """The stored estimates under ``prefix`` (concatenated over chunks) at times t (n,), shrunk and widened when
+    ``method`` asks for it, with the Picard truncation estimated over all n points."""
     _, n_chunks = chunk_layout(n, config.evaluation.chunks)
     parts, infos = [], []
     for c in range(n_chunks):
@@ -279,11 +281,23 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
             raise RunDirectoryError(f"{run.path}: {stage} is not finished; resume the run with `scasml run`")
         infos.append(info)
         parts.append(run.load_arrays(stage))
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "index"}
+    # the arrays every chunk has (chunks stored by an earlier scasml may lack the corrections)
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "index" and all(k in p for p in parts)}
     seconds = float(sum(i["seconds"] for i in infos))
     warm = [i["seconds"] for i in infos if i.get("warm")]
     seconds_warm = float(np.mean(warm) * n_chunks) if warm else seconds
-    threshold = None
+    threshold = truncation = None
+    if "corrections" in arrays:  # over all the points, whatever the chunks (as calibrate over them at once)
+        truncation, spread = truncation_estimate(arrays.pop("corrections"), t, horizon, arrays["stderr"].dtype)
+    elif method.options.widen:
+        raise RunDirectoryError(
+            f"{run.path}: method {method.name!r} widens the intervals of the estimates in {prefix}, but they were "
+            "stored without the Picard corrections that the truncation is estimated from (by an earlier version "
+            "of scasml); evaluate it in a new run directory")
+    if method.options.widen and truncation is not None:
+        arrays["truncation"] = spread
+        arrays["lower"], arrays["upper"] = widened_bounds(arrays["lower"], arrays["upper"], arrays["stderr"],
+                                                          spread, arrays["dof"])
     if method.options.shrinkage == "sure":
         arrays["prediction"], arrays["defect"], threshold = shrunk_prediction(
             arrays["surrogate"], arrays["defect"], arrays["stderr"], arrays["finite"])
@@ -291,7 +305,7 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     if "replicas" in arrays:  # adaptive: the counts of one replica × the mean replicas per point
         mean = float(np.mean(arrays["replicas"]))
         evaluations = {k: v * mean for k, v in evaluations.items()}
-    return MethodResult(arrays, evaluations, seconds, seconds_warm, threshold)
+    return MethodResult(arrays, evaluations, seconds, seconds_warm, threshold, truncation)
 
 
 def read_training_curve(run: RunDirectory) -> dict | None:
@@ -302,8 +316,9 @@ def read_training_curve(run: RunDirectory) -> dict | None:
     return {"step": data[:, 0], "loss": data[:, 1], "residual_loss": data[:, 2], "terminal_loss": data[:, 3]}
 
 
-def collect_results(run: RunDirectory, config: ExperimentConfig) -> Results:
-    """Read every finished stage back (no computation); raises if the run is incomplete."""
+def collect_results(run: RunDirectory, config: ExperimentConfig, horizon: float) -> Results:
+    """Read every finished stage back (no computation); raises if the run is incomplete. ``horizon``: the
+    equation's T (the truncation estimate is spread over the points ∝ T − t)."""
     reps = config.evaluation.repetitions
     points = []
     for r in range(reps):
@@ -312,23 +327,24 @@ def collect_results(run: RunDirectory, config: ExperimentConfig) -> Results:
         points.append(run.load_arrays(f"points/rep-{r}"))
     n = config.evaluation.points
     sources = estimate_sources(config.methods)
-    methods = {m.name: [_read_method(run, config, f"eval/rep-{r}/{sources[m.name]}", n, m) for r in range(reps)]
-               for m in config.methods}
+    methods = {m.name: [_read_method(run, config, f"eval/rep-{r}/{sources[m.name]}", n, m, points[r]["t"],
+                                     horizon) for r in range(reps)] for m in config.methods}
     sweeps = []
     sweep = config.sweep
     k = sweep.points or n
-    exact = points[0]["exact"][:k]
+    exact, t = points[0]["exact"][:k], points[0]["t"][:k]
     sources = estimate_sources(config.sweep_methods())
     for axis in ("base", "levels"):
         for value in getattr(sweep, axis):
             for m in config.sweep_methods():
-                result = _read_method(run, config, f"sweep/{axis}-{value}/{sources[m.name]}", k, m)
+                result = _read_method(run, config, f"sweep/{axis}-{value}/{sources[m.name]}", k, m, t, horizon)
                 sweeps.append(SweepResult(axis, value, m.name, m.kind, result, exact))
     trained = training_sweep_methods(config)
     sources = estimate_sources(trained)
     for steps in sweep.training_steps:
         for m in trained:
-            result = _read_method(run, config, f"sweep/training_steps-{steps}/{sources[m.name]}", k, m)
+            result = _read_method(run, config, f"sweep/training_steps-{steps}/{sources[m.name]}", k, m, t,
+                                  horizon)
             sweeps.append(SweepResult("training_steps", steps, m.name, m.kind, result, exact))
     train_info = run.stage_info("train")
     stage_seconds = float(sum(run.stage_info(s)["seconds"] for s in run.stages()))

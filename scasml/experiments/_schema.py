@@ -206,6 +206,8 @@ class MethodSection:
                            doc="picard: at least this many points in each Sobol' net (with qmc_sets)")
     inner_base: int | None = spec(None, check=at_least(2),
                                   doc="picard: base of the nested estimates inside the reported one ('none': base)")
+    widen: bool = spec(False, doc="picard: 95 % intervals that include the Picard truncation estimated over each "
+                                  "repetition's points (scasml.widen)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
     time_samples: int = spec(1, check=at_least(1), doc="source evaluations per path")
     time_rule: str = spec("random", choices=("random", "gauss_legendre"))
@@ -226,11 +228,11 @@ ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
 # their fingerprint and resume)
 LATER_KEY_DEFAULTS = {"shrinkage": "none", "target_stderr": None, "target_relative": None, "max_replicas": 64,
                       "budget": None, "antithetic": False, "terminal_factor": 1, "min_top_samples": 1,
-                      "qmc_sets": 0, "inner_base": None, "qmc_points": 1}
+                      "qmc_sets": 0, "inner_base": None, "qmc_points": 1, "widen": False}
 METHOD_KEYS = {
     "surrogate": ("kind",),
     "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
-               "min_top_samples", "qmc_sets", "qmc_points", "inner_base", "shrinkage", *ADAPTIVE_KEYS),
+               "min_top_samples", "qmc_sets", "qmc_points", "inner_base", "shrinkage", "widen", *ADAPTIVE_KEYS),
     "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "antithetic", "shrinkage",
                     *ADAPTIVE_KEYS),
 }
