@@ -489,21 +489,27 @@ def _truncation(caller: str, estimator, pde, t, corrections, stderr) -> np.ndarr
 
 def _truncation_check(caller: str, estimator, truncation: float | None, stderr, live) -> None:
     """Warn where the truncation estimate is a sizeable share of the standard errors it is not part of."""
+    message = truncation_message(caller, estimator, truncation, stderr, live)
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def truncation_message(caller: str, estimator, truncation: float | None, stderr, live,
+                       remedy: str = "`.truncation` of the result holds the estimate and `scasml.widen(result)` "
+                                     "adds it to the intervals") -> str | None:
+    """The warning where the RMS truncation estimate exceeds ``TRUNCATION_WARNING`` × the RMS standard error
+    ``stderr`` (N,) over the points ``live`` (N,), else None; ``remedy`` says how to put it into the intervals."""
     if truncation is None:
-        return
+        return None
     s = np.asarray(stderr, np.float64)[np.asarray(live)]
     scale = math.sqrt(np.mean(s[np.isfinite(s)] ** 2)) if np.isfinite(s).any() else math.inf
-    if truncation > TRUNCATION_WARNING * scale:
-        warnings.warn(
-            f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
+    if truncation <= TRUNCATION_WARNING * scale:
+        return None
+    return (f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
             f"these points), {truncation / scale:.2g} × the RMS standard error ({scale:.3g}); the standard errors "
             "and 95 % intervals do not include it, so the intervals may cover less than 95 % (the estimate assumes "
-            "geometrically shrinking Picard corrections and can overstate the truncation). More levels remove it "
-            "(e.g. levels=3); `.truncation` of the result holds the estimate and `scasml.widen(result)` adds it to "
-            "the intervals.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+            f"geometrically shrinking Picard corrections and can overstate the truncation). More levels remove it "
+            f"(e.g. levels=3); {remedy}.")
 
 
 @eqx.filter_jit

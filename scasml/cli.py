@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 log = logging.getLogger("scasml.cli")
@@ -255,7 +256,7 @@ def cmd_calibrate(args) -> int:
     import jax
     import numpy as np
 
-    from ._calibrate import calibrate, truncation_estimate
+    from ._calibrate import calibrate, truncation_estimate, truncation_message
     from ._progress import ProgressBar
     from ._shrinkage import shrunk_prediction
     from ._widen import widened_bounds
@@ -317,23 +318,30 @@ def cmd_calibrate(args) -> int:
         estimator = recommendation.estimator
         described = repr(estimator)
     start = time.perf_counter()
-    if allocation is not None:  # one call: the allocation is decided over all points (a budget is shared)
-        prediction = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, allocation=allocation,
-                               progress=not args.quiet)
-        parts = [jax.tree.map(np.asarray, prediction)]
-    else:
-        size, n_chunks = chunk_layout(len(t), -(-len(t) // args.chunk_points))
-        parts = []
-        bar = ProgressBar("calibrate", n_chunks, not args.quiet)
-        for c in range(n_chunks):  # point i uses fold_in(key(seed), i), whatever --chunk-points
-            tc, xc, valid = chunk_slice(t, x, c, size)  # equal chunk shapes: one compilation
-            prediction = calibrate(surrogate, pde, tc, xc, estimator, key=key, index_offset=c * size, trace=trace)
-            parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], prediction))
-            bar.update(c + 1)
-        bar.close()
+    with warnings.catch_warnings():  # a chunk's truncation warning: the estimate over all points follows
+        warnings.filterwarnings("ignore", "calibrate: the Picard truncation", RuntimeWarning)
+        if allocation is not None:  # one call: the allocation is decided over all points (a budget is shared)
+            prediction = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, allocation=allocation,
+                                   progress=not args.quiet)
+            parts = [jax.tree.map(np.asarray, prediction)]
+        else:
+            size, n_chunks = chunk_layout(len(t), -(-len(t) // args.chunk_points))
+            parts = []
+            bar = ProgressBar("calibrate", n_chunks, not args.quiet)
+            for c in range(n_chunks):  # point i uses fold_in(key(seed), i), whatever --chunk-points
+                tc, xc, valid = chunk_slice(t, x, c, size)  # equal chunk shapes: one compilation
+                prediction = calibrate(surrogate, pde, tc, xc, estimator, key=key, index_offset=c * size,
+                                       trace=trace)
+                parts.append(jax.tree.map(lambda a, valid=valid: np.asarray(a)[:valid], prediction))
+                bar.update(c + 1)
+            bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
     # the truncation estimate pools all points, whatever --chunk-points: calibrate's estimate over them at once
     truncation, spread = truncation_estimate(cat("corrections"), t, pde.horizon, cat("stderr").dtype)
+    message = truncation_message("scasml calibrate", estimator, truncation, cat("stderr"), t < pde.horizon,
+                                 remedy="--widen adds it to the intervals")
+    if message and not args.widen:
+        log.warning(message)
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
                "stderr": cat("stderr"), "lower": cat("lower"), "upper": cat("upper"), "finite": cat("finite")}
     if args.widen and truncation is not None:  # over all points at once (the estimate pools the batch)

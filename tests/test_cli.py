@@ -201,6 +201,25 @@ def test_calibrate_reports_the_picard_truncation(checkpoint, tmp_path, capsys):
     assert "--widen: no Picard truncation estimate" in capsys.readouterr().out
 
 
+def test_calibrate_warns_of_the_truncation_over_all_chunks(tmp_path, capsys):
+    """A surrogate far off (output scaled ×20) leaves a truncation of 0.7 standard errors at M = 64: one warning
+    from the estimate over all points, though no chunk of 16 has the points for an estimate of its own; none
+    with --widen, which puts it into the intervals."""
+    pde = scasml.equations.get("vb", dim=3)
+    far_off = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1, output_scale=20.0)
+    scasml.save_surrogate(tmp_path / "far.scasml", far_off, pde)
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(0, 0.4, 80), rng.normal(size=(80, 3))])
+    src = write_csv(tmp_path / "many.csv", points.tolist())
+    common = ["calibrate", str(tmp_path / "far.scasml"), "--points", str(src), "--levels", "2", "--base", "64",
+              "--quiet", "--chunk-points", "16"]
+    assert main([*common, "--out", str(tmp_path / "plain.csv")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("the Picard truncation") == 1 and "--widen adds it to the intervals" in err, err
+    assert main([*common, "--out", str(tmp_path / "wide.csv"), "--widen"]) == 0
+    assert "the Picard truncation" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("name", "content", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_calibrate_rejects_malformed_points(checkpoint, tmp_path, capsys, name, content, message):
     path = tmp_path / name

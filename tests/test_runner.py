@@ -267,26 +267,31 @@ def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(fini
         np.testing.assert_array_equal(points["sure_lower"][r], points["scasml_lower"][r])
 
 
-def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over_all_chunks(tmp_path):
+def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over_all_chunks(tmp_path, caplog):
     """``widen = true``: no Monte Carlo of its own next to a twin; the truncation estimated over all points of the
     repetition from the stored corrections, as calibrate over them at once, though no chunk has the 32 points an
-    estimate of its own needs; the twin's intervals widened around the same centres; the report says it."""
+    estimate of its own needs; the twin's intervals widened around the same centres; the report says it, and the
+    log warns for the method that leaves it out (a surrogate far off: output scaled ×20)."""
     pde = scasml.equations.get("vb", dim=3)
-    pinn = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1)
+    pinn = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1, output_scale=20.0)
     scasml.save_surrogate(tmp_path / "pinn.scasml", pinn, pde)
-    picard = {"kind": "scasml", "levels": 2, "base": 4}
+    picard = {"kind": "scasml", "levels": 2, "base": 32}
     surrogate = {"width": 8, "depth": 1, "checkpoint": str(tmp_path / "pinn.scasml")}
     config = config_from_dict({**TINY, "surrogate": surrogate,
                                "evaluation": {"points": 48, "chunks": 4, "repetitions": 1},
                                "methods": {"surrogate": {"kind": "surrogate"}, "scasml": picard,
                                            "wide": {**picard, "widen": True}}})
-    report = run_experiment(config, tmp_path / "run", progress=False)
+    with caplog.at_level("WARNING", logger="scasml.experiments"):
+        report = run_experiment(config, tmp_path / "run", progress=False)
+    warned = [r.getMessage() for r in caplog.records if "the Picard truncation" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("method 'scasml', repetition 0:"), warned
+    assert "`widen = true` in the method adds it" in warned[0]
     assert not (tmp_path / "run" / "raw" / "eval" / "rep-0" / "wide").exists()
     metrics = report.metrics["methods"]
     points = RunDirectory.open(tmp_path / "run").load_arrays("points/rep-0")
     with warnings.catch_warnings():  # a truncation warning or none: what matters here is the estimate
         warnings.simplefilter("ignore", RuntimeWarning)
-        whole = scasml.calibrate(pinn, pde, points["t"], points["x"], scasml.MultilevelPicard(2, 4),
+        whole = scasml.calibrate(pinn, pde, points["t"], points["x"], scasml.MultilevelPicard(2, 32),
                                  key=method_key(config, 0, "scasml"))
     assert whole.truncation is not None
     rms = float(np.sqrt(np.mean(np.asarray(whole.truncation) ** 2)))

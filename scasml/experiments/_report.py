@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from .. import __version__
+from .._calibrate import truncation_message
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig
 from ._metrics import NOMINAL_LEVELS, compute_metrics, compute_timings, evaluation_split
@@ -312,6 +313,21 @@ def _truncation_lines(metrics: dict) -> list[str]:
             "∝ T − t, in quadrature:", "", *lines, ""]
 
 
+def _warn_truncation(config: ExperimentConfig, results, horizon: float) -> None:
+    """Log, once per method, where a repetition's Picard truncation estimate is a sizeable share of standard
+    errors whose intervals leave it out."""
+    for method in config.methods:
+        if method.options.widen:
+            continue
+        for r, (result, points) in enumerate(zip(results.methods[method.name], results.points, strict=True)):
+            message = truncation_message(f"method {method.name!r}, repetition {r}", method.estimator(),
+                                         result.truncation, result.arrays["stderr"], points["t"] < horizon,
+                                         remedy="`widen = true` in the method adds it to the intervals")
+            if message:
+                log.warning(message)
+                break
+
+
 def _adaptive_lines(metrics: dict) -> list[str]:
     """One line per adaptive method: replicas used and the points that missed its target."""
     lines = []
@@ -405,6 +421,7 @@ def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> 
     config = config or run.config()
     pde = config.make_pde()
     results = collect_results(run, config, pde.horizon)
+    _warn_truncation(config, results, pde.horizon)
     metrics = compute_metrics(config, results, pde)
     timings = compute_timings(config, results)
     atomic_write_json(run.path / "metrics.json", metrics)
