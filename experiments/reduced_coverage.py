@@ -4,6 +4,7 @@
     python experiments/reduced_coverage.py bias [--with K=V,K=V ...]                          # VB test set-up
     python experiments/reduced_coverage.py tails [--with K=V,K=V ...]                         # z tails, ν
     python experiments/reduced_coverage.py truncation [EQ:DIM:AMPLITUDE:FREQUENCY ...]         # 200 points × 16 keys
+    python experiments/reduced_coverage.py deeper                                             # 200 points × 8 keys
 
 ``shipped``: on the shipped PINNs, coverage of the 95 % intervals, the share of misses on each side, mean and
 standard deviation of z = (u − exact)/stderr, relative L2, the RMS over points of the mean over keys minus the
@@ -26,7 +27,10 @@ in the means); then, for MultilevelPicard(2, 10) and ``antithetic=True, qmc_sets
 min_top_samples=20``, each key's own estimate (median and range over keys), its ratio to the RMS standard error
 (the warning's threshold is 0.3), the 95 % intervals' coverage and RMS z, and both for the intervals of
 ``scasml.widen`` (the estimate spread over the points ∝ T − t and added in quadrature), with their mean
-half-width ÷ the unwidened one's.
+half-width ÷ the unwidened one's. ``deeper``: on the VB-20 set-up of ``truncation`` (a = 0.05), whether n = 3
+with the options, whose truncation is small, pays: coverage, mean squared error and its bias part, and
+err² × evaluations for MultilevelPicard(2, 10), the reduced n = 2 estimator and n = 3 with nested estimates of
+base 3 (``inner_base``).
 """
 
 from __future__ import annotations
@@ -184,8 +188,37 @@ def truncation(cases, keys=16):
                   f"×{np.mean(widened / s):.2f}", flush=True)
 
 
+def deeper(keys=8):
+    """n = 3 with the options and cheap nested estimates against n = 2 on VB-20, û = exact + 0.05·sin(Σx + t)."""
+    pde = equations.get("vb", dim=20)
+    surrogate = scasml.FunctionSurrogate(lambda t, x: pde.exact(t, x) + 0.05 * jnp.sin(jnp.sum(x) + t))
+    t, x = pde.sample_domain(jax.random.key(3), 200)
+    exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
+    nets = {k: REDUCED[k] for k in ("antithetic", "qmc_sets", "qmc_points")}
+    estimators = {"MultilevelPicard(2, 10)": scasml.MultilevelPicard(2, 10),
+                  "(2, 10), aq8×32, top ≥ 20": scasml.MultilevelPicard(2, 10, **REDUCED),
+                  "(3, 5), aq8×32": scasml.MultilevelPicard(3, 5, **nets),
+                  "(3, 4), aq8×32, nested M = 3": scasml.MultilevelPicard(3, 4, inner_base=3, **nets),
+                  "(3, 5), aq8×32, nested M = 3": scasml.MultilevelPicard(3, 5, inner_base=3, **nets),
+                  "(3, 6), aq8×32, nested M = 3": scasml.MultilevelPicard(3, 6, inner_base=3, **nets)}
+    defect = scasml.law_of_defect(pde, surrogate)
+    first = None
+    for label, estimator in estimators.items():
+        r = _runs(surrogate, pde, t, x, estimator, keys, 500)
+        err, s = r["u"] - exact, r["stderr"]
+        evaluations = sum(estimator.evaluations(defect).values())
+        work = np.mean(err**2) * evaluations
+        first = first or work
+        noise = np.mean(r["u"].var(0, ddof=1)) / keys
+        bias = np.sqrt(max(np.mean(err.mean(0) ** 2) - noise, 0))
+        covered = np.mean((r["lower"] <= exact) & (exact <= r["upper"]))
+        print(f"{label:<30} evaluations {evaluations:5d}, coverage {covered:.3f}, RMS z "
+              f"{np.sqrt(np.mean((err / s) ** 2)):.2f}, mean err² {np.mean(err**2):.3e} (bias² {bias**2:.1e}), "
+              f"RMS stderr {np.sqrt(np.mean(s**2)):.2e}; err² × evaluations ÷ the first {work / first:.2f}", flush=True)
+
+
 def main(argv):
-    if not argv or argv[0] not in ("shipped", "bias", "tails", "truncation"):
+    if not argv or argv[0] not in ("shipped", "bias", "tails", "truncation", "deeper"):
         sys.exit(__doc__)
     extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--with"]
     positional = [a for i, a in enumerate(argv[1:], 1) if a not in ("--with", "--n3") and argv[i - 1] != "--with"]
@@ -193,6 +226,8 @@ def main(argv):
         shipped(positional or ["vb:20", "dr:100", "lcd:10", "bsb:100"], n3="--n3" in argv, extra=extra)
     elif argv[0] == "bias":
         bias(extra=extra)
+    elif argv[0] == "deeper":
+        deeper()
     elif argv[0] == "truncation":
         truncation(positional or ["vb:20:0.05:1", "vb:20:0.05:2", "vb:10:0.3:1", "vb:5:0.3:1", "lqou:5:0.3:1",
                                   "lqou:10:0.1:1", "dr:10:0.1:1"])
