@@ -70,9 +70,9 @@ class Estimate(eqx.Module):
     ``truncation`` (N,): the multilevel Picard truncation |u − u_n|, which the standard errors and intervals do
     not include, estimated over the batch (``picard_truncation``: its RMS over the points) and spread over the
     points ∝ T − t (0 at t = T), or None (Feynman–Kac, n = 1, linear PDEs, fewer than 32 points); ``solve``
-    and ``calibrate`` warn when its RMS exceeds 0.3 × the RMS standard error. ``corrections`` (N, 3): each
-    point's last two Picard corrections of u and the variance of the last, (Δ_{n−1}, Δ_n, var Δ_n), from which
-    it is estimated (0 where there are none), so that results computed in parts can pool them
+    and ``calibrate`` warn when its RMS exceeds 0.3 × the RMS standard error. ``picard_corrections`` (N, 3):
+    each point's last two Picard corrections of u and the variance of the last, (Δ_{n−1}, Δ_n, var Δ_n), from
+    which it is estimated (0 where there are none), so that results computed in parts can pool them
     (``truncation_estimate``). ``widened``: True when ``scasml.widen`` has added it to the intervals.
     ``finite`` flags the points where every output (u, z, both standard errors and the interval) is finite;
     ``evaluations`` gives the
@@ -95,14 +95,14 @@ class Estimate(eqx.Module):
     dof: Array | None = None
     truncation: Array | None = None
     widened: bool = eqx.field(static=True, default=False)
-    corrections: Float[Array, "N 3"] | None = None
+    picard_corrections: Float[Array, "N 3"] | None = None
 
 
 class CalibratedPrediction(eqx.Module):
     """SCaSML output at N points: ``u = surrogate + defect`` with a Monte Carlo standard error.
 
     ``lower``/``upper`` bound the 95 % confidence interval u ± t·stderr (as in ``Estimate``, with ``dof``;
-    ``truncation``, ``corrections`` and ``widened`` as there);
+    ``truncation``, ``picard_corrections`` and ``widened`` as there);
     ``defect_z`` is the estimate
     of σᵀ∇(u − û); ``finite`` flags the points where every output (u, defect, defect_z, stderr and the interval)
     is finite; ``evaluations`` counts surrogate values, value-and-gradients and residuals per point.
@@ -127,7 +127,7 @@ class CalibratedPrediction(eqx.Module):
     dof: Array | None = None
     truncation: Array | None = None
     widened: bool = eqx.field(static=True, default=False)
-    corrections: Float[Array, "N 3"] | None = None
+    picard_corrections: Float[Array, "N 3"] | None = None
 
 
 def _as_points(pde: AbstractSemilinearPDE, t, x):
@@ -473,7 +473,7 @@ def spread_truncation(rms: float | None, t, horizon, live, dtype) -> np.ndarray 
 def truncation_estimate(corrections, t, horizon, dtype) -> tuple[float | None, np.ndarray | None]:
     """The batch estimate of the Picard truncation from the per-point corrections (N, 3) at times t (N,): its RMS
     over the points before the horizon (``picard_truncation``) and its spread over the points (N,)
-    (``spread_truncation``), or (None, None). Results computed in parts pool their ``corrections`` here."""
+    (``spread_truncation``), or (None, None). Results computed in parts pool their ``picard_corrections`` here."""
     t = np.asarray(t)
     live = t < horizon
     rms = picard_truncation(corrections, live)
@@ -702,7 +702,7 @@ def solve(
     finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
     truncation = _truncation("solve", estimator, pde, t, est.u_corrections, stderr)
     out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts, truncation=truncation,
-                   corrections=np.asarray(est.u_corrections), **_allocation_fields(est, len(u)))
+                   picard_corrections=np.asarray(est.u_corrections), **_allocation_fields(est, len(u)))
     return _as_output(out, single)
 
 
@@ -784,6 +784,6 @@ def calibrate(
     finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
     truncation = _truncation("calibrate", estimator, pde, t, est.u_corrections, stderr)
     out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts,
-                               truncation=truncation, corrections=np.asarray(est.u_corrections),
+                               truncation=truncation, picard_corrections=np.asarray(est.u_corrections),
                                **_allocation_fields(est, len(u)))
     return _as_output(out, single)

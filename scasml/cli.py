@@ -337,7 +337,7 @@ def cmd_calibrate(args) -> int:
             bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
     # the truncation estimate pools all points, whatever --chunk-points: calibrate's estimate over them at once
-    truncation, spread = truncation_estimate(cat("corrections"), t, pde.horizon, cat("stderr").dtype)
+    truncation, spread = truncation_estimate(cat("picard_corrections"), t, pde.horizon, cat("stderr").dtype)
     message = truncation_message("scasml calibrate", estimator, truncation, cat("stderr"), t < pde.horizon,
                                  remedy="--widen adds it to the intervals")
     if message and not args.widen:

@@ -313,7 +313,7 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
     # estimates stored without the corrections (an earlier scasml) cannot be widened: a clear error
     run = RunDirectory.open(tmp_path / "run")
     arrays = run.load_arrays("eval/rep-0/scasml/chunk-001")
-    del arrays["corrections"]
+    del arrays["picard_corrections"]
     run.save_arrays("eval/rep-0/scasml/chunk-001", **arrays)
     with pytest.raises(RunDirectoryError, match="'wide' widens .* without the Picard corrections"):
         render_report(run)

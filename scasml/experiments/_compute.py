@@ -210,7 +210,7 @@ def evaluate_method(method: Method, config: ExperimentConfig, pde, surrogate, t,
     if method.kind == "scasml":
         arrays |= {"surrogate": np.asarray(est.surrogate), "defect": np.asarray(est.defect)}
     arrays["dof"] = np.asarray(est.dof)  # degrees of freedom of the variance estimate (Student-t intervals)
-    arrays["corrections"] = np.asarray(est.corrections)  # the Picard truncation is estimated over all points
+    arrays["picard_corrections"] = np.asarray(est.picard_corrections)  # the report's truncation estimate
     if allocation is not None:  # per point: replicas used (evaluations = replicas × the counts), target met
         arrays["replicas"] = np.asarray(est.replicas)
         if est.met is not None:

@@ -287,8 +287,8 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     warm = [i["seconds"] for i in infos if i.get("warm")]
     seconds_warm = float(np.mean(warm) * n_chunks) if warm else seconds
     threshold = truncation = None
-    if "corrections" in arrays:  # over all the points, whatever the chunks (as calibrate over them at once)
-        truncation, spread = truncation_estimate(arrays.pop("corrections"), t, horizon, arrays["stderr"].dtype)
+    if "picard_corrections" in arrays:  # over all the points, whatever the chunks (as calibrate over them at once)
+        truncation, spread = truncation_estimate(arrays.pop("picard_corrections"), t, horizon, arrays["stderr"].dtype)
     elif method.options.widen:
         raise RunDirectoryError(
             f"{run.path}: method {method.name!r} widens the intervals of the estimates in {prefix}, but they were "
