@@ -271,7 +271,8 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
     """``widen = true``: no Monte Carlo of its own next to a twin; the truncation estimated over all points of the
     repetition from the stored corrections, as calibrate over them at once, though no chunk has the 32 points an
     estimate of its own needs; the twin's intervals widened around the same centres; the report says it, and the
-    log warns for the method that leaves it out (a surrogate far off: output scaled ×20)."""
+    log warns once for the estimates that leave it out (a surrogate far off: output scaled ×20), not again for
+    their shrunk twin."""
     pde = scasml.equations.get("vb", dim=3)
     pinn = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1, output_scale=20.0)
     scasml.save_surrogate(tmp_path / "pinn.scasml", pinn, pde)
@@ -280,7 +281,8 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
     config = config_from_dict({**TINY, "surrogate": surrogate,
                                "evaluation": {"points": 48, "chunks": 4, "repetitions": 1},
                                "methods": {"surrogate": {"kind": "surrogate"}, "scasml": picard,
-                                           "wide": {**picard, "widen": True}}})
+                                           "wide": {**picard, "widen": True},
+                                           "sure": {**picard, "shrinkage": "sure"}}})
     with caplog.at_level("WARNING", logger="scasml.experiments"):
         report = run_experiment(config, tmp_path / "run", progress=False)
     warned = [r.getMessage() for r in caplog.records if "the Picard truncation" in r.getMessage()]

@@ -18,7 +18,7 @@ from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig
 from ._metrics import NOMINAL_LEVELS, compute_metrics, compute_timings, evaluation_split
 from ._rundir import RunDirectory, read_json
-from ._runner import collect_results
+from ._runner import collect_results, own_estimates
 
 log = logging.getLogger("scasml.experiments")
 
@@ -314,9 +314,9 @@ def _truncation_lines(metrics: dict) -> list[str]:
 
 
 def _warn_truncation(config: ExperimentConfig, results, horizon: float) -> None:
-    """Log, once per method, where a repetition's Picard truncation estimate is a sizeable share of standard
-    errors whose intervals leave it out."""
-    for method in config.methods:
+    """Log, once per method that runs its own estimates (a shrunk twin shares them), where a repetition's Picard
+    truncation estimate is a sizeable share of standard errors whose intervals leave it out."""
+    for method in own_estimates(config.methods):
         if method.options.widen:
             continue
         for r, (result, points) in enumerate(zip(results.methods[method.name], results.points, strict=True)):
