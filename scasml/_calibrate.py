@@ -72,8 +72,8 @@ class Estimate(eqx.Module):
     points ∝ T − t (0 at t = T), or None (Feynman–Kac, n = 1, linear PDEs, fewer than 32 points); ``solve``
     and ``calibrate`` warn when its RMS exceeds 0.3 × the RMS standard error. ``picard_corrections`` (N, 3):
     each point's last two Picard corrections of u and the variance of the last, (Δ_{n−1}, Δ_n, var Δ_n), from
-    which it is estimated (0 where there are none), so that results computed in parts can pool them
-    (``truncation_estimate``). ``widened``: True when ``scasml.widen`` has added it to the intervals.
+    which it is estimated (0 where there are none; (3,) for one point), so that results computed in parts can
+    pool them (``truncation_estimate``). ``widened``: True when ``scasml.widen`` has added it to the intervals.
     ``finite`` flags the points where every output (u, z, both standard errors and the interval) is finite;
     ``evaluations`` gives the
     evaluation counts of one replica at one point; ``replicas`` (N,) the replicas each point received (all 1
@@ -494,19 +494,30 @@ def _truncation_check(caller: str, estimator, truncation: float | None, stderr, 
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
+def truncation_share(truncation: float | None, stderr, live) -> float | None:
+    """The RMS truncation estimate ÷ the RMS of the finite standard errors ``stderr`` (N,) over the points ``live``
+    (N,); None without an estimate (0 where no standard error is finite, inf where they are all 0)."""
+    if truncation is None:
+        return None
+    s = np.asarray(stderr, np.float64)[np.asarray(live)]
+    s = s[np.isfinite(s)]
+    scale = math.sqrt(np.mean(s**2)) if s.size else math.inf
+    if scale > 0:
+        return truncation / scale
+    return math.inf if truncation > 0 else 0.0
+
+
 def truncation_message(caller: str, estimator, truncation: float | None, stderr, live,
                        remedy: str = "`.truncation` of the result holds the estimate and `scasml.widen(result)` "
                                      "adds it to the intervals") -> str | None:
     """The warning where the RMS truncation estimate exceeds ``TRUNCATION_WARNING`` × the RMS standard error
     ``stderr`` (N,) over the points ``live`` (N,), else None; ``remedy`` says how to put it into the intervals."""
-    if truncation is None:
+    share = truncation_share(truncation, stderr, live)
+    if share is None or share <= TRUNCATION_WARNING:
         return None
-    s = np.asarray(stderr, np.float64)[np.asarray(live)]
-    scale = math.sqrt(np.mean(s[np.isfinite(s)] ** 2)) if np.isfinite(s).any() else math.inf
-    if truncation <= TRUNCATION_WARNING * scale:
-        return None
+    scale = truncation / share
     return (f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
-            f"these points), {truncation / scale:.2g} × the RMS standard error ({scale:.3g}); the standard errors "
+            f"these points), {share:.2g} × the RMS standard error ({scale:.3g}); the standard errors "
             "and 95 % intervals do not include it, so the intervals may cover less than 95 % (the estimate assumes "
             f"geometrically shrinking Picard corrections and can overstate the truncation). More levels remove it "
             f"(e.g. levels=3); {remedy}.")

@@ -37,7 +37,7 @@ from scasml.experiments import (
 from scasml.experiments._compute import chunk_layout, chunk_slice, method_key
 from scasml.experiments._config import Method
 from scasml.experiments._metrics import error_summary
-from scasml.experiments._runner import estimate_sources
+from scasml.experiments._runner import estimate_sources, widened_sources
 from scasml.experiments._schema import MethodSection
 from scasml.experiments._statistics import incomplete_beta, t_cdf, t_two_sided_p
 
@@ -232,6 +232,11 @@ def test_estimate_sources():
     methods = [Method("a", scasml_), Method("b", scasml_), Method("s", dataclasses.replace(scasml_, shrinkage="sure")),
                Method("q", dataclasses.replace(scasml_, base=4, shrinkage="sure"))]
     assert estimate_sources(methods) == {"a": "a", "b": "b", "s": "a", "q": "q"}
+    wide = [Method("w", dataclasses.replace(scasml_, widen=True)),
+            Method("ws", dataclasses.replace(scasml_, widen=True, shrinkage="sure")),
+            Method("w4", dataclasses.replace(scasml_, base=4, widen=True))]
+    assert estimate_sources(methods + wide) == {"a": "a", "b": "b", "s": "a", "q": "q", "w": "a", "ws": "a", "w4": "w4"}
+    assert widened_sources(methods + wide) == {"a", "w4"}
 
 
 def test_shrinkage_reuses_the_twin_estimates_and_is_added_to_a_finished_run(finished_run, tmp_path):
@@ -271,8 +276,9 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
     """``widen = true``: no Monte Carlo of its own next to a twin; the truncation estimated over all points of the
     repetition from the stored corrections, as calibrate over them at once, though no chunk has the 32 points an
     estimate of its own needs; the twin's intervals widened around the same centres; the report says it, and the
-    log warns once for the estimates that leave it out (a surrogate far off: output scaled ×20), not again for
-    their shrunk twin."""
+    log warns once for estimates that leave it out and have no widened twin (a surrogate far off: output scaled
+    ×20), not for a shrunk twin. Chunks stored without the corrections (an earlier scasml) are computed again by
+    `scasml run` when a widened method reads them."""
     pde = scasml.equations.get("vb", dim=3)
     pinn = scasml.PINN(3, pde.horizon, jax.random.key(0), width=8, depth=1, output_scale=20.0)
     scasml.save_surrogate(tmp_path / "pinn.scasml", pinn, pde)
@@ -282,11 +288,12 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
                                "evaluation": {"points": 48, "chunks": 4, "repetitions": 1},
                                "methods": {"surrogate": {"kind": "surrogate"}, "scasml": picard,
                                            "wide": {**picard, "widen": True},
-                                           "sure": {**picard, "shrinkage": "sure"}}})
+                                           "sure": {**picard, "shrinkage": "sure"},
+                                           "finer": {**picard, "base": 64}}})
     with caplog.at_level("WARNING", logger="scasml.experiments"):
         report = run_experiment(config, tmp_path / "run", progress=False)
     warned = [r.getMessage() for r in caplog.records if "the Picard truncation" in r.getMessage()]
-    assert len(warned) == 1 and warned[0].startswith("method 'scasml', repetition 0:"), warned
+    assert len(warned) == 1 and warned[0].startswith("method 'finer', repetition 0:"), warned
     assert "`widen = true` in the method adds it" in warned[0]
     assert not (tmp_path / "run" / "raw" / "eval" / "rep-0" / "wide").exists()
     metrics = report.metrics["methods"]
@@ -301,6 +308,10 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
     assert metrics["scasml"]["picard_truncation"] == metrics["wide"]["picard_truncation"]
     assert metrics["wide"]["options"]["widen"] is True and "widen" not in metrics["scasml"]["options"]
     assert "widened intervals" in metrics["wide"]["label"]
+    # its error-bar statistics are those of the widened intervals: z over √(stderr² + truncation²)
+    calibration = {name: metrics[name]["interval_calibration"] for name in ("scasml", "wide")}
+    assert calibration["wide"]["z_rms"] < calibration["scasml"]["z_rms"]
+    assert calibration["wide"]["coverage_by_nominal_level"]["0.95"] == metrics["wide"]["interval_coverage"]
     saved = np.load(tmp_path / "run" / "results" / "points.npz", allow_pickle=False)
     np.testing.assert_array_equal(saved["wide_prediction"], saved["scasml_prediction"])
     centre = lambda name: (saved[f"{name}_lower"] + saved[f"{name}_upper"]) / 2
@@ -312,13 +323,17 @@ def test_widened_intervals_reuse_the_twin_estimates_and_pool_the_truncation_over
     text = (tmp_path / "run" / "report.md").read_text()
     assert "`wide`: Picard truncation" in text and "in its intervals (`widen`)" in text
     assert "`scasml`: Picard truncation" in text and "not in its intervals" in text
-    # estimates stored without the corrections (an earlier scasml) cannot be widened: a clear error
+    # a chunk stored without the corrections (an earlier scasml): the report says what to do, a run redoes it
     run = RunDirectory.open(tmp_path / "run")
     arrays = run.load_arrays("eval/rep-0/scasml/chunk-001")
     del arrays["picard_corrections"]
     run.save_arrays("eval/rep-0/scasml/chunk-001", **arrays)
-    with pytest.raises(RunDirectoryError, match="'wide' widens .* without the Picard corrections"):
+    with pytest.raises(RunDirectoryError, match="'wide' widens .* without the Picard corrections.*scasml run"):
         render_report(run)
+    untouched = {c: run.arrays_path(f"eval/rep-0/scasml/chunk-{c:03d}").stat().st_mtime_ns for c in (0, 2, 3)}
+    assert run_experiment(config, tmp_path / "run", progress=False).metrics == report.metrics
+    assert {c: run.arrays_path(f"eval/rep-0/scasml/chunk-{c:03d}").stat().st_mtime_ns for c in (0, 2, 3)} == untouched
+    assert "picard_corrections" in run.array_names("eval/rep-0/scasml/chunk-001")
 
 
 @pytest.mark.parametrize(("equation", "levels", "why"), [("vb", 1, "levels = 1"), ("lcd", 2, "lcd is linear")])
@@ -327,9 +342,12 @@ def test_widen_needs_a_truncation_to_add(equation, levels, why):
         config_from_dict({"equation": {"name": equation, "dim": 3}, "surrogate": {"width": 8, "depth": 1},
                           "methods": {"wide": {"kind": "scasml", "levels": levels, "widen": True}}},
                          check_files=False)
-    with pytest.raises(ConfigError, match="widen"):  # not a key of the Feynman–Kac estimator
+    with pytest.raises(ConfigError, match="widen: not used here"):  # not a key of the Feynman–Kac estimator
         config_from_dict({"equation": {"name": "lcd", "dim": 3}, "methods": {
             "wide": {"kind": "scasml", "estimator": "feynman_kac", "widen": True}}}, check_files=False)
+    with pytest.raises(ConfigError, match="widen: .* at least 32; evaluation.points is 24"):
+        config_from_dict({"equation": {"name": "vb", "dim": 3}, "evaluation": {"points": 24},
+                          "methods": {"wide": {"kind": "scasml", "widen": True}}}, check_files=False)
 
 
 def test_adaptive_methods_in_a_run(tmp_path):

@@ -20,6 +20,7 @@ import jax
 
 from .. import equations
 from .._adaptive import Budget, TargetStderr
+from .._calibrate import MIN_TRUNCATION_POINTS
 from .._checks import MAX_EVALUATIONS_PER_POINT
 from ..estimators import FeynmanKac, MultilevelPicard
 from ._schema import (
@@ -402,6 +403,9 @@ def _check_methods(config: ExperimentConfig, pde) -> None:
             why = f"{pde.name} is linear" if pde.is_linear else "levels = 1 has no earlier correction to compare"
             raise ConfigError(f"{key}.widen: there is no Picard truncation estimate to add to the intervals ({why}; "
                               "the estimate needs levels ≥ 2 on a semilinear PDE)")
+        if m.options.widen and config.evaluation.points < MIN_TRUNCATION_POINTS:
+            raise ConfigError(f"{key}.widen: the Picard truncation is estimated over a repetition's points, at least "
+                              f"{MIN_TRUNCATION_POINTS}; evaluation.points is {config.evaluation.points}")
         try:
             estimator = m.estimator()
         except ValueError as err:

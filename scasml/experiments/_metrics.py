@@ -22,6 +22,7 @@ class MethodResult:
     seconds_warm: float
     threshold: float | None = None  # the SURE garrote threshold, for methods with shrinkage
     truncation: float | None = None  # multilevel Picard: the truncation |u − u_n| estimated over the points (RMS)
+    truncation_share: float | None = None  # ... ÷ the RMS standard error over the points before the horizon
 
     @property
     def prediction(self) -> np.ndarray:
@@ -81,12 +82,15 @@ def z_scores(result: MethodResult, points: dict, with_dof: bool = False):
     """(interval centre − reference) / combined standard error at the points with a positive, finite one.
 
     The centre of [lower, upper] is the unshrunk Monte Carlo estimate (a shrunk method keeps the interval of the
-    estimate it shrinks); a Monte Carlo reference adds its own variance: s² = stderr² + reference stderr².
+    estimate it shrinks); a Monte Carlo reference adds its own variance: s² = stderr² + reference stderr², and
+    a widened method its truncation estimate (s² + truncation²).
     For calibrated intervals z is close to N(0, 1). Points at t = T (answered exactly, stderr 0) are left out.
     ``with_dof``: also the degrees of freedom of each point's variance estimate (inf where not recorded).
     """
     centre = 0.5 * (result.arrays["lower"] + result.arrays["upper"])
     scale = np.hypot(result.arrays["stderr"], points["exact_stderr"])
+    if "truncation" in result.arrays:  # widened intervals: the truncation estimate in quadrature, as in widen
+        scale = np.hypot(scale, result.arrays["truncation"])
     ok = np.isfinite(centre) & np.isfinite(scale) & (scale > 0)
     z = (centre[ok] - points["exact"][ok]) / scale[ok]
     if not with_dof:
@@ -127,7 +131,8 @@ def interval_calibration(runs: list[MethodResult], points: list[dict]) -> dict |
         "z_rms": float(np.sqrt(np.mean(z * z))),
         "coverage_by_nominal_level": {f"{level:g}": coverage_at(z, level, dof) for level in NOMINAL_LEVELS},
         "coverage_95_ci95": wilson_interval(share, int(z.size)),
-        "note": "z = (estimate - reference) / sqrt(stderr^2 + reference stderr^2); coverage at a level: |z| within "
+        "note": "z = (estimate - reference) / sqrt(stderr^2 + reference stderr^2 [+ truncation^2 where widened]); "
+                "coverage at a level: |z| within "
                 "the Student-t quantile at each point's degrees of freedom (normal where not recorded), as the "
                 "intervals; coverage_95_ci95 is the Wilson interval over points (their Monte Carlo draws are "
                 "independent given the surrogate)",
@@ -181,6 +186,7 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
             out[method.name]["shrinkage_threshold"] = [r.threshold for r in runs]
         if any(r.truncation is not None for r in runs):  # per repetition; in the intervals with ``widen``
             out[method.name]["picard_truncation"] = [r.truncation for r in runs]
+            out[method.name]["picard_truncation_share"] = [r.truncation_share for r in runs]
         if "replicas" in runs[0].arrays:  # adaptive: replicas used; with a target, the points that missed it
             replicas = np.concatenate([r.arrays["replicas"] for r in runs])
             out[method.name]["replicas"] = {"mean": float(np.mean(replicas)), "max": int(np.max(replicas))}

@@ -327,11 +327,12 @@ def training_figure(config, pde, curve) -> Figure | None:
 
 
 def _interval_methods(config) -> list:
-    """The methods with their own Monte Carlo intervals (a shrunk twin shares its source's interval)."""
+    """The methods with their own Monte Carlo intervals (a shrunk twin shares its source's interval; a widened
+    one has its own)."""
     from ._runner import estimate_sources
 
     sources = estimate_sources(config.methods)
-    return [m for m in config.methods if m.kind != "surrogate" and sources[m.name] == m.name]
+    return [m for m in config.methods if m.kind != "surrogate" and (sources[m.name] == m.name or m.options.widen)]
 
 
 def calibration_figure(config, pde, results, metrics) -> Figure | None:

@@ -18,7 +18,7 @@ from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig
 from ._metrics import NOMINAL_LEVELS, compute_metrics, compute_timings, evaluation_split
 from ._rundir import RunDirectory, read_json
-from ._runner import collect_results, own_estimates
+from ._runner import collect_results, own_estimates, widened_sources
 
 log = logging.getLogger("scasml.experiments")
 
@@ -298,13 +298,16 @@ def _truncation_lines(metrics: dict) -> list[str]:
     """One line per multilevel Picard method with a truncation estimate, and whether its intervals include it."""
     lines = []
     for name, mm in metrics["methods"].items():
-        known = [v for v in mm.get("picard_truncation", ()) if v is not None]
-        if not known:
+        pairs = [(v, r) for v, r in zip(mm.get("picard_truncation", ()), mm.get("picard_truncation_share", ()),
+                                         strict=True) if v is not None]
+        if not pairs:
             continue
-        rms = float(np.sqrt(np.mean(np.square(known))))
-        share = f", {rms / mm['mean_stderr']:.2g} × the mean standard error" if mm["mean_stderr"] else ""
+        rms, share = (float(np.sqrt(np.mean(np.square(a)))) for a in zip(*pairs, strict=True))
         inside = "in its intervals (`widen`)" if mm["options"].get("widen") else "not in its intervals"
-        lines.append(f"- `{name}`: Picard truncation |u − u_n| ≈ {rms:.2e} (RMS over the points{share}), {inside}.")
+        missing = len(mm["picard_truncation"]) - len(pairs)
+        note = f"; no estimate in {missing} repetition(s), whose intervals are unchanged" if missing else ""
+        lines.append(f"- `{name}`: Picard truncation |u − u_n| ≈ {rms:.2e} (RMS over the points, {share:.2g} × the "
+                     f"RMS standard error), {inside}{note}.")
     if not lines:
         return []
     return ["A multilevel Picard standard error is that of the estimate about the Picard iterate u_n. The "
@@ -314,10 +317,12 @@ def _truncation_lines(metrics: dict) -> list[str]:
 
 
 def _warn_truncation(config: ExperimentConfig, results, horizon: float) -> None:
-    """Log, once per method that runs its own estimates (a shrunk twin shares them), where a repetition's Picard
-    truncation estimate is a sizeable share of standard errors whose intervals leave it out."""
+    """Log, once per method that runs its own estimates (a shrunk twin shares them) and has no widened twin, where
+    a repetition's Picard truncation estimate is a sizeable share of standard errors whose intervals leave it
+    out."""
+    widened = widened_sources(config.methods)
     for method in own_estimates(config.methods):
-        if method.options.widen:
+        if method.options.widen or method.name in widened:  # a widened method holds these estimates' truncation
             continue
         for r, (result, points) in enumerate(zip(results.methods[method.name], results.points, strict=True)):
             message = truncation_message(f"method {method.name!r}, repetition {r}", method.estimator(),

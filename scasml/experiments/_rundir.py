@@ -249,6 +249,14 @@ class RunDirectory:
         np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
         atomic_write_bytes(self.arrays_path(stage), buffer.getvalue())
 
+    def array_names(self, stage: str) -> set[str]:
+        """The names of the arrays ``stage`` stored (empty where it has none or they are unreadable)."""
+        try:
+            with np.load(self.arrays_path(stage), allow_pickle=False) as data:
+                return set(data.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return set()
+
     def load_arrays(self, stage: str) -> dict[str, np.ndarray]:
         path = self.arrays_path(stage)
         if not path.is_file():

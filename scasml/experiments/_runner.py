@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from .. import surrogates
-from .._calibrate import truncation_estimate
+from .._calibrate import truncation_estimate, truncation_share
 from .._io import atomic_write_bytes, atomic_write_text
 from .._progress import ProgressBar
 from .._shrinkage import shrunk_prediction
@@ -93,11 +93,13 @@ class Pipeline:
 
     def execute(self) -> None:
         surrogate = self.main_surrogate()
+        widened = widened_sources(self.config.methods)
         for r in range(self.config.evaluation.repetitions):
             points = self.points(r)
             for method in own_estimates(self.config.methods):
                 key = method_key(self.config, r, method.name)
-                self.evaluate(method, surrogate, points, key, f"eval/rep-{r}/{method.name}", f"{method.name} rep {r}")
+                self.evaluate(method, surrogate, points, key, f"eval/rep-{r}/{method.name}", f"{method.name} rep {r}",
+                              corrections=method.name in widened)
         self.sweeps(surrogate)
 
     # ---- surrogate ----------------------------------------------------------------------------------------
@@ -172,15 +174,18 @@ class Pipeline:
                      "exact solution" if self.pde.has_exact else "Monte Carlo reference")
         return self.run.load_arrays(stage)
 
-    def evaluate(self, method: Method, surrogate, points: dict, key, prefix: str, label: str, limit: int = 0):
-        """Evaluate ``method`` chunk by chunk, skipping finished chunks."""
+    def evaluate(self, method: Method, surrogate, points: dict, key, prefix: str, label: str, limit: int = 0,
+                 corrections: bool = False):
+        """Evaluate ``method`` chunk by chunk, skipping finished chunks (with ``corrections``, a widened twin reads
+        them: only those that stored the Picard corrections, which chunks of an earlier scasml lack; redone, they
+        give the same estimates)."""
         t, x = points["t"], points["x"]
         if limit:
             t, x = t[:limit], x[:limit]
         size, n_chunks = chunk_layout(len(t), self.config.evaluation.chunks)
         stages = [f"{prefix}/chunk-{c:03d}" for c in range(n_chunks)]
         key_data = np.asarray(jax.random.key_data(key)).tolist()
-        todo = [c for c in range(n_chunks) if not self.chunk_done(stages[c], key_data, c * size)]
+        todo = [c for c in range(n_chunks) if not self.chunk_done(stages[c], key_data, c * size, corrections)]
         if not todo:
             log.debug("%s: cached", label)
             return
@@ -203,13 +208,16 @@ class Pipeline:
             bar.update(done)
         bar.close()
 
-    def chunk_done(self, stage: str, key_data: list, offset: int) -> bool:
+    def chunk_done(self, stage: str, key_data: list, offset: int, corrections: bool = False) -> bool:
         """Whether ``stage`` holds this chunk's results: its marker records the method key and first point index
-        of the current noise scheme (a chunk of an older scheme or another layout is redone, never mixed in)."""
+        of the current noise scheme (a chunk of an older scheme or another layout is redone, never mixed in), and
+        with ``corrections`` its arrays include the Picard corrections."""
         if not self.run.has_results(stage):
             return False
         info = self.run.stage_info(stage)
-        return info.get("key_data") == key_data and info.get("index_offset") == offset
+        if info.get("key_data") != key_data or info.get("index_offset") != offset:
+            return False
+        return not corrections or "picard_corrections" in self.run.array_names(stage)
 
     # ---- sweeps -------------------------------------------------------------------------------------------
     def sweeps(self, surrogate) -> None:
@@ -217,19 +225,23 @@ class Pipeline:
         if not (sweep.base or sweep.levels or sweep.training_steps):
             return
         points = self.points(0)
+        widened = widened_sources(self.config.sweep_methods())
         for axis in ("base", "levels"):
             for value in getattr(sweep, axis):
                 for method in own_estimates(self.config.sweep_methods()):
                     variant = method.replace(**{axis: value})
                     key = method_key(self.config, 0, f"{method.name}@{axis}={value}", stream=3)
                     self.evaluate(variant, surrogate, points, key, f"sweep/{axis}-{value}/{method.name}",
-                                  f"{method.name} {axis}={value}", limit=sweep.points)
+                                  f"{method.name} {axis}={value}", limit=sweep.points,
+                                  corrections=method.name in widened)
+        widened = widened_sources(training_sweep_methods(self.config))
         for steps in sweep.training_steps:
             trained = self.sweep_surrogate(steps)
             for method in own_estimates(training_sweep_methods(self.config)):
                 key = method_key(self.config, 0, method.name, stream=4)  # common random numbers across budgets
                 self.evaluate(method, trained, points, key, f"sweep/training_steps-{steps}/{method.name}",
-                              f"{method.name} trained {steps} steps", limit=sweep.points)
+                              f"{method.name} trained {steps} steps", limit=sweep.points,
+                              corrections=method.name in widened)
 
     def sweep_surrogate(self, steps: int):
         main = self.run.path / "checkpoint.scasml"
@@ -249,6 +261,12 @@ def estimate_sources(methods) -> dict[str, str]:
     other method reads its own (two identical methods without post-processing stay two independent runs)."""
     plain = {m.options: m.name for m in reversed(methods) if not m.post_processed}
     return {m.name: plain.get(m.monte_carlo_options(), m.name) if m.post_processed else m.name for m in methods}
+
+
+def widened_sources(methods) -> set[str]:
+    """The methods of ``methods`` whose estimates a method with ``widen`` reads."""
+    sources = estimate_sources(methods)
+    return {sources[m.name] for m in methods if m.options.widen}
 
 
 def own_estimates(methods) -> list[Method]:
@@ -286,14 +304,15 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     seconds = float(sum(i["seconds"] for i in infos))
     warm = [i["seconds"] for i in infos if i.get("warm")]
     seconds_warm = float(np.mean(warm) * n_chunks) if warm else seconds
-    threshold = truncation = None
+    threshold = truncation = share = None
     if "picard_corrections" in arrays:  # over all the points, whatever the chunks (as calibrate over them at once)
         truncation, spread = truncation_estimate(arrays.pop("picard_corrections"), t, horizon, arrays["stderr"].dtype)
+        share = truncation_share(truncation, arrays["stderr"], t < horizon)
     elif method.options.widen:
         raise RunDirectoryError(
             f"{run.path}: method {method.name!r} widens the intervals of the estimates in {prefix}, but they were "
             "stored without the Picard corrections that the truncation is estimated from (by an earlier version "
-            "of scasml); evaluate it in a new run directory")
+            "of scasml); `scasml run` on this folder computes them again (the same estimates, with the corrections)")
     if method.options.widen and truncation is not None:
         arrays["truncation"] = spread
         arrays["lower"], arrays["upper"] = widened_bounds(arrays["lower"], arrays["upper"], arrays["stderr"],
@@ -305,7 +324,7 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
     if "replicas" in arrays:  # adaptive: the counts of one replica × the mean replicas per point
         mean = float(np.mean(arrays["replicas"]))
         evaluations = {k: v * mean for k, v in evaluations.items()}
-    return MethodResult(arrays, evaluations, seconds, seconds_warm, threshold, truncation)
+    return MethodResult(arrays, evaluations, seconds, seconds_warm, threshold, truncation, share)
 
 
 def read_training_curve(run: RunDirectory) -> dict | None:
