@@ -52,7 +52,8 @@ def from_run(folder: Path, method: str) -> list[dict]:
     from scasml.experiments._runner import collect_results
 
     run = RunDirectory.open(folder)
-    results = collect_results(run, run.config())
+    config = run.config()
+    results = collect_results(run, config, config.make_pde().horizon)
     out = []
     for points, result in zip(results.points, results.methods[method], strict=True):
         a = result.arrays
