@@ -14,9 +14,10 @@ one replica at each of them, and a second (warm) run its seconds per point.
 
 The cost model sees variance only. A multilevel Picard estimator also has a bias that replicas do not remove, the
 Picard truncation |u − u_n|; with at least ``MIN_TRUNCATION_POINTS`` = 32 pilot points (the default) the pilot
-estimates it (the RMS of ``CalibratedPrediction.truncation``) and the table shows it, marked where it exceeds
-0.3 × the predicted RMS standard error (where ``calibrate`` warns). It does not change the ranking: the estimate
-can overstate the truncation (BSB-100: 0.44 × the standard error where none is detected; experiments/RESULTS.md).
+estimates it (its RMS over the pilot points before the horizon, as ``calibrate`` does) and the table shows it,
+marked where it exceeds 0.3 × the predicted RMS standard error (where ``calibrate`` warns). It does not change
+the ranking: the estimate can overstate the truncation (BSB-100: 0.44 × the standard error where none is
+detected; experiments/RESULTS.md).
 Without an estimate (n = 1: none can be formed) nothing is shown, so the default candidates keep levels ≥ 2.
 """
 
@@ -31,7 +32,7 @@ import jax
 import numpy as np
 
 from ._adaptive import SAFETY, Budget, TargetStderr
-from ._calibrate import TRUNCATION_WARNING, calibrate, solve
+from ._calibrate import TRUNCATION_WARNING, calibrate, solve, truncation_estimate
 from ._checks import is_count
 from ._derivatives import ExactTrace
 from .estimators import AbstractEstimator, MultilevelPicard
@@ -117,7 +118,7 @@ def recommend(
         cost = sum(pilot.evaluations.values())
         row = {"estimator": estimator, "cost": cost, "median_stderr": float(np.median(stderr)),
                "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen),
-               "truncation": None if pilot.truncation is None else float(np.sqrt(np.mean(pilot.truncation**2)))}
+               "truncation": truncation_estimate(pilot.picard_corrections, tp, pde.horizon, np.float64)[0]}
         cut = row["truncation"] or 0.0
         if isinstance(target, Budget):
             total = (target.evaluations / cost) if target.seconds is None else target.seconds / per_point
