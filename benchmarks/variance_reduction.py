@@ -49,6 +49,12 @@ METHODS = {
                                                 min_top_samples=20),
     "aq4, 40×V1(3)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=40, inner_base=3),
     "aq4, 20×V1(5)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20, inner_base=5),
+    "aq8, M = 5, top ≥ 12": scasml.MultilevelPicard(2, 5, antithetic=True, qmc_sets=8, min_top_samples=12),
+    "aq8, M = 6": scasml.MultilevelPicard(2, 6, antithetic=True, qmc_sets=8),
+    "aq8, M = 6, top ≥ 12": scasml.MultilevelPicard(2, 6, antithetic=True, qmc_sets=8, min_top_samples=12),
+    "aq8, M = 6, 20×V1(3)": scasml.MultilevelPicard(2, 6, antithetic=True, qmc_sets=8, min_top_samples=20,
+                                                   inner_base=3),
+    "aq8, M = 7": scasml.MultilevelPicard(2, 7, antithetic=True, qmc_sets=8),
 }
 
 

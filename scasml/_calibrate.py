@@ -33,7 +33,7 @@ from ._checks import check_cost, check_key, is_integer, is_real
 from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
-from .estimators import AbstractEstimator
+from .estimators import AbstractEstimator, MultilevelPicard
 from .estimators._base import source_block, terminal_value_and_z
 from .surrogates import check_surrogate
 
@@ -516,11 +516,12 @@ def truncation_message(caller: str, estimator, truncation: float | None, stderr,
     if share is None or share <= TRUNCATION_WARNING:
         return None
     scale = truncation / share
+    more = f"levels={estimator.levels + 1}" if isinstance(estimator, MultilevelPicard) else "levels + 1"
     return (f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
             f"these points), {share:.2g} × the RMS standard error ({scale:.3g}); the standard errors "
             "and 95 % intervals do not include it, so the intervals may cover less than 95 % (the estimate assumes "
-            f"geometrically shrinking Picard corrections and can overstate the truncation). More levels remove it "
-            f"(e.g. levels=3); {remedy}.")
+            f"geometrically shrinking Picard corrections and can overstate the truncation). One more level removes "
+            f"most of it ({more}); {remedy}.")
 
 
 @eqx.filter_jit
