@@ -183,8 +183,8 @@ class Budget(AbstractAllocation):
 
 
 class Uniform(AbstractAllocation):
-    """``replicas`` independent replicas at every point (the uniform baseline of the adaptive allocations; also a
-    way to a better-determined error bar at the same estimator)."""
+    """``replicas_per_point`` independent replicas at every point (the uniform baseline of the adaptive
+    allocations; also a way to a better-determined error bar at the same estimator)."""
 
     replicas_per_point: int = eqx.field(converter=as_count)
     rounds: int = eqx.field(default=1, init=False)

@@ -21,7 +21,9 @@ from .surrogates import AbstractSurrogate
 
 
 class DefectPDE(AbstractSemilinearPDE):
-    """The PDE solved by u − û (see module docstring). Build it with ``law_of_defect``.
+    """The PDE solved by u − û: the same dynamics, terminal value g − û(T, ·) and generator
+    f̆(t, x, v, w) = f(t, x, û + v, σᵀ∇û + w) − f(t, x, û, σᵀ∇û) + ε(t, x), ε the surrogate's residual. Build it with
+    ``law_of_defect``.
 
     The Monte Carlo solvers use two hooks: ``source`` = f̆(·, 0, 0) = ε (needs the Laplacian; evaluated only at
     level-0 samples) and ``nonlinearity_increment`` = f̆(new) − f̆(old), in which ε cancels, so it needs only û

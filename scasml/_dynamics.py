@@ -127,7 +127,11 @@ def _phi1(z: Array) -> Array:
 
 
 class AbstractDynamics(eqx.Module):
-    """dX_s = μ(s, X_s) ds + σ(s, X_s) dW_s in R^d (see the module docstring for ``path`` and its weight).
+    """dX_s = μ(s, X_s) ds + σ(s, X_s) dW_s in R^d.
+
+    ``path(t, x, elapsed, noise)`` returns the states X_{t+τ_j} (k, d) along one path and normalised
+    Elworthy–Bismut–Li weights ω_j (k, d) with σ(t, x)ᵀ∇_x E[φ(X_{t+τ_j})] = E[φ(X_{t+τ_j})·ω_j]/√τ_j (for constant
+    coefficients ω = N, the step's standard normal).
 
     ``drift(t, x)`` is μ (d,); ``diffusion(t, x)`` is σ in compact form: shape () for σ·I, (d,) for diag(σ) or
     (d, d). ``noise_rows`` standard normal rows of length d drive each segment of a path. ``weak_order`` is None

@@ -63,7 +63,8 @@ class RecordedReference(NamedTuple):
 
 
 class AbstractSemilinearPDE(eqx.Module):
-    """A semilinear parabolic PDE (see module docstring).
+    """A semilinear parabolic PDE ∂_t u + μ(t, x)·∇u + ½ Tr(σσᵀ(t, x) ∇²u) + f(t, x, u, σ(t, x)ᵀ∇u) = 0,
+    u(T, x) = g(x), with μ, σ those of its ``dynamics`` and z = σ(t, x)ᵀ∇u.
 
     Subclasses provide ``dim``, ``horizon`` (T), ``dynamics`` (μ, σ and the paths; e.g.
     ``ConstantCoefficients`` or ``GeometricBrownianMotion``), a ``domain`` for test/collocation points, and the

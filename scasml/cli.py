@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train, evaluate every method, compute statistics, draw figures and write "
                        "report.md in a run directory. Re-running resumes an interrupted run; nothing finished "
                        "is recomputed.")
-    p.add_argument("config", help="a config file or the name of one in configs/ (e.g. quickstart)")
+    p.add_argument("config", help="a config file, or a config's name as `scasml list` shows it (e.g. quickstart)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<experiment name>)")
     p.add_argument("--force", action="store_true", help="delete an existing run of a different config in DIR")
     _overrides(p)
@@ -505,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paths", type=int, default=1000, help="Feynman–Kac paths per point (default 1000)")
     p.add_argument("--levels", type=int, default=2, help="multilevel Picard levels n (default 2)")
     p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
-    p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"))
+    p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"),
+                   help="multilevel Picard: random times (full_history, default) or Gauss–Legendre nodes (quadrature)")
     p.add_argument("--clip", default=None, help="clip (u, z) at every level to [-c, c] (default: none)")
     p.add_argument("--antithetic", action=argparse.BooleanOptionalAction, default=None,
                    help="antithetic pairs (N, -N) of path samples (default: off)")
@@ -538,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="adaptive: choose levels and base for the target or budget from a pilot (prints why)")
     p.add_argument("--trace", default="exact", choices=("exact", "hutchinson"), help="Laplacian of the residual")
     p.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="Monte Carlo key jax.random.key(SEED); point i draws from fold_in(key, i) (default 0)")
     p.add_argument("--chunk-points", type=int, default=256,
                    help="points per chunk (progress and memory; the results do not depend on it)")
     p.add_argument("--force", action="store_true", help="overwrite --out")

@@ -1,4 +1,5 @@
-"""The benchmark equation library (SCIENCE.md §4) and the heat/HJB sanity anchors.
+"""The benchmark equation library (the paper's Table-1 equations, pricing and control problems) and the heat/HJB
+sanity anchors.
 
     scasml.equations.get("vb", dim=20)   ->  ViscousBurgers(dim=20)
     scasml.equations.available()         ->  ("bsb", "bsdr", "bsir", "dr", "heat", "hjb", "lcd", "lqg", "lqou", "vb")

@@ -243,7 +243,7 @@ class AbstractEstimator(eqx.Module):
     """Monte Carlo estimator of (u, σᵀ∇u) at one query point of a semilinear PDE.
 
     Subclasses implement ``estimate_before_horizon(pde, key, t, x)`` for one point (scalar t < T, x of shape
-    (d,)) and ``evaluations()``: the per-point number of terminal evaluations g, source evaluations f(·, 0, 0)
+    (d,)) and ``evaluations(pde)``: the per-point number of terminal evaluations g, source evaluations f(·, 0, 0)
     (for the defect PDE: surrogate residuals) and generator increments f(V) − f(V') (for the defect PDE:
     surrogate value-and-gradient evaluations). ``estimate`` adds the exact answer at t = T; ``scasml.solve``
     and ``scasml.calibrate`` vectorise and chunk ``estimate_before_horizon`` and treat points at t = T apart

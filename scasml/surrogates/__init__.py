@@ -1,7 +1,5 @@
 """Surrogates: PINNs, wrapped functions, training and checkpoints."""
 
-# Gaussian-process (kernel collocation) surrogate and bring-your-own-surrogate adapters (issue #8). Appended
-# unsorted; on merge, sort them into the block above (`ruff check --fix`) and drop the next line.
 from ._adapters import EquinoxSurrogate as EquinoxSurrogate
 from ._adapters import FlaxSurrogate as FlaxSurrogate
 from ._adapters import SurrogateError as SurrogateError

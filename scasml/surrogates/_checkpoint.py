@@ -217,7 +217,8 @@ def _check_pde(header: dict, pde, path) -> None:
 
 
 def load(path, pde=None) -> AbstractSurrogate:
-    """Load a surrogate saved by ``save``. With ``pde`` given, refuse a checkpoint made for another PDE."""
+    """Load a surrogate saved by ``save`` (``scasml.save_surrogate``). With ``pde`` given, refuse a checkpoint
+    made for another PDE."""
     header, payload = _read(path)
     if pde is not None:
         _check_pde(header, pde, path)
