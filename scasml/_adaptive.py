@@ -101,7 +101,7 @@ class TargetStderr(AbstractAllocation):
     relative: float | None = None
     max_replicas: int = eqx.field(default=64, converter=as_count)
     max_evaluations: float | None = None
-    rounds: int = eqx.field(default=2, converter=as_count)
+    rounds: int = eqx.field(default=2, converter=as_count, kw_only=True)
 
     def __check_init__(self):
         _positive(self.absolute, "absolute", "TargetStderr")

@@ -203,6 +203,13 @@ def test_bad_allocations_are_refused(build, message):
         build()
 
 
+def test_allocations_take_their_targets_positionally():
+    assert scasml.TargetStderr(1e-3) == scasml.TargetStderr(absolute=1e-3)
+    assert scasml.TargetStderr(None, 0.1).relative == 0.1 and scasml.TargetStderr(1e-3).rounds == 2
+    assert scasml.Budget(1e6) == scasml.Budget(evaluations=1e6)
+    assert scasml.Uniform(4).replicas_per_point == 4
+
+
 def test_budgets_below_the_pilot_are_refused_before_any_work():
     pde, surrogate = _vb()
     t, x = pde.sample_domain(jax.random.key(2), 8)
