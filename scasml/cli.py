@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "is recomputed.")
     p.add_argument("config", help="a config file, or a config's name as `scasml list` shows it (e.g. quickstart)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<experiment name>)")
-    p.add_argument("--force", action="store_true", help="delete an existing run of a different config in DIR")
+    p.add_argument("--force", action="store_true", help="delete an existing run of a different config in DIR "
+                   "(only if DIR holds nothing else; a run of the same config resumes)")
     _overrides(p)
     _common(p)
     p.set_defaults(handler=cmd_run)

@@ -321,6 +321,61 @@ def test_force_deletes_only_a_run_and_refuses_a_run_with_user_files(tmp_path, co
     assert json.loads((run.path / "scasml-run.json").read_text())["config_sha256"] == other.fingerprint()
 
 
+@pytest.mark.parametrize("mine", ["results/my_analysis.ipynb", "figures/paper_fig.pdf", "stages/notes.txt",
+                                  "raw/eval/mine.csv", "sweep/other.scasml"])
+def test_force_refuses_user_files_at_any_depth(tmp_path, config, other, mine):
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    written = ["stages/eval/rep-0/a/chunk-000.json", "raw/eval/rep-0/a/chunk-000.npz", "results/points.csv",
+               "results/sweeps.csv", "figures/band.pdf", "figures/training.png", "sweep/surrogate-50-steps.scasml"]
+    for name in [*written, mine]:
+        (run.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (run.path / name).write_text("x")
+    with pytest.raises(RunDirectoryError, match=rf"also files scasml did not write \({re.escape(mine)}\)"):
+        RunDirectory.prepare(run.path, other, force=True)
+    assert all((run.path / name).read_text() == "x" for name in [*written, mine])
+    (run.path / mine).unlink()
+    _, resumed = RunDirectory.prepare(run.path, other, force=True)  # only what a run writes: emptied
+    assert not resumed and not any((run.path / name).exists() for name in written)
+
+
+def test_force_keeps_an_input_of_the_new_configuration(tmp_path, config):
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    (run.path / "checkpoint.scasml").write_bytes(b"trained")
+    checkpoint = f"surrogate.checkpoint={run.path / 'checkpoint.scasml'}"
+    reuse = config_from_dict(apply_overrides(config.to_dict(), [checkpoint]), check_files=False)
+    with pytest.raises(RunDirectoryError, match="holds this configuration's input .*checkpoint.scasml"):
+        RunDirectory.prepare(run.path, reuse, force=True)
+    assert (run.path / "checkpoint.scasml").read_bytes() == b"trained"
+
+
+def test_force_resumes_a_run_of_the_same_configuration(tmp_path, config):
+    run, _ = RunDirectory.prepare(tmp_path / "run", config)
+    run.finish("points/rep-0", {"seconds": 1.0})
+    _, resumed = RunDirectory.prepare(run.path, config, force=True)
+    assert resumed and run.stage_info("points/rep-0") is not None
+
+
+def test_losing_the_race_for_a_new_folder_leaves_the_winners_lock(tmp_path, config, monkeypatch):
+    path = tmp_path / "run"
+    winner = []
+    real_mkdir = type(path).mkdir
+
+    def mkdir_then_lose(self, *args, **kwargs):  # another process creates the folder and locks it first
+        real_mkdir(self, *args, **kwargs)
+        if self == path and not winner:
+            winner.append(RunDirectory(path).lock())
+            winner[0].__enter__()
+
+    monkeypatch.setattr(type(path), "mkdir", mkdir_then_lose)
+    with pytest.raises(RunDirectoryError, match="in use by another scasml process"):
+        RunDirectory.prepare(path, config)
+    assert (path / ".lock").is_file()  # the winner's lock file is not unlinked under it
+    with pytest.raises(RunDirectoryError, match="in use"):  # and it still excludes everyone else
+        with RunDirectory(path).lock():
+            pass
+    winner[0].__exit__(None, None, None)
+
+
 def test_a_refused_folder_is_left_untouched(tmp_path, config):
     (tmp_path / "config.toml").write_text("mine")
     with pytest.raises(RunDirectoryError):

@@ -17,7 +17,7 @@ from .._calibrate import truncation_message
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig
 from ._metrics import NOMINAL_LEVELS, compute_metrics, compute_timings, evaluation_split
-from ._rundir import RunDirectory, read_json
+from ._rundir import FIGURE_NAMES, RunDirectory, read_json
 from ._runner import collect_results, own_estimates, widened_sources
 
 log = logging.getLogger("scasml.experiments")
@@ -444,6 +444,7 @@ def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> 
         "convergence": _plots.convergence_figure(config, pde, metrics),
         "training": _plots.training_figure(config, pde, results.training_curve),
     }
+    assert figures.keys() == set(FIGURE_NAMES), "a figure's name must be in FIGURE_NAMES (what --force may delete)"
     written = {}
     for name, fig in figures.items():
         if fig is None:

@@ -38,12 +38,19 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ._config import ExperimentConfig, config_from_dict
+from ._schema import parse_python_kind
 
 MARKER = "scasml-run.json"
 LOCK = ".lock"
+# The report's figures, figures/<name>.png and .pdf (the only files a run writes in figures/).
+FIGURE_NAMES = ("errors", "scatter", "improvement", "calibration", "band", "scaling", "convergence", "training")
+# The folders a run writes below its own, and what it writes in them (relative POSIX paths).
+RUN_FOLDERS = frozenset({"stages", "raw", "results", "sweep", "figures"})
+_RUN_FILES = re.compile(r"stages/.+\.json|raw/.+\.npz|results/(points\.(csv|npz)|sweeps\.csv)"
+                        rf"|figures/({'|'.join(FIGURE_NAMES)})\.(png|pdf)|sweep/surrogate-\d+-steps\.scasml")
 # What a run writes at the top of its folder: --force deletes a run folder only if it holds nothing else.
 RUN_ENTRIES = frozenset({MARKER, LOCK, "config.toml", "config.json", "run.log", "checkpoint.scasml", "training.csv",
-                         "stages", "raw", "results", "sweep", "figures", "metrics.json", "timings.json", "report.md"})
+                         "metrics.json", "timings.json", "report.md"}) | RUN_FOLDERS
 # The temporary files of ``atomic_write_bytes`` (".<name>.<8 random characters>.tmp"), left by a killed write.
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
@@ -54,6 +61,34 @@ def _creation_leftover(entry: Path) -> bool:
     if entry.name == LOCK:
         return entry.is_file() and not entry.is_symlink() and entry.stat().st_size == 0
     return entry.name.startswith(f".{MARKER}.") and bool(_TEMPORARY.match(entry.name)) and entry.is_file()
+
+
+def _foreign_entries(root: Path) -> list[str]:
+    """The paths below the run folder ``root`` (relative, sorted) that no run writes: what ``--force`` must not
+    delete. Links are judged by their own names, never followed."""
+    foreign = []
+    for entry in root.iterdir():
+        if _TEMPORARY.match(entry.name):
+            continue
+        if entry.name not in RUN_ENTRIES:
+            foreign.append(entry.name)
+        elif entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+            for folder, dirs, files in os.walk(entry):  # links to folders are listed in dirs, not followed
+                for name in files + [d for d in dirs if Path(folder, d).is_symlink()]:
+                    path = Path(folder, name).relative_to(root).as_posix()
+                    if not (_TEMPORARY.match(name) or _RUN_FILES.fullmatch(path)):
+                        foreign.append(path)
+    return sorted(foreign)
+
+
+def _inputs_inside(config: ExperimentConfig, root: Path) -> list[str]:
+    """The configuration's input files (surrogate.checkpoint, a python: surrogate's file) inside ``root``."""
+    inputs = [config.surrogate.checkpoint] if config.surrogate.checkpoint else []
+    if config.surrogate_family == "python":
+        target, _, is_file = parse_python_kind(config.surrogate.kind)
+        inputs += [target] if is_file else []
+    inside = root.resolve()
+    return [p for p in inputs if Path(p).resolve().is_relative_to(inside)]
 
 
 def read_json(path: Path) -> dict | None:
@@ -84,23 +119,23 @@ class RunDirectory:
         lock held.
 
         Nothing in the folder is touched before the lock is held, so a live run is never disturbed (``force``
-        included). A folder holding a run of a different configuration is refused unless ``force``, which
-        empties it, and only if it holds nothing but what a run writes (``RUN_ENTRIES``). A non-empty folder
-        that is not a run is always refused. Stale temporary files of killed writes are removed.
+        included). A run of the same configuration resumes (``force`` or not). A folder holding a run of a
+        different configuration is refused unless ``force``, which empties it, and only if everything in it, at any
+        depth, is something a run writes (``RUN_ENTRIES``, ``_RUN_FILES``) and the new configuration reads no input
+        from it. A non-empty folder that is not a run is always refused. Stale temporary files of killed writes
+        are removed.
         """
         run = cls(path)
         run._inspect(config, force)  # read-only: a refusal leaves no trace (not even a lock file)
         created = not run.path.exists()
         run.path.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
+        with run.lock():  # "in use" is raised here and leaves the folder to the process that holds it
             try:
-                stack.enter_context(run.lock())
                 resumed = run._set_up(config, run._inspect(config, force))  # inspected again, now under the lock
             except RunDirectoryError:
                 if created and not (run.path / MARKER).exists():  # refused in a folder made just now: no trace
-                    stack.close()
                     with contextlib.suppress(OSError):
-                        (run.path / LOCK).unlink(missing_ok=True)
+                        (run.path / LOCK).unlink(missing_ok=True)  # ours (held), then the folder if empty
                         run.path.rmdir()
                 raise
             yield run, resumed
@@ -123,18 +158,25 @@ class RunDirectory:
             stored = read_json(marker)
             if stored is None or not isinstance(stored.get("config_sha256"), str):
                 raise RunDirectoryError(f"{marker} is corrupt; choose another --out (or delete the folder)")
-            if stored["config_sha256"] == config.fingerprint() and not force:
-                return True
+            if stored["config_sha256"] == config.fingerprint():
+                return True  # the same configuration resumes, with --force too: a finished run is never redone
             if not force:
                 raise RunDirectoryError(
                     f"{self.path} holds a run of a different configuration ({stored.get('experiment')!r}); "
                     "choose another --out or pass --force to delete it"
                 )
-            foreign = sorted(p.name for p in entries if p.name not in RUN_ENTRIES and not _TEMPORARY.match(p.name))
+            foreign = _foreign_entries(self.path)
             if foreign:
+                shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
                 raise RunDirectoryError(
-                    f"{self.path} holds a scasml run but also files scasml did not write ({', '.join(foreign)}); "
+                    f"{self.path} holds a scasml run but also files scasml did not write ({shown}); "
                     "--force deletes only what a run wrote: move them away or choose another --out"
+                )
+            inputs = _inputs_inside(config, self.path)
+            if inputs:
+                raise RunDirectoryError(
+                    f"{self.path} holds this configuration's input ({', '.join(inputs)}), which --force would "
+                    "delete with the old run: copy it out of the folder first or choose another --out"
                 )
             return False
         if not all(_creation_leftover(p) for p in entries):
