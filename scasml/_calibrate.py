@@ -283,13 +283,20 @@ def _source_block(pde, lanes: int, directions: int | None) -> int | None:
     return max(1, CPU_SWEEP_ROWS // (lanes * (k + 3)))
 
 
+# Replicas r ≥ 1 of a point draw from fold_in(fold_in(k_i, REPLICA_STREAM), r), k_i the point's key: estimators
+# split k_i, and split(k, n)[j] == fold_in(k, j), so fold_in(k_i, r) would repeat the pilot's subkey j = r.
+REPLICA_STREAM = 2**31 - 1
+
+
 def replica_key(key, index, replica=None):
-    """The key of replica ``replica`` of point ``index``: ``fold_in(key, index)`` for replica 0 (the key of a
-    uniform run), ``fold_in(fold_in(key, index), replica)`` for replica r ≥ 1."""
+    """The key of replica ``replica`` of point ``index``: k_i = ``fold_in(key, index)`` for replica 0 (the key of a
+    uniform run), ``fold_in(fold_in(k_i, REPLICA_STREAM), replica)`` for replica r ≥ 1 (apart from every subkey an
+    estimator splits k_i into)."""
     point = jax.random.fold_in(key, index)
     if replica is None:
         return point
-    data = jnp.where(replica == 0, jax.random.key_data(point), jax.random.key_data(jax.random.fold_in(point, replica)))
+    stream = jax.random.fold_in(jax.random.fold_in(point, REPLICA_STREAM), replica)
+    data = jnp.where(replica == 0, jax.random.key_data(point), jax.random.key_data(stream))
     return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
 
 
@@ -698,8 +705,9 @@ def solve(
 
     ``allocation``: None (one run of ``estimator`` per point), ``TargetStderr(absolute=…, relative=…)`` (replicas
     until each point's standard error meets the target, within caps) or ``Budget(evaluations=… | seconds=…)``
-    (a total spread where the pilot's errors are largest); see ``scasml.TargetStderr``. Replica r of point i
-    draws from ``fold_in(fold_in(key, index_offset + i), r)`` (r ≥ 1; replica 0 is the uniform run).
+    (a total spread where the pilot's errors are largest); see ``scasml.TargetStderr``. Replica r ≥ 1 of point i
+    draws from ``fold_in(fold_in(k_i, 2**31 − 1), r)`` with k_i = ``fold_in(key, index_offset + i)``, the key of
+    replica 0 (the uniform run).
     ``progress``: a progress bar over the points that receive more replicas.
     """
     if not isinstance(pde, AbstractSemilinearPDE):

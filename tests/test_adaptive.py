@@ -203,6 +203,18 @@ def test_bad_allocations_are_refused(build, message):
         build()
 
 
+def test_replica_streams_are_apart_from_the_pilots_subkeys():
+    from scasml._calibrate import replica_key
+
+    key = jax.random.key(3)
+    point = replica_key(key, 5)
+    data = lambda k: tuple(np.asarray(jax.random.key_data(k)).tolist())
+    assert data(replica_key(key, 5, 0)) == data(point)  # replica 0 is the uniform run
+    pilot = {data(k) for k in jax.random.split(point, 256)}  # what an estimator may split the point's key into
+    replicas = {data(replica_key(key, 5, r)) for r in range(1, 256)}
+    assert len(replicas) == 255 and not pilot & replicas
+
+
 def test_allocations_take_their_targets_positionally():
     assert scasml.TargetStderr(1e-3) == scasml.TargetStderr(absolute=1e-3)
     assert scasml.TargetStderr(None, 0.1).relative == 0.1 and scasml.TargetStderr(1e-3).rounds == 2
