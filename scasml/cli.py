@@ -14,6 +14,8 @@ Exit status: 0 success, 2 invalid input (config, files, run directory), 130 inte
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
 import os
 import sys
@@ -143,16 +145,60 @@ def cmd_report(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _training_lock(path: Path):
+    """An exclusive lock on the checkpoint ``path`` while it is trained further, so that a second
+    ``scasml train --continue`` on it is refused instead of racing it (one of the two would lose its steps)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - held for the duration of the context
+    except OSError as err:
+        raise CommandError(f"--continue: cannot open {path}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandError(f"--continue: {path} is being trained by another scasml process; wait for it to "
+                               "end") from None
+        if os.fstat(fh.fileno()).st_ino != os.stat(path).st_ino:  # saved anew by a run that just ended
+            raise CommandError(f"--continue: {path} was replaced while it was opened; run the command again")
+        yield
+    finally:
+        fh.close()
+
+
+def _save_new(save, out: Path, overwrite: bool, *args, **kwargs) -> Path:
+    """Save to ``out`` (replacing it only with ``overwrite``); if a file of that name appeared meanwhile, keep
+    it and save beside it under a new name, then refuse with both names."""
+    try:
+        save(out, *args, overwrite=overwrite, **kwargs)
+        return out
+    except FileExistsError:
+        aside = out.with_name(f"{out.stem}.{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix}")
+        save(aside, *args, overwrite=False, **kwargs)
+        raise CommandError(f"{out} was created while training and is left as it is; the new surrogate is saved as "
+                           f"{aside}") from None
+
+
 def cmd_train(args) -> int:
+    config = _config(args)
+    out = Path(args.output or f"{config.name}.scasml")
+    if args.resume and config.surrogate_family == "pinn":
+        _check_output(out, "--output")
+        if not out.is_file():
+            raise CommandError(f"--continue: no checkpoint at {out} to continue")
+        with _training_lock(out):
+            return _train(args, config, out)
+    return _train(args, config, out)
+
+
+def _train(args, config, out: Path) -> int:
     from .experiments._compute import train_surrogate
     from .surrogates import load, read_header, save
 
-    config = _config(args)
     if config.surrogate_family == "python":
         raise CommandError(f"surrogate.kind = {config.surrogate.kind!r} is a user function: there is nothing to train "
                            "(use it directly with `scasml run` or `scasml calibrate --surrogate`)")
     pde = config.make_pde()
-    out = Path(args.output or f"{config.name}.scasml")
     _check_output(out, "--output")
     if config.surrogate_family == "gp":
         return _fit_gp(args, config, pde, out)
@@ -179,7 +225,7 @@ def cmd_train(args) -> int:
     if previous is not None:
         record["continued_from"] = previous
     record["seconds"] = round(tlog.seconds, 3)
-    save(out, surrogate, pde, training=record)
+    _save_new(save, out, args.force or args.resume, surrogate, pde, training=record)
     print(f"saved {out}: {record['total_steps']} steps in total, final loss {record['final_loss']:.3e} "
           f"({tlog.seconds:.1f} s)")
     return 0
@@ -195,7 +241,7 @@ def _fit_gp(args, config, pde, out: Path) -> int:
         raise CommandError(f"{out} exists; pass --force to overwrite it")
     enable_compile_cache(args.compile_cache)
     surrogate, fit, record = fit_gp_surrogate(config, pde)
-    save(out, surrogate, pde, training=record)
+    _save_new(save, out, args.force, surrogate, pde, training=record)
     print(f"saved {out}: GP with {surrogate.n_centres} centres, residual RMS {record['final_residual_rms']:.3e}, "
           f"terminal RMS {record['final_terminal_rms']:.3e} ({fit.seconds:.1f} s)")
     return 0
@@ -273,6 +319,8 @@ def cmd_calibrate(args) -> int:
     if out.suffix.lower() not in (".csv", ".npz"):
         raise CommandError(f"--out {out}: use a .csv or .npz file name")
     _check_output(out, "--out")
+    if out.resolve() == points.resolve() or (out.exists() and os.path.samefile(out, points)):
+        raise CommandError(f"--out {out} is the points file itself; choose another name (it would be replaced)")
     if out.exists() and not args.force:
         raise CommandError(f"{out} exists; pass --force to overwrite it")
     try:
@@ -359,7 +407,11 @@ def cmd_calibrate(args) -> int:
         shrunk = f"; SURE shrinkage threshold {threshold:.3g} standard errors"
     if pde.has_exact:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
-    write_predictions(out, columns, x)
+    try:
+        write_predictions(out, columns, x, overwrite=args.force)
+    except FileExistsError:
+        raise CommandError(f"{out} was created while calibrating; it is left as it is (pass --force to overwrite "
+                           "it, or choose another --out)") from None
     inside = "in the intervals: --widen" if args.widen else "not in the intervals"
     truncated = "" if truncation is None else f"; Picard truncation ≈ {truncation:.2e} (RMS, {inside})"
     if args.widen and truncation is None:

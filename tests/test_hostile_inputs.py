@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -374,6 +375,60 @@ def test_losing_the_race_for_a_new_folder_leaves_the_winners_lock(tmp_path, conf
         with RunDirectory(path).lock():
             pass
     winner[0].__exit__(None, None, None)
+
+
+def test_a_write_that_must_not_overwrite_keeps_a_file_made_meanwhile(tmp_path):
+    from scasml._io import atomic_write_bytes
+
+    path = tmp_path / "out.csv"
+    atomic_write_bytes(path, b"first", overwrite=False)
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(path, b"second", overwrite=False)
+    assert path.read_bytes() == b"first" and sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
+    atomic_write_bytes(path, b"third")
+    assert path.read_bytes() == b"third"
+
+
+def test_calibrate_never_writes_over_its_own_points(checkpoint, tmp_path, capsys):
+    points = tmp_path / "points.csv"
+    points.write_text("t,x0,x1,x2\n0.1,0.123456789012345678,0.2,0.3\n")
+    before = points.read_text()
+    for out in (points, tmp_path / "." / "points.csv"):
+        for force in ([], ["--force"]):
+            assert main(["calibrate", str(checkpoint), "--points", str(points), "--out", str(out), "--levels", "1",
+                         "--base", "4", "--quiet", *force]) == 2
+            assert "is the points file itself" in capsys.readouterr().err
+    assert points.read_text() == before
+
+
+def test_a_checkpoint_that_load_would_refuse_is_not_written(tmp_path):
+    pinn = scasml.PINN(3, PDE.horizon, jax.random.key(0), width=8, depth=1)
+    arrays, static = eqx.partition(pinn, eqx.is_array)
+    mixed = eqx.combine(jax.tree.map(lambda a: np.asarray(a, np.float64) if a.ndim == 1 else a, arrays), static)
+    with pytest.raises(TypeError, match="must all be float32 or all float64, got float32, float64"):
+        scasml.save_surrogate(tmp_path / "mixed.scasml", mixed, PDE)
+    counted = eqx.combine(jax.tree.map(lambda a: np.asarray(a, np.int32) if a.ndim == 1 else a, arrays), static)
+    with pytest.raises(TypeError, match="got float32, int32"):
+        scasml.save_surrogate(tmp_path / "ints.scasml", counted, PDE)
+    assert not list(tmp_path.iterdir())
+
+
+def test_continue_is_refused_while_another_process_trains_the_checkpoint(tmp_path, capsys):
+    import fcntl
+
+    config = tmp_path / "tiny.toml"
+    config.write_text('[experiment]\nname = "tiny"\n[equation]\nname = "vb"\ndim = 3\n[surrogate]\nwidth = 8\n'
+                      'depth = 1\n[training]\nsteps = 2\nlog_every = 1\ncollocation = 16\nterminal_points = 8\n'
+                      '[methods.surrogate]\nkind = "surrogate"\n')
+    ckpt = tmp_path / "model.scasml"
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
+    before = ckpt.read_bytes()
+    with open(ckpt, "rb") as other:  # another process trains it further
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet"]) == 2
+    assert "being trained by another scasml process" in capsys.readouterr().err and ckpt.read_bytes() == before
+    assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet"]) == 0
+    assert read_header(ckpt)["training"]["total_steps"] == 4
 
 
 def test_a_refused_folder_is_left_untouched(tmp_path, config):

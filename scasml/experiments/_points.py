@@ -133,13 +133,14 @@ def read_points(path, dim: int, horizon: float) -> tuple[np.ndarray, np.ndarray]
     return t, x
 
 
-def write_predictions(path, columns: dict[str, np.ndarray], x: np.ndarray) -> None:
-    """CSV (t, x0…, then one column per entry) or .npz (x as one array), written atomically."""
+def write_predictions(path, columns: dict[str, np.ndarray], x: np.ndarray, overwrite: bool = True) -> None:
+    """CSV (t, x0…, then one column per entry) or .npz (x as one array), written atomically (``overwrite=False``:
+    ``FileExistsError`` if ``path`` exists when it is written)."""
     path = Path(path)
     if path.suffix.lower() == ".npz":
         buffer = io.BytesIO()
         np.savez(buffer, x=x, **columns)
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue(), overwrite)
         return
     names = list(columns)
     header = ["t"] + [f"x{i}" for i in range(x.shape[1])] + [n for n in names if n != "t"]
@@ -147,7 +148,7 @@ def write_predictions(path, columns: dict[str, np.ndarray], x: np.ndarray) -> No
     for i in range(x.shape[0]):
         vals = [columns["t"][i], *x[i], *(columns[n][i] for n in names if n != "t")]
         lines.append(",".join(_cell(v) for v in vals))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n", overwrite)
 
 
 def _cell(v) -> str:

@@ -60,13 +60,19 @@ def register_architecture(kind: str, builder: Callable) -> None:
     _BUILDERS[kind] = builder
 
 
-def save(path, surrogate: AbstractSurrogate, pde=None, training: dict | None = None) -> None:
-    """Write ``surrogate`` (which must define ``architecture()``) to ``path`` atomically."""
+def save(path, surrogate: AbstractSurrogate, pde=None, training: dict | None = None, overwrite: bool = True) -> None:
+    """Write ``surrogate`` (which must define ``architecture()``) to ``path`` atomically (``overwrite=False``:
+    ``FileExistsError`` if ``path`` exists when it is written). Refuses, before writing, what ``load`` would
+    refuse: array leaves other than float32/float64, or of both."""
     from .. import __version__
 
     if not hasattr(surrogate, "architecture"):
         raise TypeError(f"{type(surrogate).__name__} cannot be saved: it defines no architecture()")
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(eqx.filter(surrogate, eqx.is_array))]
+    kinds = sorted({str(leaf.dtype) for leaf in leaves})
+    if not set(kinds) <= {"float32", "float64"} or len(kinds) > 1:
+        raise TypeError(f"{type(surrogate).__name__} cannot be saved: its arrays must all be float32 or all float64, "
+                        f"got {', '.join(kinds)} (keep integer or other data as static fields)")
     payload = b"".join(np.ascontiguousarray(leaf).astype(leaf.dtype.newbyteorder("<")).tobytes() for leaf in leaves)
     dtypes = {str(leaf.dtype) for leaf in leaves if np.issubdtype(leaf.dtype, np.floating)}
     header = {
@@ -75,14 +81,14 @@ def save(path, surrogate: AbstractSurrogate, pde=None, training: dict | None = N
         "architecture": surrogate.architecture(),
         "pde": None if pde is None else pde.parameters(),
         "dim": surrogate.architecture().get("dim"),
-        "dtype": dtypes.pop() if len(dtypes) == 1 else sorted(dtypes),
+        "dtype": dtypes.pop() if dtypes else None,
         "training": training or {},
         "leaves": [{"shape": list(leaf.shape), "dtype": str(leaf.dtype)} for leaf in leaves],
         "payload_bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
     }
     raw = json.dumps(header, sort_keys=True).encode("utf-8")
-    atomic_write_bytes(path, MAGIC + struct.pack("<Q", len(raw)) + raw + payload)
+    atomic_write_bytes(path, MAGIC + struct.pack("<Q", len(raw)) + raw + payload, overwrite)
 
 
 def read_header(path) -> dict:
