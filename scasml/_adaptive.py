@@ -171,6 +171,8 @@ class Budget(AbstractAllocation):
 
     def replicas(self, u, spread, done, cost, pilot_seconds) -> np.ndarray:
         n = np.size(spread)
+        if n == 0:  # every point at the horizon: nothing to estimate
+            return np.asarray(done, np.int64)
         if self.evaluations is not None:
             total = int(self.evaluations // cost)
         elif pilot_seconds >= self.seconds:

@@ -39,9 +39,10 @@ def widen(prediction: Estimate | CalibratedPrediction) -> Estimate | CalibratedP
 
 def widened_bounds(lower, upper, stderr, truncation, dof) -> tuple[np.ndarray, np.ndarray]:
     """Host arrays (N,): the intervals [lower, upper] re-centred as centre ± t·√(stderr² + truncation²), t the
-    Student-t 97.5 % quantile at ``dof``; exact points (stderr 0) unchanged."""
+    Student-t 97.5 % quantile at ``dof``; exact points (stderr 0) and non-finite intervals (flagged by
+    ``finite``) unchanged."""
     lower, upper, stderr = np.asarray(lower), np.asarray(upper), np.asarray(stderr)
-    centre = (lower + upper) / 2
+    keep = (stderr == 0) | ~np.isfinite(lower) | ~np.isfinite(upper)
+    centre = np.where(keep, 0, (lower + upper) / 2)
     half = interval_half_width(np.hypot(stderr, np.asarray(truncation)), dof).astype(lower.dtype)
-    exact = stderr == 0
-    return np.where(exact, lower, centre - half), np.where(exact, upper, centre + half)
+    return np.where(keep, lower, centre - half), np.where(keep, upper, centre + half)

@@ -215,6 +215,15 @@ def test_replica_streams_are_apart_from_the_pilots_subkeys():
     assert len(replicas) == 255 and not pilot & replicas
 
 
+def test_allocations_at_points_all_on_the_horizon():
+    pde, surrogate = _vb()
+    t, x = jnp.full(3, pde.horizon), jnp.zeros((3, pde.dim))
+    for allocation in (scasml.Budget(seconds=10.0), scasml.Budget(evaluations=1.0), scasml.TargetStderr(1e-3)):
+        out = scasml.calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, 4), key=jax.random.key(0),
+                               allocation=allocation)
+        assert np.all(out.stderr == 0), allocation  # exact there; no division by zero live points
+
+
 def test_allocations_take_their_targets_positionally():
     assert scasml.TargetStderr(1e-3) == scasml.TargetStderr(absolute=1e-3)
     assert scasml.TargetStderr(None, 0.1).relative == 0.1 and scasml.TargetStderr(1e-3).rounds == 2

@@ -153,3 +153,13 @@ def test_widen_keeps_exact_points_centres_and_refuses_twice():
     same = scasml.widen(linear)
     assert same.widened and linear.truncation is None
     np.testing.assert_array_equal(same.lower, linear.lower)
+
+
+def test_widened_bounds_leave_non_finite_intervals_as_they_are():
+    from scasml._widen import widened_bounds
+
+    bounds = np.array([-np.inf, 0.9, 1.0]), np.array([np.inf, 1.1, 1.0])
+    stderr, truncation, dof = np.array([np.inf, 0.05, 0.0]), np.array([0.01, 0.01, 0.0]), np.array([10, 10, np.inf])
+    lower, upper = widened_bounds(*bounds, stderr, truncation, dof)
+    assert lower[0] == -np.inf and upper[0] == np.inf  # flagged by `finite`, not turned into NaN
+    assert lower[1] < 0.9 and upper[1] > 1.1 and lower[2] == upper[2] == 1.0
