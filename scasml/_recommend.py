@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._adaptive import SAFETY, Budget, TargetStderr
+from ._adaptive import SAFETY, Budget, TargetStderr, _cap_total
 from ._calibrate import TRUNCATION_WARNING, calibrate, solve, truncation_estimate
 from ._checks import is_count
 from ._derivatives import ExactTrace
@@ -68,7 +68,8 @@ class Recommendation(eqx.Module):
                    "candidates the budget cannot give one replica per point are marked by RMS se = inf)")
         else:
             why = ("the least predicted time among the candidates predicted to meet the target at every point "
-                   "(replicas ∝ stderr²)")
+                   "(replicas ∝ stderr², within max_replicas and max_evaluations; candidates whose pilot alone "
+                   "exceeds max_evaluations are marked by RMS se = inf)")
         return "\n".join(lines + [f"why: {why}. truncation: the pilot's estimate of the Picard bias, which is not "
                                    f"in this model (—: none, n = 1 or fewer than 32 pilot points; !: above "
                                    f"{TRUNCATION_WARNING} × the predicted RMS se, consider more levels)"])
@@ -132,13 +133,23 @@ def recommend(
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 wanted = np.where(stderr <= tol, 1.0, np.ceil(SAFETY * (stderr / tol) ** 2))
             wanted = np.where(np.isfinite(wanted), wanted, math.inf)
-            replicas = np.minimum(wanted, target.max_replicas)
+            replicas = np.minimum(wanted, target.max_replicas).astype(np.int64)
+            affordable = target.max_evaluations is None or target.max_evaluations >= n * cost
+            if target.max_evaluations is not None and affordable:  # the cap, shared as over all n points
+                allowed = int(target.max_evaluations // cost * len(chosen) / n)
+                replicas = _cap_total(replicas, np.ones_like(replicas), max(allowed, len(chosen)))
             reached = stderr / np.sqrt(replicas)
             rms, mean_replicas = float(np.sqrt(np.mean(reached**2))), float(np.mean(replicas))
-            row.update(replicas=mean_replicas, misses=float(np.mean(wanted > target.max_replicas)),
+            if not affordable:  # calibrate would refuse it: the pilot alone exceeds max_evaluations
+                rms, mean_replicas = math.inf, math.nan
+            row.update(replicas=mean_replicas, misses=float(np.mean(wanted > replicas)) if affordable else 1.0,
                        rms_stderr=rms, flagged=cut > TRUNCATION_WARNING * rms,
                        evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
         rows.append(row)
+    if all(math.isinf(r["rms_stderr"]) for r in rows):
+        cheapest = min(r["cost"] for r in rows)
+        raise ValueError(f"recommend: no candidate fits {target!r}: one replica of the cheapest at each of the {n} "
+                         f"points takes {cheapest * n:.4g} function evaluations")
     if isinstance(target, Budget):
         best = min(rows, key=lambda r: r["rms_stderr"])
     else:

@@ -268,6 +268,30 @@ def test_recommend_picks_by_the_cost_model_and_explains():
         scasml.recommend(surrogate, pde, t, x, target, key=jax.random.key(0), candidates=())
 
 
+def test_recommend_keeps_to_max_evaluations():
+    pde, surrogate = _vb()
+    t, x = pde.sample_domain(jax.random.key(2), 64)
+    candidates = (scasml.MultilevelPicard(2, 4), scasml.MultilevelPicard(2, 8))
+    uniform = scasml.calibrate(surrogate, pde, t, x, candidates[0], key=jax.random.key(5))
+    tau = 0.5 * float(np.median(uniform.stderr))  # reachable within max_replicas at most points
+    free = scasml.recommend(surrogate, pde, t, x, scasml.TargetStderr(absolute=tau), key=jax.random.key(0),
+                            candidates=candidates, pilot_points=8)
+    cap = 0.5 * min(r["evaluations"] for r in free.rows)
+    capped = scasml.recommend(surrogate, pde, t, x, scasml.TargetStderr(absolute=tau, max_evaluations=cap),
+                              key=jax.random.key(0), candidates=candidates, pilot_points=8)
+    pairs = list(zip(free.rows, capped.rows, strict=True))
+    for before, after in pairs:  # predicted within the cap, and the misses that costs; or beyond it (inf)
+        if math.isinf(after["rms_stderr"]):
+            assert after["cost"] * 64 > cap and after["misses"] == 1
+        else:
+            assert after["evaluations"] <= cap * (1 + 1e-9) and after["misses"] >= before["misses"]
+    assert any(after["misses"] > before["misses"] for before, after in pairs)
+    cheapest = min(r["cost"] for r in free.rows)
+    with pytest.raises(ValueError, match="no candidate fits"):  # not even the pilot of the cheapest
+        scasml.recommend(surrogate, pde, t, x, scasml.TargetStderr(absolute=tau, max_evaluations=cheapest),
+                         key=jax.random.key(0), candidates=candidates, pilot_points=8)
+
+
 def test_recommend_shows_the_picard_truncation_without_ranking_by_it():
     """VB-20 with û = u + 0.05·sin(Σx + t): the n = 2 truncation (≈ 1.3e-3, tests/test_truncation.py) exceeds
     0.3 × the standard error that a target of 1e-3 asks for: the table marks it, the pilots do not warn, and the
