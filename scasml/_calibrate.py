@@ -3,11 +3,9 @@
 Both run one jitted program per call: query points are split into chunks (``lax.map`` over chunks, ``vmap``
 within a chunk); the level recursion of the estimators is unrolled at trace time. Point i always draws its
 randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed ``CPU_LANES`` points whatever
-the chunk size, with point i at lane i mod ``CPU_LANES`` whatever the call's first index, so a point's result
-depends only on the key: the same on every call, for every N, chunk size, device count and split of the points
-over calls (``index_offset``). (On accelerators a chunk is one vmap; there different chunk sizes agree to
-floating-point rounding. With an ``allocation``, the top-up replicas are packed by the points that need them and
-can differ in the last float32 digit with the other points.) Points at t = T get the exact (g(x), σᵀ∇g(x)) from a
+the chunk size, so a point's result depends only on the key: the same on every call, for every N, chunk size,
+device count and split of the points over calls (``index_offset``). (On accelerators a chunk is one vmap; there
+different chunk sizes agree to floating-point rounding.) Points at t = T get the exact (g(x), σᵀ∇g(x)) from a
 separate small program.
 
 Across processes (``jax.distributed.initialize``, e.g. one per host), every process makes the same call (same
@@ -577,10 +575,6 @@ def _run_local(runner: _Runner, t, x, index, replica=None, valid=None):
     over the devices, the others skipped."""
     chunk, lanes, block = runner.layout
     devices = runner.devices
-    lead = _lane_lead(index, lanes) if replica is None else 0
-    if lead:  # point i at lane i mod lanes, as in one call from index 0 (see _lane_lead)
-        index = np.concatenate([index[0] - np.arange(lead, 0, -1, dtype=index.dtype), index])
-        t, x = np.concatenate([np.repeat(t[:1], lead), t]), np.concatenate([np.repeat(x[:1], lead, axis=0), x])
     n = x.shape[0]
     mesh = None
     if len(devices) > 1:
@@ -612,18 +606,7 @@ def _run_local(runner: _Runner, t, x, index, replica=None, valid=None):
     out = jax.device_get(_program(runner.pde, runner.estimator, runner.key, work, tc, xc, mesh, lanes, block))
     if order is not None:
         out = jax.tree.map(lambda a: a[order], out)
-    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[lead:n], out)
-
-
-def _lane_lead(index, lanes: int) -> int:
-    """Filler items to put before contiguous point indices ``index`` (n,) on CPUs so that point i sits at lane
-    i mod ``lanes`` of its vmap group, whatever the call's first index: XLA's CPU matrix products round a row
-    differently by its position in the group (last float32 digit), so a call from an index that is not a
-    multiple of ``lanes`` would otherwise differ from one call over all points. Accelerators (a whole chunk per
-    vmap) agree to rounding anyway."""
-    if jax.default_backend() != "cpu" or lanes != CPU_LANES or not len(index):
-        return 0
-    return int(index[0]) % lanes
+    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
 def _fingerprint(key, t, x, index, replica, valid) -> np.ndarray:

@@ -149,22 +149,6 @@ def test_surrogate_values_do_not_depend_on_the_other_points():
     assert one.surrogate == four.surrogate[2] and one.u == four.u[2]
 
 
-def test_calls_from_any_index_reproduce_one_call_bit_for_bit():
-    """A point's lane in its vmap group follows its index, not the call's first index: XLA's CPU matrix products
-    round a row by its position in the group, so calls of 7 points (or from index 1) once differed from one call in
-    the defect's last float32 digit."""
-    pinn, pde = scasml.pretrained("vb", 10)  # a width-50 network (a small one happened to round alike)
-    t, x = (np.asarray(a) for a in pde.sample_domain(jax.random.key(1), 40))
-    estimator = scasml.MultilevelPicard(2, 4)
-    whole = scasml.calibrate(pinn, pde, t, x, estimator, key=KEY)
-    parts = [scasml.calibrate(pinn, pde, t[i:i + 7], x[i:i + 7], estimator, key=KEY, index_offset=i)
-             for i in range(0, 40, 7)]
-    shifted = scasml.calibrate(pinn, pde, t[1:34], x[1:34], estimator, key=KEY, index_offset=1)
-    for field in ("u", "defect", "stderr", "lower", "upper"):
-        np.testing.assert_array_equal(np.concatenate([getattr(p, field) for p in parts]), getattr(whole, field))
-        np.testing.assert_array_equal(getattr(shifted, field), getattr(whole, field)[1:34])
-
-
 # ---- checkpoints (items 6 and 8) ----------------------------------------------------------------------
 
 
