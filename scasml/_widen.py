@@ -43,6 +43,7 @@ def widened_bounds(lower, upper, stderr, truncation, dof) -> tuple[np.ndarray, n
     ``finite``) unchanged."""
     lower, upper, stderr = np.asarray(lower), np.asarray(upper), np.asarray(stderr)
     keep = (stderr == 0) | ~np.isfinite(lower) | ~np.isfinite(upper)
-    centre = np.where(keep, 0, (lower + upper) / 2)
+    with np.errstate(invalid="ignore"):  # −inf + inf at the kept points
+        centre = np.where(keep, 0, (lower + upper) / 2)
     half = interval_half_width(np.hypot(stderr, np.asarray(truncation)), dof).astype(lower.dtype)
     return np.where(keep, lower, centre - half), np.where(keep, upper, centre + half)

@@ -323,7 +323,7 @@ def test_force_deletes_only_a_run_and_refuses_a_run_with_user_files(tmp_path, co
 
 
 @pytest.mark.parametrize("mine", ["results/my_analysis.ipynb", "figures/paper_fig.pdf", "stages/notes.txt",
-                                  "raw/eval/mine.csv", "sweep/other.scasml"])
+                                  "raw/eval/mine.csv", "sweep/other.scasml", "report.md/draft.txt"])
 def test_force_refuses_user_files_at_any_depth(tmp_path, config, other, mine):
     run, _ = RunDirectory.prepare(tmp_path / "run", config)
     written = ["stages/eval/rep-0/a/chunk-000.json", "raw/eval/rep-0/a/chunk-000.npz", "results/points.csv",
@@ -331,10 +331,13 @@ def test_force_refuses_user_files_at_any_depth(tmp_path, config, other, mine):
     for name in [*written, mine]:
         (run.path / name).parent.mkdir(parents=True, exist_ok=True)
         (run.path / name).write_text("x")
-    with pytest.raises(RunDirectoryError, match=rf"also files scasml did not write \({re.escape(mine)}\)"):
+    shown = mine.split("/")[0] if mine.startswith("report.md") else mine  # a folder in a run file's place
+    with pytest.raises(RunDirectoryError, match=rf"also files scasml did not write \({re.escape(shown)}\)"):
         RunDirectory.prepare(run.path, other, force=True)
     assert all((run.path / name).read_text() == "x" for name in [*written, mine])
     (run.path / mine).unlink()
+    if shown != mine:
+        (run.path / shown).rmdir()
     _, resumed = RunDirectory.prepare(run.path, other, force=True)  # only what a run writes: emptied
     assert not resumed and not any((run.path / name).exists() for name in written)
 

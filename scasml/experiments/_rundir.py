@@ -70,9 +70,10 @@ def _foreign_entries(root: Path) -> list[str]:
     for entry in root.iterdir():
         if _TEMPORARY.match(entry.name):
             continue
-        if entry.name not in RUN_ENTRIES:
-            foreign.append(entry.name)
-        elif entry.name in RUN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+        real_folder = entry.is_dir() and not entry.is_symlink()
+        if entry.name not in RUN_ENTRIES or (real_folder and entry.name not in RUN_FOLDERS):
+            foreign.append(entry.name)  # (a folder named like one of the run's files is not the run's)
+        elif real_folder:
             for folder, dirs, files in os.walk(entry):  # links to folders are listed in dirs, not followed
                 for name in files + [d for d in dirs if Path(folder, d).is_symlink()]:
                     path = Path(folder, name).relative_to(root).as_posix()
