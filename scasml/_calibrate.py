@@ -3,9 +3,12 @@
 Both run one jitted program per call: query points are split into chunks (``lax.map`` over chunks, ``vmap``
 within a chunk); the level recursion of the estimators is unrolled at trace time. Point i always draws its
 randomness from ``fold_in(key, i)``, and on CPUs the vectorised width is a fixed ``CPU_LANES`` points whatever
-the chunk size, so a point's result depends only on the key: the same on every call, for every N, chunk size,
-device count and split of the points over calls (``index_offset``). (On accelerators a chunk is one vmap; there
-different chunk sizes agree to floating-point rounding.) Points at t = T get the exact (g(x), σᵀ∇g(x)) from a
+the chunk size, so a point's random numbers depend only on the key and i: the same on every call, for every N,
+chunk size, device count and split of the points over calls (``index_offset``). The arithmetic on them can
+differ in the last float32 digit with the call's layout: XLA's CPU matrix products round a row by its lane in
+the vmap group, so calls that start at an index that is not a multiple of ``CPU_LANES`` (and, on accelerators,
+other chunk sizes) agree to rounding; splits at multiples of ``CPU_LANES`` were bit-identical in every case
+measured. Points at t = T get the exact (g(x), σᵀ∇g(x)) from a
 separate small program.
 
 Across processes (``jax.distributed.initialize``, e.g. one per host), every process makes the same call (same
@@ -694,7 +697,8 @@ def solve(
 
     Chunks of ``chunk_size`` points (default: from a memory model, independent of N) are sharded over ``devices``
     (default: all local devices); results do not depend on the number of devices. Point i uses the key
-    ``fold_in(key, index_offset + i)``: splitting points over calls with matching offsets reproduces one call.
+    ``fold_in(key, index_offset + i)``: splitting points over calls with matching offsets reproduces one call
+    (bit for bit where every call starts at a multiple of ``CPU_LANES`` on CPUs; see the module docstring).
     In a multi-process run (``jax.distributed.initialize``) every process must make this same call (same
     arguments); the points are split over the processes and every process gets the full result.
 

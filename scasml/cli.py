@@ -302,7 +302,7 @@ def cmd_calibrate(args) -> int:
     import jax
     import numpy as np
 
-    from ._calibrate import calibrate, truncation_estimate, truncation_message
+    from ._calibrate import CPU_LANES, calibrate, truncation_estimate, truncation_message
     from ._progress import ProgressBar
     from ._shrinkage import shrunk_prediction
     from ._widen import widened_bounds
@@ -373,7 +373,9 @@ def cmd_calibrate(args) -> int:
                                    progress=not args.quiet)
             parts = [jax.tree.map(np.asarray, prediction)]
         else:
-            size, n_chunks = chunk_layout(len(t), -(-len(t) // args.chunk_points))
+            size, _ = chunk_layout(len(t), -(-len(t) // args.chunk_points))
+            size = -(-size // CPU_LANES) * CPU_LANES  # chunks start at multiples of the vector width (see calibrate)
+            n_chunks = -(-len(t) // size)
             parts = []
             bar = ProgressBar("calibrate", n_chunks, not args.quiet)
             for c in range(n_chunks):  # point i uses fold_in(key(seed), i), whatever --chunk-points
@@ -595,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="Monte Carlo key jax.random.key(SEED); point i draws from fold_in(key, i) (default 0)")
     p.add_argument("--chunk-points", type=int, default=256,
-                   help="points per chunk (progress and memory; the results do not depend on it)")
+                   help="points per chunk, rounded up to a multiple of 4 (progress and memory; the results do not "
+                   "depend on it)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     _common(p)
     p.set_defaults(handler=cmd_calibrate)
