@@ -1,11 +1,34 @@
-"""Small file helpers: atomic writes."""
+"""Small file helpers: atomic writes and exclusive locks."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, mode: str, busy: Callable[[], Exception],
+                   unopenable: Callable[[OSError], Exception]):
+    """Hold ``flock(LOCK_EX)`` on the file ``path`` (opened with ``mode``; released when the context ends or the
+    process dies) and yield the open file. Raises ``busy()`` at once where another process holds it, and
+    ``unopenable(error)`` where the file cannot be opened."""
+    try:
+        fh = open(path, mode)  # noqa: SIM115 - held for the duration of the context
+    except OSError as err:
+        raise unopenable(err) from None
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
+        yield fh
+    finally:
+        fh.close()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import logging
 import os
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from ._io import exclusive_lock
 
 log = logging.getLogger("scasml.cli")
 _HANDLERS: list[logging.Handler] = []
@@ -149,21 +150,12 @@ def cmd_report(args) -> int:
 def _training_lock(path: Path):
     """An exclusive lock on the checkpoint ``path`` while it is trained further, so that a second
     ``scasml train --continue`` on it is refused instead of racing it (one of the two would lose its steps)."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - held for the duration of the context
-    except OSError as err:
-        raise CommandError(f"--continue: cannot open {path}: {err.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CommandError(f"--continue: {path} is being trained by another scasml process; wait for it to "
-                               "end") from None
+    busy = lambda: CommandError(f"--continue: {path} is being trained by another scasml process; wait for it to end")
+    unopenable = lambda err: CommandError(f"--continue: cannot open {path}: {err.strerror}")
+    with exclusive_lock(path, "rb", busy, unopenable) as fh:
         if os.fstat(fh.fileno()).st_ino != os.stat(path).st_ino:  # saved anew by a run that just ended
             raise CommandError(f"--continue: {path} was replaced while it was opened; run the command again")
         yield
-    finally:
-        fh.close()
 
 
 def _save_new(save, out: Path, overwrite: bool, *args, **kwargs) -> Path:

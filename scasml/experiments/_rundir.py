@@ -23,7 +23,6 @@ and is never overwritten or deleted.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text, exclusive_lock
 from ._config import ExperimentConfig, config_from_dict
 from ._schema import parse_python_kind
 
@@ -242,19 +241,11 @@ class RunDirectory:
     @contextlib.contextmanager
     def lock(self):
         """Hold an exclusive lock (released automatically if the process dies)."""
-        try:
-            fh = open(self.path / LOCK, "a")  # noqa: SIM115 - held for the duration of the context
-        except OSError as err:
-            raise RunDirectoryError(f"cannot lock {self.path}: {err.strerror} ({self.path / LOCK})") from None
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunDirectoryError(f"{self.path} is in use by another scasml process (a live run is never "
-                                        "interrupted or deleted, --force included); wait for it to end") from None
+        busy = lambda: RunDirectoryError(f"{self.path} is in use by another scasml process (a live run is never "
+                                         "interrupted or deleted, --force included); wait for it to end")
+        unopenable = lambda err: RunDirectoryError(f"cannot lock {self.path}: {err.strerror} ({self.path / LOCK})")
+        with exclusive_lock(self.path / LOCK, "a", busy, unopenable):
             yield self
-        finally:
-            fh.close()
 
     # ---- stages -----------------------------------------------------------------------------------------
     def _marker(self, stage: str) -> Path:
