@@ -126,6 +126,13 @@ def _phi1(z: Array) -> Array:
     return jnp.where(small, 1 + z / 2 + z**2 / 6, jnp.expm1(safe) / safe)
 
 
+def _positive_elapsed(elapsed):
+    """Elapsed times floored at √tiny (1e-19 in float32): a sampled time t + U²Δ with U = 0 exactly (about once in
+    10⁷ float32 draws of ``jax.random.uniform``) has τ = 0, where a transition's covariance vanishes and the
+    weight is 0/0. The floor changes no other time."""
+    return jnp.maximum(elapsed, jnp.sqrt(jnp.finfo(elapsed.dtype).tiny))
+
+
 class AbstractDynamics(eqx.Module):
     """dX_s = μ(s, X_s) ds + σ(s, X_s) dW_s in R^d.
 
@@ -372,6 +379,7 @@ class OrnsteinUhlenbeck(AbstractDynamics):
 
     def path(self, t, x, elapsed, noise):
         normals = noise[:, 0]
+        elapsed = _positive_elapsed(elapsed)  # τ = 0: a zero covariance, whose weight is 0/0
         steps = _increments(elapsed)
         if self._diagonal:
             def step(state, h, n):
@@ -471,9 +479,7 @@ class ItoDiffusion(AbstractDynamics):
 
     def path(self, t, x, elapsed, noise):
         k, dim = elapsed.shape[0], self.dim
-        # τ = 0 (a sampled time U²Δ with U = 0 exactly, about once in 10⁷ float32 draws) would make the weight 0/0:
-        # a floor of √tiny (1e-19 in float32) changes nothing else
-        elapsed = jnp.maximum(elapsed, jnp.sqrt(jnp.finfo(elapsed.dtype).tiny))
+        elapsed = _positive_elapsed(elapsed)
         h = jnp.repeat(_increments(elapsed) / self.steps, self.steps)  # (k·steps,)
         times = t + jnp.concatenate([jnp.zeros((1,), h.dtype), jnp.cumsum(h)[:-1]])
         normals = noise.reshape(k * self.steps, dim)

@@ -236,3 +236,15 @@ def test_singular_diffusion_on_a_path_is_flagged_not_silent():
     with pytest.warns(RuntimeWarning, match="not finite at 2 point"):
         est = scasml.solve(pde, jnp.zeros(2), jnp.zeros((2, D)), FK, key=jax.random.key(0))
     assert not bool(jnp.any(est.finite))
+
+
+@pytest.mark.parametrize("dynamics", [
+    scasml.ConstantCoefficients(3), scasml.GeometricBrownianMotion(3, 0.1, 0.2), scasml.OrnsteinUhlenbeck(3),
+    scasml.OrnsteinUhlenbeck(3, 0.0, -jnp.eye(3) + 0.1, 1.0),
+    scasml.ItoDiffusion(3, lambda t, x: -x, lambda t, x: 1.0 + 0.1 * jnp.tanh(x), steps=2)])
+def test_a_zero_elapsed_time_gives_a_finite_path_and_weight(dynamics):
+    """Feynman–Kac draws its times as t + U²Δ with ``jax.random.uniform``, which returns U = 0 about once in 10⁷
+    float32 draws: every dynamics must then stay finite (Ornstein–Uhlenbeck's zero covariance gave 0/0)."""
+    noise = jnp.ones((dynamics.noise_rows, 3))
+    point, weight = dynamics.sample(jnp.asarray(0.0), jnp.ones(3), jnp.asarray(0.0), noise)
+    assert bool(jnp.all(jnp.isfinite(point)) and jnp.all(jnp.isfinite(weight))), (point, weight)

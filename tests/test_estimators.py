@@ -141,6 +141,8 @@ def test_evaluation_counts():
         (lambda: scasml.MultilevelPicard(clip=True), "clip must be None or a positive finite number"),
         (lambda: scasml.MultilevelPicard(clip=float("inf")), "clip must be None or a positive finite number"),
         (lambda: scasml.MultilevelPicard(2, 2, variant="quadrature"), "quadrature variant needs base ≥ 3"),
+        (lambda: scasml.MultilevelPicard(2, 5, variant="quadrature", inner_base=2),
+         "quadrature variant needs inner_base ≥ 3"),
         (lambda: scasml.MultilevelPicard(debias=1), "debias must be True or False"),
         (lambda: scasml.FeynmanKac(paths=0), "paths must be a positive integer"),
         (lambda: scasml.FeynmanKac(time_rule="simpson"), "time_rule must be one of"),

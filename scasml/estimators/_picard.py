@@ -121,11 +121,12 @@ class MultilevelPicard(AbstractEstimator):
             raise ValueError(f"MultilevelPicard base must be ≥ 2 (to estimate a standard error), got {self.base}")
         if self.variant not in _VARIANTS:
             raise ValueError(f"MultilevelPicard variant must be one of {_VARIANTS}, got {self.variant!r}")
-        if self.variant == "quadrature" and self.base < 3:
-            raise ValueError(
-                "the quadrature variant needs base ≥ 3: with base 2 each time node gets round(√2) = 1 path, so no "
-                "standard error can be estimated (use base ≥ 3 or variant='full_history')"
-            )
+        for label, value in (("base", self.base), ("inner_base", self.inner_base)):
+            if self.variant == "quadrature" and is_count(value) and value < 3:
+                raise ValueError(
+                    f"the quadrature variant needs {label} ≥ 3: with 2 each time node gets round(√2) = 1 path, so no "
+                    "standard error can be estimated (use ≥ 3 or variant='full_history')"
+                )
         if self.clip is not None and not (
             isinstance(self.clip, (int, float)) and not isinstance(self.clip, bool) and 0 < self.clip < math.inf
         ):
