@@ -139,7 +139,7 @@ class TargetStderr(AbstractAllocation):
         wanted = np.where(enough, done, np.where(np.isfinite(wanted), np.maximum(wanted, done + 1), self.max_replicas))
         counts = np.clip(wanted, done, np.maximum(done, self.max_replicas)).astype(np.int64)
         if self.max_evaluations is not None:
-            counts = _cap_total(counts, done, int(self.max_evaluations // cost))
+            counts = cap_total(counts, done, int(self.max_evaluations // cost))
         return counts
 
 
@@ -224,7 +224,7 @@ def neyman(stderr, total: int) -> np.ndarray:
     return counts
 
 
-def _cap_total(counts: np.ndarray, done: np.ndarray, total: int) -> np.ndarray:
+def cap_total(counts: np.ndarray, done: np.ndarray, total: int) -> np.ndarray:
     """``counts`` (≥ ``done``) lowered to max(done, min(counts, L)) for the largest level L whose sum fits in
     ``total`` (the most demanding points cut first); ``done`` when nothing more fits."""
     level = lambda cap: np.maximum(done, np.minimum(counts, cap))

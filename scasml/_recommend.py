@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._adaptive import SAFETY, Budget, TargetStderr, _cap_total
+from ._adaptive import SAFETY, Budget, TargetStderr, cap_total
 from ._calibrate import TRUNCATION_WARNING, calibrate, solve, truncation_estimate
 from ._checks import is_count
 from ._derivatives import ExactTrace
@@ -137,7 +137,7 @@ def recommend(
             affordable = target.max_evaluations is None or target.max_evaluations >= n * cost
             if target.max_evaluations is not None and affordable:  # the cap, shared as over all n points
                 allowed = int(target.max_evaluations // cost * len(chosen) / n)
-                replicas = _cap_total(replicas, np.ones_like(replicas), max(allowed, len(chosen)))
+                replicas = cap_total(replicas, np.ones_like(replicas), max(allowed, len(chosen)))
             reached = stderr / np.sqrt(replicas)
             rms, mean_replicas = float(np.sqrt(np.mean(reached**2))), float(np.mean(replicas))
             if not affordable:  # calibrate would refuse it: the pilot alone exceeds max_evaluations

@@ -158,15 +158,16 @@ def _training_lock(path: Path):
         yield
 
 
-def _save_new(save, out: Path, overwrite: bool, *args, **kwargs) -> Path:
+def _save_new(out: Path, overwrite: bool, surrogate, pde, record: dict) -> None:
     """Save to ``out`` (replacing it only with ``overwrite``); if a file of that name appeared meanwhile, keep
     it and save beside it under a new name, then refuse with both names."""
+    from .surrogates import save
+
     try:
-        save(out, *args, overwrite=overwrite, **kwargs)
-        return out
+        save(out, surrogate, pde, training=record, overwrite=overwrite)
     except FileExistsError:
         aside = out.with_name(f"{out.stem}.{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix}")
-        save(aside, *args, overwrite=False, **kwargs)
+        save(aside, surrogate, pde, training=record, overwrite=False)
         raise CommandError(f"{out} was created while training and is left as it is; the new surrogate is saved as "
                            f"{aside}") from None
 
@@ -185,7 +186,7 @@ def cmd_train(args) -> int:
 
 def _train(args, config, out: Path) -> int:
     from .experiments._compute import train_surrogate
-    from .surrogates import load, read_header, save
+    from .surrogates import load, read_header
 
     if config.surrogate_family == "python":
         raise CommandError(f"surrogate.kind = {config.surrogate.kind!r} is a user function: there is nothing to train "
@@ -217,7 +218,7 @@ def _train(args, config, out: Path) -> int:
     if previous is not None:
         record["continued_from"] = previous
     record["seconds"] = round(tlog.seconds, 3)
-    _save_new(save, out, args.force or args.resume, surrogate, pde, training=record)
+    _save_new(out, args.force or args.resume, surrogate, pde, record)
     print(f"saved {out}: {record['total_steps']} steps in total, final loss {record['final_loss']:.3e} "
           f"({tlog.seconds:.1f} s)")
     return 0
@@ -225,7 +226,6 @@ def _train(args, config, out: Path) -> int:
 
 def _fit_gp(args, config, pde, out: Path) -> int:
     from .experiments._compute import fit_gp_surrogate
-    from .surrogates import save
 
     if args.resume:
         raise CommandError("--continue: a GP surrogate is fitted in one go, it cannot be trained further")
@@ -233,7 +233,7 @@ def _fit_gp(args, config, pde, out: Path) -> int:
         raise CommandError(f"{out} exists; pass --force to overwrite it")
     enable_compile_cache(args.compile_cache)
     surrogate, fit, record = fit_gp_surrogate(config, pde)
-    _save_new(save, out, args.force, surrogate, pde, training=record)
+    _save_new(out, args.force, surrogate, pde, record)
     print(f"saved {out}: GP with {surrogate.n_centres} centres, residual RMS {record['final_residual_rms']:.3e}, "
           f"terminal RMS {record['final_terminal_rms']:.3e} ({fit.seconds:.1f} s)")
     return 0
