@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import abc
+import math
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def _finite(*values) -> bool:
+    """Every value a finite real number (a domain with an infinite or NaN bound samples inf or NaN points)."""
+    try:
+        return all(not isinstance(v, bool) and math.isfinite(v) for v in values)
+    except TypeError:
+        return False
 
 
 class AbstractDomain(eqx.Module):
@@ -39,6 +48,8 @@ class Box(AbstractDomain):
     high: float = eqx.field(static=True)
 
     def __check_init__(self):
+        if not _finite(self.low, self.high):
+            raise ValueError(f"Box needs finite bounds, got [{self.low}, {self.high}]")
         if not self.low < self.high:
             raise ValueError(f"Box needs low < high, got [{self.low}, {self.high}]")
 
@@ -56,6 +67,8 @@ class Ball(AbstractDomain):
     radius: float = eqx.field(static=True, default=1.0)
 
     def __check_init__(self):
+        if not _finite(self.radius):
+            raise ValueError(f"Ball needs a finite radius, got {self.radius}")
         if not self.radius > 0:
             raise ValueError(f"Ball needs radius > 0, got {self.radius}")
 
@@ -80,10 +93,14 @@ class ScaledBox(AbstractDomain):
     high: float = eqx.field(static=True, default=1.5)
 
     def __check_init__(self):
+        if not _finite(self.low, self.high):
+            raise ValueError(f"ScaledBox needs finite bounds, got [{self.low}, {self.high}]")
         if not self.low < self.high:
             raise ValueError(f"ScaledBox needs low < high, got [{self.low}, {self.high}]")
         if not self.center:
             raise ValueError("ScaledBox needs a non-empty centre")
+        if not _finite(*self.center):
+            raise ValueError(f"ScaledBox needs a centre of finite coordinates, got {self.center}")
 
     def sample(self, key, n, dim, dtype=None):
         if dim != len(self.center):
@@ -106,6 +123,8 @@ class AlongPaths(AbstractDomain):
     def __check_init__(self):
         if not self.start:
             raise ValueError("AlongPaths needs a non-empty starting point")
+        if not _finite(*self.start):
+            raise ValueError(f"AlongPaths needs a starting point of finite coordinates, got {self.start}")
 
     def sample(self, key, n, dim, dtype=None):
         if dim != len(self.start):

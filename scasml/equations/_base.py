@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import equinox as eqx
 import jax.numpy as jnp
 
@@ -13,6 +15,18 @@ from .._pde import AbstractSemilinearPDE
 
 def _default_dtype(dtype):
     return jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
+
+
+def check_finite(owner: str, **parameters) -> None:
+    """ValueError naming the first of ``parameters`` that is not a finite real number (NaN and ±inf reach the
+    generator or the solution unnoticed and come out as NaN)."""
+    for label, value in parameters.items():
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"{owner} {label} must be a finite number, got {value!r}")
 
 
 class AbstractBenchmarkPDE(AbstractSemilinearPDE):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 
 from .._domain import ScaledBox
 from .._dynamics import GeometricBrownianMotion
-from ._base import AbstractBenchmarkPDE
+from ._base import AbstractBenchmarkPDE, check_finite
 
 
 class BlackScholesBarenblatt(AbstractBenchmarkPDE):
@@ -22,6 +22,7 @@ class BlackScholesBarenblatt(AbstractBenchmarkPDE):
     name = "bsb"
 
     def __init__(self, dim: int, horizon: float = 1.0, rate: float = 0.05, volatility: float = 0.4, dtype=None):
+        check_finite("BlackScholesBarenblatt", rate=rate, volatility=volatility)
         if not volatility > 0:
             raise ValueError(f"BlackScholesBarenblatt volatility must be positive, got {volatility!r}")
         center = tuple(1.0 if i % 2 == 0 else 0.5 for i in range(int(dim)))

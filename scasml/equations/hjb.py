@@ -95,7 +95,7 @@ class HJBLog(AbstractHJB):
 
 class LinearQuadraticGaussian(AbstractHJB):
     """LQG control: g(x) = log((1 + Σ_{i<d}[c1_i (x_i − x_{i+1})² + c2_i x_{i+1}²])/2) with c ~ U[0.5, 1.5]
-    drawn once from ``seed`` and stored in the instance. Domain: unit ball, T = 1."""
+    drawn once from ``seed`` (in float32, whatever the dtype) and stored in the instance. Domain: unit ball, T = 1."""
 
     coefficients: Float[Array, "2 d-1"]
     seed: int = eqx.field(static=True)
@@ -104,9 +104,11 @@ class LinearQuadraticGaussian(AbstractHJB):
     def __init__(self, dim: int, horizon: float = 1.0, seed: int = 0, dtype=None):
         super().__init__(dim, horizon, 0.0, 2**0.5, Ball(1.0), dtype)
         self.seed = int(seed)
+        # Drawn in float32 whatever the dtype, then cast: one seed is one equation in float32 and float64 (a
+        # float64 draw gives other numbers, and the shipped float32 surrogates were trained on the float32 draw).
         self.coefficients = jax.random.uniform(
-            jax.random.PRNGKey(seed), (2, max(dim - 1, 0)), self.dtype, minval=0.5, maxval=1.5
-        )
+            jax.random.PRNGKey(seed), (2, max(dim - 1, 0)), jnp.float32, minval=0.5, maxval=1.5
+        ).astype(self.dtype)
 
     def terminal(self, x):
         c1, c2 = self.coefficients

@@ -19,7 +19,9 @@ class LinearQuadraticOU(AbstractBenchmarkPDE):
     and is quadratic, u = Σ_i ½P(τ)x_i² + d·log(w(τ))/(2λ) with τ = T − t, from the Riccati equation
     P' = q + 2bP − λs²P² (P(0) = G) linearised by P = w'/(λs²w):
 
-        w(τ) = e^{bτ}(cosh κτ + β sinh κτ),   κ = √(b² + λs²q),   β = (λs²G − b)/κ.
+        w(τ) = e^{bτ}(cosh κτ + β sinh κτ),   κ = √(b² + λs²q),   β = (λs²G − b)/κ
+
+    (at κ = 0, i.e. b = q = 0, the limit w(τ) = 1 + λs²Gτ).
 
     Domain [−1, 1]^d. ``gradient_quadratic`` = −λ/2 lets multilevel Picard debias the ‖z‖² term."""
 
@@ -53,9 +55,13 @@ class LinearQuadraticOU(AbstractBenchmarkPDE):
         return 0.5 * self.terminal_cost * (x @ x)
 
     def _riccati(self, tau):
-        """(w(τ), w'(τ)) of the linearised Riccati equation."""
+        """(w(τ), w'(τ)) of the linearised Riccati equation; at κ = 0 (b = q = 0) its limit w = 1 + λs²Gτ
+        (κ is a Python number: for κ > 0, however small, β sinh κτ = (λs²G − b)·sinh(κτ)/κ is accurate)."""
         b, lam_s2 = self.rate, self.control_weight * self.vol**2
         kappa = (b**2 + lam_s2 * self.state_cost) ** 0.5
+        if kappa == 0.0:
+            slope = lam_s2 * self.terminal_cost
+            return 1.0 + slope * tau, slope * jnp.ones_like(tau)
         beta = (lam_s2 * self.terminal_cost - b) / kappa
         c, s = jnp.cosh(kappa * tau), jnp.sinh(kappa * tau)
         growth = jnp.exp(b * tau)
