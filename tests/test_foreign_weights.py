@@ -2,8 +2,10 @@
 installed, by PyTorch itself) load into surrogates that match a NumPy re-implementation of the same network."""
 
 import io
+import json
 import os
 import pickle
+import struct
 import sys
 import zipfile
 
@@ -137,6 +139,15 @@ def test_float64_and_float16_files_are_cast_to_the_parameter_dtype(tmp_path):
     np.testing.assert_allclose(values(u64, t, x), want, rtol=0, atol=3e-6 * scale(want))
     u16 = load_mlp_weights(tmp_path / "f16.safetensors", activation="tanh", dim=dim)
     np.testing.assert_allclose(values(u16, t, x), want, rtol=0, atol=3e-2 * scale(want))  # float16 weights
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16, np.int32])
+def test_parameter_dtype_must_be_float32_or_float64(tmp_path, dtype):
+    np.savez(tmp_path / "u.npz", **state_dict(make_layers([3, 8, 1])))
+    with pytest.raises(ValueError, match="load_mlp_weights: dtype must be float32 or float64"):
+        load_mlp_weights(tmp_path / "u.npz", activation="tanh", dim=2, dtype=dtype)
+    with pytest.raises(ValueError, match=r"MLPSurrogate: weights and biases must be all float32 or all float64"):
+        MLPSurrogate([np.ones((4, 3), dtype), np.ones((1, 4), dtype)], [np.zeros(4, dtype), np.zeros(1, dtype)], "tanh")
 
 
 def _numpy_fd_gradient(layers, activation, t, x, h=1e-5):
@@ -333,6 +344,60 @@ def test_pickle_based_torch_files_refused_with_a_conversion_recipe(tmp_path):
     np.savez(tmp_path / "objects.npz", a=np.array([{"w": 1}], dtype=object))
     with pytest.raises(WeightFileError, match=r"objects\.npz.*pickled \(object\) arrays"):
         load_mlp_weights(tmp_path / "objects.npz", activation="tanh", dim=3)
+
+
+def _padded_safetensors(tensors, header_length):
+    """float32 ``tensors`` in the safetensors layout, written by hand: the JSON header is padded with spaces (which
+    the format allows) to ``header_length`` bytes."""
+    header, blobs, offset = {}, [], 0
+    for name, array in tensors.items():
+        blob = np.ascontiguousarray(array, "<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    raw = json.dumps(header).encode()
+    assert len(raw) <= header_length
+    return struct.pack("<Q", header_length) + raw + b" " * (header_length - len(raw)) + b"".join(blobs)
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    pytest.importorskip("safetensors.numpy")
+    layers = make_layers([4, 8, 8, 1], seed=11)
+    length = 256 * 4 + 128  # ≡ 128 (mod 256): the file's first byte is 0x80, as a pickle's PROTO opcode
+    data = _padded_safetensors(state_dict(layers), length)
+    assert data[:1] == b"\x80"
+    (tmp_path / "u.safetensors").write_bytes(data)
+    u_hat = load_mlp_weights(tmp_path / "u.safetensors", activation="tanh", dim=3)
+    t, x = points(3)
+    want = reference(layers, "tanh", t, x)
+    np.testing.assert_allclose(values(u_hat, t, x), want, rtol=0, atol=3e-6 * scale(want))
+    (tmp_path / "p.safetensors").write_bytes(pickle.dumps({"linears.0.weight": [[0.0]]}, protocol=4))
+    with pytest.raises(WeightFileError, match=r"p\.safetensors.*is a pickle"):  # a real pickle, whatever its name
+        load_mlp_weights(tmp_path / "p.safetensors", activation="tanh", dim=3)
+
+
+def _npy_header(shape):
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def test_npz_entries_are_checked_before_they_are_inflated(tmp_path, monkeypatch):
+    path = tmp_path / "huge.npz"  # a header announcing a 4 TB (or 14 GB) array over 16 bytes of data
+    for shape in [(10**6, 10**6), (60000, 60000)]:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("0.weight.npy", _npy_header(shape) + bytes(16))
+            archive.writestr("0.bias.npy", _npy_header((1,)) + bytes(4))
+        with pytest.raises(WeightFileError, match=rf"huge\.npz.*tensor '0\.weight' announces shape "
+                                                   rf"\({shape[0]}, {shape[1]}\) of float32.*holds 16 bytes"):
+            load_mlp_weights(path, activation="tanh", dim=1)
+    # a small file that inflates beyond the size limit (8 GiB; lowered here) is refused unread
+    monkeypatch.setattr(scasml.surrogates._foreign, "_MAX_BYTES", 20_000)
+    np.savez_compressed(tmp_path / "bomb.npz", **{"0.weight": np.zeros((4000, 2), np.float32),
+                                                  "0.bias": np.zeros(4000, np.float32)})
+    assert (tmp_path / "bomb.npz").stat().st_size < 20_000
+    with pytest.raises(WeightFileError, match=r"bomb\.npz.*inflates to .* GiB.*refused unread"):
+        load_mlp_weights(tmp_path / "bomb.npz", activation="tanh", dim=1)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")

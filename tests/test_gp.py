@@ -160,7 +160,7 @@ def test_invalid_arguments(vb):
         fit_gp(vb, key, kernel="laplace")
     with pytest.raises(ValueError, match="interior must be a positive integer"):
         fit_gp(vb, key, interior=0)
-    with pytest.raises(ValueError, match="lengthscales must be finite and positive"):
+    with pytest.raises(ValueError, match="lengthscale must be a finite number > 0"):
         fit_gp(vb, key, interior=8, terminal=4, lengthscale=-1.0)
     with pytest.raises(ValueError, match="solver must be"):
         fit_gp(vb, key, interior=8, terminal=4, solver="lu")
@@ -169,3 +169,88 @@ def test_invalid_arguments(vb):
             fit_gp(vb, key, interior=8, terminal=4, dtype=jnp.float64)
     with pytest.raises(ValueError, match="centres must have shapes"):
         GPSurrogate(jnp.zeros(3), jnp.zeros((3, 2)), jnp.zeros(3), jnp.zeros(()), jnp.ones(2), GaussianKernel(), 3, 1.0)
+
+
+def _small_pde(terminal=lambda x: jnp.sum(x**2), nonlinearity=lambda t, x, u, z: -0.1 * u):
+    return scasml.SemilinearPDE(dim=2, horizon=1.0, drift=0.0, diffusion=1.0, nonlinearity=nonlinearity,
+                                terminal=terminal)
+
+
+SMALL = dict(interior=40, terminal=20, iterations=2)
+
+
+def test_failed_gauss_newton_solve_raises_instead_of_returning_the_prior_mean():
+    # K is numerically singular at a long lengthscale: without regularization or jitter the Cholesky factorisation
+    # of the normal equations fails (NaN), every damped candidate is NaN and no step would ever be accepted
+    with pytest.raises(FloatingPointError, match="solve .*Cholesky.* is not finite.*raise jitter or regularization"):
+        fit_gp(_small_pde(), jax.random.key(0), solver="cholesky", regularization=0.0, jitter=0.0, kernel="gaussian",
+               lengthscale=50.0, **SMALL)
+
+
+def test_non_finite_f_or_g_at_the_collocation_points_is_refused():
+    bad_g = _small_pde(terminal=lambda x: jnp.where(x[0] > 0.3, jnp.nan, jnp.sum(x**2)))
+    with pytest.raises(ValueError, match="terminal condition g is not finite .* at [0-9]+ of the 20 terminal"):
+        fit_gp(bad_g, jax.random.key(0), **SMALL)
+    bad_f = _small_pde(nonlinearity=lambda t, x, u, z: jnp.where(x[0] > 0.3, jnp.inf, -0.1 * u))
+    with pytest.raises(ValueError, match="nonlinearity f or its derivatives .* are not finite"):
+        fit_gp(bad_f, jax.random.key(0), **SMALL)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(regularization=-1.0), "regularization must be a finite number ≥ 0"),
+    (dict(regularization=float("nan")), "regularization must be a finite number ≥ 0"),
+    (dict(jitter=-1e-3), "jitter must be a finite number ≥ 0"),
+    (dict(jitter=float("inf")), "jitter must be a finite number ≥ 0"),
+    (dict(terminal_weight=float("inf")), "terminal_weight must be a finite number > 0"),
+    (dict(terminal_weight=0.0), "terminal_weight must be a finite number > 0"),
+    (dict(lengthscale_factor=float("nan")), "lengthscale_factor must be a finite number > 0"),
+    (dict(tol=float("nan")), "tol must be a finite number ≥ 0"),
+    (dict(tol="small"), "tol must be a finite number ≥ 0"),
+    (dict(lengthscale=(1.0, 2.0, 3.0)), r"lengthscale must be one number or a pair"),
+    (dict(lengthscale=(1.0, float("inf"))), "lengthscale must be a finite number > 0"),
+])
+def test_fit_gp_refuses_nonsense_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        fit_gp(_small_pde(), jax.random.key(0), **{**SMALL, **options})
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(factors=()), "at least one lengthscale factor"),
+    (dict(factors=(1.0, -0.5)), "every factor must be a finite number > 0"),
+    (dict(validation_points=0), "validation_points must be a positive integer"),
+    (dict(lengthscale=0.3), "chooses the lengthscale itself: do not pass lengthscale"),
+])
+def test_select_lengthscale_refuses_nonsense_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        select_lengthscale(_small_pde(), jax.random.key(0), **{**SMALL, **options})
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.int32, "complex64"])
+def test_fit_gp_refuses_dtypes_other_than_float32_and_float64(dtype):
+    with pytest.raises(ValueError, match="fit_gp: dtype must be float32 or float64"):
+        fit_gp(_small_pde(), jax.random.key(0), dtype=dtype, **SMALL)
+
+
+def test_integer_points_give_floating_values():
+    gp, _ = fit_gp(_small_pde(terminal=lambda x: 3.7 + jnp.sum(x**2)), jax.random.key(0), **SMALL)
+    ints, floats = jnp.array([1, 0]), jnp.array([1.0, 0.0])
+    assert gp(0.5, ints).dtype == gp.dtype
+    np.testing.assert_allclose(gp(0.5, ints), gp(0.5, floats), rtol=1e-6)
+    np.testing.assert_allclose(gp.hessian_quadratic_sum(0.5, ints, jnp.eye(2)),
+                               gp.hessian_quadratic_sum(0.5, floats, jnp.eye(2)), rtol=1e-5)
+
+
+def test_custom_kernel_is_refused_by_save_instead_of_loading_as_its_parent(tmp_path):
+    class Wide(GaussianKernel):  # inherits the name "gaussian"
+        def profile(self, rho):
+            return jnp.exp(-0.1 * rho)
+
+        def derivatives(self, rho):
+            psi = jnp.exp(-0.1 * rho)
+            return psi, -0.1 * psi, 0.01 * psi
+
+    pde = _small_pde()
+    gp, _ = fit_gp(pde, jax.random.key(0), kernel=Wide(), **SMALL)
+    with pytest.raises(TypeError, match=r"kernel Wide \(name 'gaussian'\) cannot be saved.*built-in kernels"):
+        scasml.surrogates.save(tmp_path / "wide.scasml", gp, pde)
+    assert not (tmp_path / "wide.scasml").exists()

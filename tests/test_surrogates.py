@@ -1,3 +1,4 @@
+import hashlib
 import json
 import struct
 
@@ -268,3 +269,104 @@ def test_scaled_pinn_sweeps_match_autodiff(x64, tmp_path):
 def test_pinn_rejects_bad_scalings(options, message):
     with pytest.raises(ValueError, match=message):
         scasml.PINN(3, 1.0, jax.random.key(0), **options)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.int32, "half"])
+def test_pinn_refuses_dtypes_other_than_float32_and_float64(dtype):
+    with pytest.raises(ValueError, match="PINN: dtype must be float32 or float64"):
+        scasml.PINN(2, 1.0, jax.random.key(0), width=8, depth=2, dtype=dtype)
+
+
+def test_pinn_float64_needs_x64():
+    if jax.config.jax_enable_x64:
+        pytest.skip("x64 is enabled")
+    with pytest.raises(ValueError, match=r'dtype float64 needs jax.config.update\("jax_enable_x64", True\)'):
+        scasml.PINN(2, 1.0, jax.random.key(0), width=8, depth=2, dtype=jnp.float64)
+
+
+def _rewrite(path, header: bytes, payload: bytes | None = None):
+    data = path.read_bytes()
+    start = len(b"SCASML-CHECKPOINT\n")
+    (length,) = struct.unpack("<Q", data[start:start + 8])
+    payload = data[start + 8 + length:] if payload is None else payload
+    path.write_bytes(data[:start] + struct.pack("<Q", len(header)) + header + payload)
+
+
+def test_malformed_headers_raise_checkpoint_errors(saved):
+    data = saved.read_bytes()
+    _rewrite(saved, b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with pytest.raises(CheckpointError, match="corrupt header: JSON nested too deeply"):
+        read_header(saved)
+    saved.write_bytes(data)
+    _edit_header(saved, lambda h: {**h, "leaves": [{**h["leaves"][0], "shape": [10**30]}, *h["leaves"][1:]]})
+    with pytest.raises(CheckpointError, match=r"array 0 is float32\[1000000000000000000000000000000\], "
+                                              r"architecture expects float32\[16, 6\]"):
+        scasml.load_surrogate(saved)
+
+
+def test_non_finite_parameters_are_refused_on_save_and_load(tmp_path):
+    pinn = scasml.PINN(2, 1.0, jax.random.key(0), width=4, depth=1)
+    broken = eqx.tree_at(lambda p: p.mlp.layers[0].bias, pinn, pinn.mlp.layers[0].bias.at[1].set(jnp.nan))
+    with pytest.raises(ValueError, match=r"PINN cannot be saved: its array 1 float32\[4\] holds 1 non-finite"):
+        scasml.save_surrogate(tmp_path / "nan.scasml", broken)
+    assert not (tmp_path / "nan.scasml").exists()
+    path = tmp_path / "ok.scasml"
+    scasml.save_surrogate(path, pinn)
+    header = read_header(path)
+    payload = bytearray(path.read_bytes()[-header["payload_bytes"]:])
+    payload[-4:] = np.float32(np.inf).tobytes()  # the last leaf's last entry, with a matching checksum
+    header["sha256"] = hashlib.sha256(payload).hexdigest()
+    _rewrite(path, json.dumps(header).encode(), bytes(payload))
+    with pytest.raises(CheckpointError, match=r"array 3 float32\[1\] holds 1 non-finite \(NaN or inf\) values"):
+        scasml.load_surrogate(path)
+
+
+@pytest.mark.parametrize("kind", ["pinn", "mlp"])
+def test_float64_checkpoint_without_x64_says_how_to_enable_it(tmp_path, kind):
+    if jax.config.jax_enable_x64:
+        pytest.skip("x64 is enabled")
+    with jax.enable_x64(True):
+        if kind == "pinn":
+            model = scasml.PINN(2, 1.0, jax.random.key(0), width=4, depth=1, dtype=jnp.float64)
+        else:
+            model = scasml.surrogates.MLPSurrogate([jnp.ones((4, 3)), jnp.ones((1, 4))], [jnp.zeros(4), jnp.zeros(1)],
+                                                   "tanh")
+        scasml.save_surrogate(tmp_path / "m.scasml", model)
+    with pytest.raises(CheckpointError, match=r'float64 .*enable x64.*jax.config.update\("jax_enable_x64", True\)'):
+        scasml.load_surrogate(tmp_path / "m.scasml")
+
+
+def _custom_pde(terminal):
+    return scasml.SemilinearPDE(dim=2, horizon=1.0, drift=0.0, diffusion=1.0,
+                                nonlinearity=lambda t, x, u, z: 0.0 * u, terminal=terminal)
+
+
+def test_checkpoint_refuses_a_pde_with_another_terminal_condition(tmp_path):
+    squares, cosine = _custom_pde(lambda x: jnp.sum(x**2)), _custom_pde(lambda x: jnp.cos(x[0]))
+    assert squares.parameters() == cosine.parameters()  # the parameters alone cannot tell them apart
+    path = tmp_path / "u.scasml"
+    pinn = scasml.PINN(2, 1.0, jax.random.key(0), width=8, depth=2, terminal=squares.terminal)
+    scasml.save_surrogate(path, pinn, squares)
+    assert len(read_header(path)["terminal_fingerprint"]["values"]) == 4
+    loaded = scasml.load_surrogate(path, squares)
+    x = jnp.array([0.5, -0.25])
+    assert float(loaded(0.3, x)) == float(pinn(0.3, x))
+    with pytest.raises(CheckpointError, match=r"trained for a terminal condition g that differs from the given "
+                                              r"PDE's at x_1 .*: g = .* in the checkpoint, .* for the given PDE"):
+        scasml.load_surrogate(path, cosine)
+    _edit_header(path, lambda h: {k: v for k, v in h.items() if k != "terminal_fingerprint"})
+    assert float(scasml.load_surrogate(path, cosine)(1.0, x)) == pytest.approx(float(jnp.cos(0.5)))  # old format
+    _edit_header(path, lambda h: {**h, "terminal_fingerprint": {"rule": "?", "values": [1.0]}})
+    with pytest.raises(CheckpointError, match="corrupt header: terminal_fingerprint must be"):
+        scasml.load_surrogate(path, squares)
+
+
+def test_checkpoint_records_the_surrogates_own_terminal_condition(tmp_path):
+    squares = _custom_pde(lambda x: jnp.sum(x**2))
+    pinn = scasml.PINN(2, 1.0, jax.random.key(0), width=8, depth=2, terminal=lambda x: 2.0 + jnp.sum(x**2))
+    scasml.save_surrogate(tmp_path / "u.scasml", pinn, squares)
+    with pytest.raises(CheckpointError, match="differs from the given PDE's"):
+        scasml.load_surrogate(tmp_path / "u.scasml", squares)
+    shifted = _custom_pde(lambda x: 2.0 + jnp.sum(x**2))  # the PDE it was built for
+    x = jnp.array([0.5, -0.25])
+    assert float(scasml.load_surrogate(tmp_path / "u.scasml", shifted)(0.3, x)) == float(pinn(0.3, x))

@@ -3,6 +3,14 @@
 Layout:  b"SCASML-CHECKPOINT\\n" | uint64 header length (little endian) | UTF-8 JSON header | payload.
 The header records the format version, the architecture, the PDE's parameters, the dtype, a training summary,
 the package version, every leaf's shape and dtype, the payload length and its SHA-256.
+
+A surrogate with its terminal condition built in (``terminal_transform``) stores the function itself as code, not
+data: ``load`` rebuilds it from the given PDE, ``pde.smoothed_terminal(terminal_smoothing)``. So that a PDE with the
+same parameters but another g is refused rather than silently substituted, such a header also holds
+``terminal_fingerprint``: ``{"rule": ..., "values": [g(x_1), …, g(x_4)]}`` of the surrogate's own g at
+x_k = c + s · 0.5 sin(k · (1, 2, …, d)) (c, s: the architecture's ``input_offset`` and ``input_scale``, default 0
+and 1), evaluated in the checkpoint's dtype (null for a non-finite value). ``load`` compares the given PDE's g at
+the same points (|Δ| ≤ 1e-5 (1 + |g|)). Headers without it (written before it existed) load unchecked.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import stat
 import struct
@@ -32,6 +41,42 @@ _MAX_FILE = 64 * 2**30  # bytes; refused unread beyond (a mistaken path to a hug
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be used (corrupt, truncated, newer format, or made for another PDE)."""
+
+
+_FINGERPRINT_RULE = "c + s * 0.5 sin(k * (1..d)), k = 1..4"
+_FINGERPRINT_RTOL = 1e-5
+
+
+def _terminal_fingerprint(terminal, arch: dict, dtype: str) -> list[float | None]:
+    """The values of ``terminal`` at the four fixed points of ``_FINGERPRINT_RULE`` (None where not finite)."""
+    k, j = np.arange(1.0, 5.0)[:, None], np.arange(1.0, int(arch["dim"]) + 1.0)[None, :]
+    points = arch.get("input_offset", 0.0) + arch.get("input_scale", 1.0) * 0.5 * np.sin(k * j)
+    values = np.asarray(jax.vmap(terminal)(jnp.asarray(points, dtype)), np.float64).reshape(-1)
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def _check_terminal(header: dict, pde, path) -> None:
+    """Refuse a PDE whose (smoothed) g differs from the one the checkpoint's surrogate was built with."""
+    arch, saved = header["architecture"], header.get("terminal_fingerprint")
+    if pde is None or not arch.get("terminal_transform") or saved is None:
+        return
+    rule, values = (saved.get("rule"), saved.get("values")) if isinstance(saved, dict) else (None, None)
+    if not (rule == _FINGERPRINT_RULE and isinstance(values, list) and len(values) == 4
+            and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)):
+        raise CheckpointError(f"{path!r} has a corrupt header: terminal_fingerprint must be {{'rule': "
+                              f"{_FINGERPRINT_RULE!r}, 'values': [4 numbers or null]}}")
+    try:
+        given = _terminal_fingerprint(pde.smoothed_terminal(arch.get("terminal_smoothing", 0.0)), arch, header["dtype"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path!r}: the given PDE's terminal condition cannot be evaluated for this "
+                              f"checkpoint: {type(err).__name__}: {err}") from None
+    for i, (a, b) in enumerate(zip(values, given, strict=True)):
+        if (a is None) != (b is None) or (a is not None and abs(a - b) > _FINGERPRINT_RTOL * (1 + abs(a))):
+            raise CheckpointError(
+                f"{path!r}: this checkpoint was trained for a terminal condition g that differs from the given PDE's "
+                f"at x_{i + 1} (x_k = c + s·0.5 sin(k·(1, …, d))): g = {a} in the checkpoint, {b} for the given PDE; "
+                "load it with the PDE it was trained for"
+            )
 
 
 def built_in_terminal(arch: dict, pde, kind: str):
@@ -63,7 +108,7 @@ def register_architecture(kind: str, builder: Callable) -> None:
 def save(path, surrogate: AbstractSurrogate, pde=None, training: dict | None = None, overwrite: bool = True) -> None:
     """Write ``surrogate`` (which must define ``architecture()``) to ``path`` atomically (``overwrite=False``:
     ``FileExistsError`` if ``path`` exists when it is written). Refuses, before writing, what ``load`` would
-    refuse: array leaves other than float32/float64, or of both."""
+    refuse: array leaves other than float32/float64, or of both, and non-finite values."""
     from .. import __version__
 
     if not hasattr(surrogate, "architecture"):
@@ -73,19 +118,32 @@ def save(path, surrogate: AbstractSurrogate, pde=None, training: dict | None = N
     if not set(kinds) <= {"float32", "float64"} or len(kinds) > 1:
         raise TypeError(f"{type(surrogate).__name__} cannot be saved: its arrays must all be float32 or all float64, "
                         f"got {', '.join(kinds)} (keep integer or other data as static fields)")
+    for i, leaf in enumerate(leaves):
+        bad = int(np.sum(~np.isfinite(leaf)))
+        if bad:
+            raise ValueError(f"{type(surrogate).__name__} cannot be saved: its array {i} {leaf.dtype}"
+                             f"{list(leaf.shape)} holds {bad} non-finite (NaN or inf) values (a diverged fit or "
+                             "training?)")
     payload = b"".join(np.ascontiguousarray(leaf).astype(leaf.dtype.newbyteorder("<")).tobytes() for leaf in leaves)
     dtypes = {str(leaf.dtype) for leaf in leaves if np.issubdtype(leaf.dtype, np.floating)}
+    architecture = surrogate.architecture()
+    terminal = getattr(surrogate, "terminal", None)
+    fingerprint = None
+    if architecture.get("terminal_transform") and callable(terminal) and dtypes:
+        fingerprint = {"rule": _FINGERPRINT_RULE,
+                       "values": _terminal_fingerprint(terminal, architecture, next(iter(dtypes)))}
     header = {
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "architecture": surrogate.architecture(),
+        "architecture": architecture,
         "pde": None if pde is None else pde.parameters(),
-        "dim": surrogate.architecture().get("dim"),
+        "dim": architecture.get("dim"),
         "dtype": dtypes.pop() if dtypes else None,
         "training": training or {},
         "leaves": [{"shape": list(leaf.shape), "dtype": str(leaf.dtype)} for leaf in leaves],
         "payload_bytes": len(payload),
         "sha256": hashlib.sha256(payload).hexdigest(),
+        **({} if fingerprint is None else {"terminal_fingerprint": fingerprint}),
     }
     raw = json.dumps(header, sort_keys=True).encode("utf-8")
     atomic_write_bytes(path, MAGIC + struct.pack("<Q", len(raw)) + raw + payload, overwrite)
@@ -160,6 +218,8 @@ def _parse(data: bytes, path: str):
         header = json.loads(data[offset : offset + length].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path!r} has a corrupt header: {err}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path!r} has a corrupt header: JSON nested too deeply") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path!r} has a corrupt header: not a JSON object")
     version = header.get("format_version")
@@ -233,6 +293,9 @@ def load(path, pde=None) -> AbstractSurrogate:
     if kind not in _BUILDERS:
         raise CheckpointError(f"{path!r}: unknown surrogate kind {kind!r}; known: {sorted(_BUILDERS)}")
     dtype = header["dtype"] if isinstance(header["dtype"], str) else None
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise CheckpointError(f"{path!r} holds a float64 {kind}: enable x64 before loading it, with "
+                              'jax.config.update("jax_enable_x64", True)')
     # shapes only: building the skeleton abstractly skips its random initialisation (seconds of small compiles)
     try:
         skeleton = eqx.filter_eval_shape(lambda: _BUILDERS[kind](arch, pde, dtype))
@@ -246,20 +309,26 @@ def load(path, pde=None) -> AbstractSurrogate:
     specs = header["leaves"]
     if len(specs) != len(leaves):
         raise CheckpointError(f"{path!r}: {len(specs)} parameter arrays stored, the architecture has {len(leaves)}")
-    sizes = [int(np.prod(spec["shape"], dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize for spec in specs]
-    if sum(sizes) != len(payload):
-        raise CheckpointError(f"{path!r} is corrupt: its header describes {sum(sizes)} bytes of parameters, the file "
-                              f"holds {len(payload)}")
-    new_leaves, offset = [], 0
-    for i, (spec, leaf) in enumerate(zip(specs, leaves, strict=True)):
+    for i, (spec, leaf) in enumerate(zip(specs, leaves, strict=True)):  # shapes first, then sizes
         if tuple(spec["shape"]) != leaf.shape or spec["dtype"] != str(leaf.dtype):
             raise CheckpointError(
                 f"{path!r}: array {i} is {spec['dtype']}{spec['shape']}, "
                 f"architecture expects {leaf.dtype}{list(leaf.shape)}"
             )
+    sizes = [math.prod(spec["shape"]) * np.dtype(spec["dtype"]).itemsize for spec in specs]  # Python ints
+    if sum(sizes) != len(payload):
+        raise CheckpointError(f"{path!r} is corrupt: its header describes {sum(sizes)} bytes of parameters, the file "
+                              f"holds {len(payload)}")
+    _check_terminal(header, pde, path)  # after the shapes: the architecture's dim is then that of the payload
+    new_leaves, offset = [], 0
+    for i, spec in enumerate(specs):
         dt = np.dtype(spec["dtype"]).newbyteorder("<")
-        size = int(np.prod(spec["shape"], dtype=np.int64)) * dt.itemsize
-        arr = np.frombuffer(payload, dtype=dt, count=size // dt.itemsize, offset=offset).reshape(spec["shape"])
+        count = math.prod(spec["shape"])
+        arr = np.frombuffer(payload, dtype=dt, count=count, offset=offset).reshape(spec["shape"])
+        bad = int(np.sum(~np.isfinite(arr)))
+        if bad:
+            raise CheckpointError(f"{path!r}: array {i} {spec['dtype']}{spec['shape']} holds {bad} non-finite (NaN "
+                                  "or inf) values; the checkpoint is corrupt or was written from a diverged fit")
         new_leaves.append(jnp.asarray(arr.astype(dt.newbyteorder("="))))
-        offset += size
+        offset += count * dt.itemsize
     return eqx.combine(jax.tree.unflatten(treedef, new_leaves), static)

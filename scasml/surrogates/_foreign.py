@@ -73,7 +73,7 @@ from jaxtyping import Array, Float
 from .._checks import is_integer, is_real
 from ._base import AbstractSurrogate
 from ._checkpoint import register_architecture
-from ._pinn import _ACTIVATIONS, PINN
+from ._pinn import _ACTIVATIONS, PINN, parameter_dtype
 
 ACTIVATIONS = ("tanh", "sin", "softplus")
 _LAYER_NAME = re.compile(r"^(?:(?P<stem>.+)\.)?(?P<index>\d+)\.(?P<kind>weight|bias)$")
@@ -129,6 +129,9 @@ class MLPSurrogate(AbstractSurrogate):
                     f"(out, {fan_in}) and a bias (out,))"
                 )
             fan_in = w.shape[0]
+        kinds = sorted({str(a.dtype) for a in (*weights, *biases)})
+        if len(kinds) != 1 or kinds[0] not in ("float32", "float64"):
+            raise ValueError(f"MLPSurrogate: weights and biases must be all float32 or all float64, got {kinds}")
         if weights[-1].shape[0] != 1:
             raise ValueError(f"MLPSurrogate: the last layer has {weights[-1].shape[0]} outputs; û must be scalar")
         if weights[0].shape[1] < 2:
@@ -221,6 +224,11 @@ def _looks_like_safetensors(data: bytes) -> bool:
     return 2 <= length <= len(data) - 8 and data[8:9] == b"{"
 
 
+def _looks_like_pickle(data: bytes) -> bool:
+    """The PROTO opcode of pickle protocols 2 to 5 (legacy torch.save files start with b"\\x80\\x02")."""
+    return data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+
+
 def _read_safetensors(path: str, data: bytes) -> dict[str, np.ndarray]:
     try:
         from safetensors import numpy as st_numpy
@@ -236,10 +244,40 @@ def _read_safetensors(path: str, data: bytes) -> dict[str, np.ndarray]:
         raise _error(path, f"is not a readable safetensors file (truncated or corrupt?): {err}") from None
 
 
+def _check_npz_entries(path: str, archive: zipfile.ZipFile) -> None:
+    """Refuse, before anything is inflated, an archive that inflates beyond ``_MAX_BYTES`` and a .npy entry whose
+    header announces more data than the entry holds (an absurd shape) or object (pickled) arrays."""
+    infos = archive.infolist()
+    total = sum(info.file_size for info in infos)
+    if total > _MAX_BYTES:
+        raise _error(path, f"inflates to {total / 2**30:.1f} GiB, far more than an MLP's weights; refused unread")
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            continue
+        with archive.open(info) as entry:
+            version = np.lib.format.read_magic(entry)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"entry {info.filename!r} has .npy format version {version}, expected 1.0 or 2.0")
+            npy = np.lib.format
+            shape, _, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(entry)
+            held = info.file_size - entry.tell()
+        if dtype.hasobject:
+            raise _error(path, "holds pickled (object) arrays, which scasml does not read: save plain numeric arrays "
+                               "with np.savez")
+        announced = math.prod(shape) * dtype.itemsize
+        if announced > held:
+            raise _error(path, f"tensor '{info.filename[:-4]}' announces shape {shape} of {dtype} ({announced} bytes) "
+                               f"but its entry holds {held} bytes: the file is corrupt")
+
+
 def _read_npz(path: str, data: bytes) -> dict[str, np.ndarray]:
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            _check_npz_entries(path, archive)
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {name: np.asarray(npz[name]) for name in npz.files}
+    except WeightFileError:
+        raise
     except ValueError as err:
         if "pickle" in str(err):
             raise _error(path, "holds pickled (object) arrays, which scasml does not read: save plain numeric "
@@ -271,12 +309,14 @@ def read_tensors(path) -> dict[str, np.ndarray]:
             raise _error(path, f"is a PyTorch file written by torch.save (a pickle), which scasml does not load; "
                                f"{_CONVERT}")
         return _read_npz(path, data)
-    if data[:1] == b"\x80" or (suffix in _PICKLE_SUFFIXES and not _looks_like_safetensors(data)):
+    # safetensors first: its first byte is the low byte of the header length, 0x80 for 1 header length in 256
+    safetensors = _looks_like_safetensors(data)
+    if not safetensors and (_looks_like_pickle(data) or suffix in _PICKLE_SUFFIXES):
         raise _error(path, f"is a pickle (e.g. a legacy torch.save file), which scasml does not load; {_CONVERT}")
     if data[:6] == b"\x93NUMPY":
         raise _error(path, "is a single .npy array, not a state dict: save every tensor by name with "
                            "np.savez(path, **tensors)")
-    if _looks_like_safetensors(data) or suffix == ".safetensors":
+    if safetensors or suffix == ".safetensors":
         return _read_safetensors(path, data)
     if suffix == ".npz":
         return _read_npz(path, data)
@@ -404,7 +444,8 @@ def load_mlp_weights(
       ``fc1.weight``, ``fc1.bias``, …); other tensors are then ignored.
     - ``into``: ``"auto"`` (a ``PINN`` when all hidden widths are equal, else an ``MLPSurrogate``), ``"pinn"``
       (a ``PINN`` or an error) or ``"mlp"`` (always an ``MLPSurrogate``).
-    - ``dtype``: parameter dtype (default: JAX's default float, float32 unless x64 is enabled).
+    - ``dtype``: parameter dtype, float32 or float64 (default: JAX's default float, float32 unless x64 is
+      enabled; float64 needs x64).
 
     **Returns:** a ``scasml.PINN`` (equal hidden widths: its forward-Laplacian sweep applies) or an
     ``MLPSurrogate``, computing the file's network on [x, t].
@@ -435,7 +476,7 @@ def load_mlp_weights(
     if not (is_integer(dim) and dim >= 1):
         raise ValueError(f"give the spatial dimension: dim must be a positive integer (or pass pde=), got {dim!r}")
     dim = int(dim)
-    dtype = np.dtype(dtype if dtype is not None else jnp.result_type(float))
+    dtype = parameter_dtype(dtype, "load_mlp_weights")
 
     path = os.fspath(path)
     tensors = read_tensors(path)

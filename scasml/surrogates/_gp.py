@@ -59,6 +59,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._checks import check_key, is_integer
 from ._base import AbstractSurrogate
 from ._checkpoint import CheckpointError, register_architecture
+from ._pinn import parameter_dtype
 
 # ------------------------------------------------------------------------------------------------ kernels
 
@@ -160,7 +161,8 @@ class GPSurrogate(AbstractSurrogate):
     """û(t, x) = c + Σ_j α_j ψ((t − t_j)²/ℓ_t² + ‖x − x_j‖²/ℓ_x²). Build it with ``fit_gp``.
 
     Evaluation is done in the dtype of the stored weights (float64 when fitted in float64) and returned in the
-    dtype of ``x``, so a float64 fit can be used with a float32 PDE and vice versa.
+    dtype of ``x`` (the weights' dtype for integer ``x``), so a float64 fit can be used with a float32 PDE and vice
+    versa.
     """
 
     centres_t: Float[Array, " m"]
@@ -188,8 +190,13 @@ class GPSurrogate(AbstractSurrogate):
     def n_centres(self) -> int:
         return self.weights.shape[0]
 
+    def _out_dtype(self, x):
+        """x's dtype when floating; the weights' dtype for integer x (which would truncate û)."""
+        dtype = jnp.result_type(x)
+        return dtype if jnp.issubdtype(dtype, jnp.floating) else self.dtype
+
     def __call__(self, t, x):
-        out_dtype = jnp.result_type(x)
+        out_dtype = self._out_dtype(x)
         t = jnp.asarray(t).astype(self.dtype)
         x = jnp.asarray(x).astype(self.dtype)
         lt, lx = self.lengthscale[0], self.lengthscale[1]
@@ -200,7 +207,7 @@ class GPSurrogate(AbstractSurrogate):
         """Σ_k v_kᵀ ∇²_x û(t, x) v_k over the rows v_k of ``directions``, in closed form:
         Σ_j α_j [4ψ''(ρ_j) ‖V(x − x_j)‖²/ℓ_x⁴ + 2ψ'(ρ_j) ‖V‖²_F/ℓ_x²]  (one (m, d)×(d, k) product, no autodiff).
         ``scasml`` uses it for the trace term of the residual when present."""
-        out_dtype = jnp.result_type(x)
+        out_dtype = self._out_dtype(x)
         t = jnp.asarray(t).astype(self.dtype)
         x = jnp.asarray(x).astype(self.dtype)
         directions = jnp.asarray(directions).astype(self.dtype)
@@ -217,7 +224,7 @@ class GPSurrogate(AbstractSurrogate):
         O(m·d²)). Same numbers as ``scasml._derivatives.residual_parts(pde, self, t, x)`` up to rounding."""
         from .._derivatives import ResidualParts
 
-        out_dtype = jnp.result_type(x)
+        out_dtype = self._out_dtype(x)
         t = jnp.asarray(t).astype(self.dtype)
         x = jnp.asarray(x).astype(self.dtype)
         lt, lx = self.lengthscale[0], self.lengthscale[1]
@@ -238,6 +245,13 @@ class GPSurrogate(AbstractSurrogate):
         return ResidualParts(value, grad, eps)
 
     def architecture(self) -> dict:
+        """What a checkpoint records; refused (TypeError) for a kernel that ``load`` would not rebuild by name."""
+        if KERNELS.get(self.kernel.name) is not type(self.kernel):
+            raise TypeError(
+                f"a GPSurrogate with kernel {type(self.kernel).__name__} (name {self.kernel.name!r}) cannot be saved: "
+                f"a checkpoint records the kernel by name and rebuilds only the built-in kernels {sorted(KERNELS)}, "
+                "so it would load as another kernel; fit with a built-in kernel to save the surrogate"
+            )
         return {
             "kind": "gp",
             "dim": self.dim,
@@ -306,6 +320,19 @@ def median_lengthscale(x: Array, max_points: int = 1000) -> float:
     dist2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0)
     iu = np.triu_indices(x.shape[0], k=1)
     return float(np.sqrt(np.median(dist2[iu])))
+
+
+def _finite(owner: str, label: str, value, positive: bool = False) -> float:
+    """``value`` as a float, refused (ValueError) unless it is a finite real number ≥ 0 (> 0 when ``positive``)."""
+    number = None
+    if not isinstance(value, (bool, np.bool_, str, bytes)) and np.ndim(value) == 0:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{owner}: {label} must be a finite number {'> 0' if positive else '≥ 0'}, got {value!r}")
+    return number
 
 
 def _cast_pde(pde, dtype):
@@ -409,6 +436,7 @@ def _gauss_newton_step(pde, blocks, term_value, penalty, g, t_in, x_in, cen_x, a
         quad = jnp.sum((penalty.T @ a) ** 2) if use_qr else a @ (penalty @ a)
         return jnp.mean(eps_a**2) + w_term * jnp.mean(term_a**2) + lam * quad
 
+    solved = jnp.all(jnp.isfinite(new))  # a failed factorisation gives NaN: every candidate below would be NaN
     taus = 0.5 ** jnp.arange(_BACKTRACKS, dtype=alpha.dtype)
     candidates = alpha[None, :] + taus[:, None] * (new - alpha)[None, :]
     values = jax.lax.map(objective, candidates)
@@ -420,7 +448,9 @@ def _gauss_newton_step(pde, blocks, term_value, penalty, g, t_in, x_in, cen_x, a
     new = jnp.where(accepted, candidates[first], alpha)
     value = jnp.where(accepted, values[first], current)
     step = jnp.linalg.norm(new - alpha) / jnp.maximum(jnp.linalg.norm(new), jnp.finfo(new.dtype).tiny)
-    return new, jnp.sqrt(jnp.mean(eps**2)), jnp.sqrt(jnp.mean(term_res**2)), step, tau, jnp.stack([current, value])
+    norms = jnp.sqrt(jnp.mean(eps**2)), jnp.sqrt(jnp.mean(term_res**2))
+    linearised = jnp.all(jnp.isfinite(data)) & jnp.all(jnp.isfinite(target))
+    return new, *norms, step, tau, jnp.stack([current, value]), jnp.stack([linearised, solved])
 
 
 @eqx.filter_jit
@@ -462,7 +492,10 @@ def fit_gp(
         terminal_weight: w, the weight of the mean squared terminal mismatch against the mean squared residual.
         solver: ``"qr"`` (QR of the stacked least-squares matrix; robust, the default in float32), ``"cholesky"``
             (normal equations; about 5× faster, the default in float64) or ``"auto"``.
-        dtype: solve in this dtype (the PDE's arrays are cast); float64 needs jax x64 enabled.
+        dtype: solve in this dtype, float32 or float64 (the PDE's arrays are cast); float64 needs jax x64 enabled.
+
+    Raises ``ValueError`` for nonsense settings and for f or g that are not finite at the collocation points, and
+    ``FloatingPointError`` when a Gauss–Newton solve is not finite (raise ``jitter`` or ``regularization``).
     """
     start = time.perf_counter()
     key = check_key(key)
@@ -471,33 +504,33 @@ def fit_gp(
         if not (is_integer(value) and value >= 1):
             raise ValueError(f"fit_gp: {label} must be a positive integer, got {value!r}")
     interior, terminal, iterations = int(interior), int(terminal), int(iterations)
-    if not (terminal_weight > 0):
-        raise ValueError(f"fit_gp: terminal_weight must be positive, got {terminal_weight!r}")
-    if dtype is not None:
-        dtype = jnp.dtype(dtype)
-        if dtype.itemsize == 8 and not jax.config.jax_enable_x64:
-            raise ValueError(
-                'fit_gp(dtype=float64) needs jax.config.update("jax_enable_x64", True) (scasml never enables it)'
-            )
-        pde = _cast_pde(pde, dtype)
-    dtype = jnp.dtype(pde.dtype)
-    double = dtype.itemsize >= 8
-    reg = (1e-8 if double else 1e-5) if regularization is None else float(regularization)
-    jit = (1e-6 if double else 1e-3) if jitter is None else float(jitter)
+    terminal_weight = _finite("fit_gp", "terminal_weight", terminal_weight, positive=True)
+    lengthscale_factor = _finite("fit_gp", "lengthscale_factor", lengthscale_factor, positive=True)
+    tol = _finite("fit_gp", "tol", tol)
+    if regularization is not None:
+        regularization = _finite("fit_gp", "regularization", regularization)
+    if jitter is not None:
+        jitter = _finite("fit_gp", "jitter", jitter)
     if solver not in ("auto", "qr", "cholesky"):
         raise ValueError(f"fit_gp: solver must be 'auto', 'qr' or 'cholesky', got {solver!r}")
+    if lengthscale is not None:
+        pair = tuple(lengthscale) if np.ndim(lengthscale) == 1 else (lengthscale, lengthscale)
+        if len(pair) != 2:
+            raise ValueError(f"fit_gp: lengthscale must be one number or a pair (ℓ_t, ℓ_x), got {lengthscale!r}")
+        lt, lx = (_finite("fit_gp", "lengthscale", v, positive=True) for v in pair)
+    if dtype is not None:
+        pde = _cast_pde(pde, parameter_dtype(dtype, "fit_gp"))
+    dtype = parameter_dtype(pde.dtype, "fit_gp (the PDE's dtype)")
+    double = dtype.itemsize >= 8
+    reg = (1e-8 if double else 1e-5) if regularization is None else regularization
+    jit = (1e-6 if double else 1e-3) if jitter is None else jitter
     use_qr = solver == "qr" or (solver == "auto" and not double)
 
     ikey, tkey = jax.random.split(key)
     t_in, x_in = pde.sample_domain(ikey, interior)
     x_term = pde.sample_terminal(tkey, terminal)
     if lengthscale is None:
-        ell = lengthscale_factor * median_lengthscale(np.concatenate([np.asarray(x_in), np.asarray(x_term)]))
-        lt, lx = ell, ell
-    elif isinstance(lengthscale, (tuple, list)):
-        lt, lx = (float(v) for v in lengthscale)
-    else:
-        lt = lx = float(lengthscale)
+        lt = lx = lengthscale_factor * median_lengthscale(np.concatenate([np.asarray(x_in), np.asarray(x_term)]))
     if not (lt > 0 and lx > 0 and math.isfinite(lt) and math.isfinite(lx)):
         raise ValueError(f"fit_gp: lengthscales must be finite and positive, got (ℓ_t, ℓ_x) = ({lt}, {lx})")
     lt_a, lx_a = jnp.asarray(lt, dtype), jnp.asarray(lx, dtype)
@@ -510,19 +543,33 @@ def fit_gp(
             f"fit_gp: the {dtype} Cholesky factorisation of the kernel matrix failed; increase jitter (now {jit:g}), "
             f"use float64 (jax x64) or shorten the lengthscale (now ℓ_t = {lt:.4g}, ℓ_x = {lx:.4g})"
         )
+    bad_g = int(jnp.sum(~jnp.isfinite(g)))
+    if bad_g:
+        raise ValueError(f"fit_gp: the PDE's terminal condition g is not finite (NaN or inf) at {bad_g} of the "
+                         f"{terminal} terminal collocation points; g must be finite on the whole domain")
     mean = jnp.mean(g)
     alpha = jnp.zeros(cen_t.shape, dtype)
     args = (jnp.asarray(reg, dtype), jnp.asarray(terminal_weight, dtype))
     res_hist, term_hist, steps, taus, objectives = [], [], [], [], []
     for _ in range(iterations):
-        new, res, term, step, tau, obj = _gauss_newton_step(
+        new, res, term, step, tau, obj, finite = _gauss_newton_step(
             pde, blocks, term_value, penalty, g, t_in, x_in, cen_x, alpha, mean, *args, use_qr
         )
-        if not bool(jnp.all(jnp.isfinite(new))):
+        linearised, solved = (bool(v) for v in finite)
+        if not (math.isfinite(float(obj[0])) and linearised):
+            error = FloatingPointError if steps else ValueError  # at α = 0 it is a property of f
+            where = "at û = the mean of g" if not steps else f"after {len(steps)} Gauss–Newton steps"
+            raise error(
+                f"fit_gp: the PDE's nonlinearity f or its derivatives ∂f/∂u, ∂f/∂z are not finite (NaN or inf) at "
+                f"some interior collocation points {where}; f must be finite and differentiable on the domain"
+            )
+        if not solved:
+            method = "QR" if use_qr else "Cholesky"
             raise FloatingPointError(
-                f"fit_gp: the Gauss–Newton least-squares solve produced non-finite weights in {dtype}; increase "
-                f"regularization (now {reg:g}), use float64 (jax x64), or check that the PDE's f and g are finite "
-                f"on the domain"
+                f"fit_gp: the Gauss–Newton least-squares solve ({method}, {dtype}) is not finite: the regularised "
+                f"system is singular or not positive definite at regularization = {reg:g}, jitter = {jit:g}; raise "
+                "jitter or regularization, use float64 (jax x64) or shorten the lengthscale "
+                f"(now ℓ_t = {lt:.4g}, ℓ_x = {lx:.4g})"
             )
         alpha = new
         res_hist.append(float(res))
@@ -557,6 +604,11 @@ def validation_loss(surrogate, pde, key: PRNGKeyArray, points: int = 256, termin
     """Mean squared residual (autodiff, exact trace) on fresh points + w × mean squared terminal mismatch."""
     from .._derivatives import residual
 
+    if not (is_integer(points) and points >= 1):
+        raise ValueError(f"validation_loss: points must be a positive integer, got {points!r}")
+    terminal_weight = _finite("validation_loss", "terminal_weight", terminal_weight, positive=True)
+    key = check_key(key)
+
     dkey, tkey = jax.random.split(key)
     t, x = pde.sample_domain(dkey, points)
     eps = jax.jit(jax.vmap(lambda ti, xi: residual(pde, surrogate, ti, xi)))(t, x)
@@ -575,6 +627,17 @@ def select_lengthscale(
 ) -> tuple[GPSurrogate, GPFitLog, dict]:
     """Fit with ℓ = factor × (median heuristic) for each factor; keep the fit with the smallest
     ``validation_loss`` on fresh points. Returns (surrogate, log, {factor: validation loss})."""
+    key = check_key(key)
+    factors = tuple(factors) if isinstance(factors, (tuple, list, np.ndarray)) else (factors,)
+    if not factors:
+        raise ValueError("select_lengthscale: factors must hold at least one lengthscale factor")
+    for factor in factors:
+        _finite("select_lengthscale", "every factor", factor, positive=True)
+    if not (is_integer(validation_points) and validation_points >= 1):
+        raise ValueError(f"select_lengthscale: validation_points must be a positive integer, got {validation_points!r}")
+    fixed = sorted({"lengthscale", "lengthscale_factor"} & set(fit_kwargs))
+    if fixed:
+        raise ValueError(f"select_lengthscale chooses the lengthscale itself: do not pass {', '.join(fixed)}")
     fkey, vkey = jax.random.split(key)
     best, losses = None, {}
     for factor in factors:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from .._checks import is_integer, is_real
@@ -16,6 +17,23 @@ from .._linalg import gram_factor
 from ._base import AbstractSurrogate
 
 _ACTIVATIONS: dict[str, Callable] = {"tanh": jnp.tanh, "softplus": jax.nn.softplus, "sin": jnp.sin, "gelu": jax.nn.gelu}
+
+
+def parameter_dtype(dtype, owner: str) -> np.dtype:
+    """``dtype`` (None: JAX's default float) as a NumPy dtype, refused (ValueError) unless float32 or float64 with
+    jax x64 enabled. Shared by the surrogates' constructors and loaders."""
+    try:
+        resolved = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in ("float32", "float64"):
+        got = dtype if resolved is None else resolved.name
+        raise ValueError(f"{owner}: dtype must be float32 or float64, got {got!r} (half precision, float16 or "
+                         "bfloat16, cannot resolve PDE residuals and is not supported)")
+    if resolved.itemsize == 8 and not jax.config.jax_enable_x64:
+        raise ValueError(f'{owner}: dtype float64 needs jax.config.update("jax_enable_x64", True) first (scasml never '
+                         "enables it)")
+    return resolved
 
 
 def _first_two_derivatives(act, a):
@@ -45,7 +63,8 @@ class PINN(AbstractSurrogate):
     of order one. They are fixed, not trained.
 
     ``terminal_smoothing`` ε records that ``terminal`` is the PDE's g smoothed at scale ε
-    (``pde.smoothed_terminal(ε)``, for kinked payoffs; saved checkpoints rebuild it from the PDE).
+    (``pde.smoothed_terminal(ε)``, for kinked payoffs; a checkpoint rebuilds it from the PDE, which it refuses
+    if its g differs from this one at a few fixed points). ``dtype``: float32 or float64 (float64 needs jax x64).
     """
 
     mlp: eqx.nn.MLP
@@ -101,7 +120,7 @@ class PINN(AbstractSurrogate):
         self.horizon = float(horizon)
         # a plain closure, so that no arrays of the PDE become static data of this module
         self.terminal = None if terminal is None else (lambda x, _g=terminal: _g(x))
-        dtype = dtype if dtype is not None else jnp.result_type(float)
+        dtype = parameter_dtype(dtype, "PINN")
         self.mlp = eqx.nn.MLP(dim + 1, "scalar", width, depth, _ACTIVATIONS[activation], key=key, dtype=dtype)
 
     def _features(self, t, x):
