@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -72,5 +73,18 @@ def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = True
     atomic_write_bytes(path, text.encode("utf-8"), overwrite)
 
 
+def json_safe(obj):
+    """``obj`` with every non-finite float as None: JSON has no NaN or Infinity (Python writes them, other
+    readers refuse them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Strict JSON (non-finite floats written as null), atomically."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")

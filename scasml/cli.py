@@ -343,6 +343,8 @@ def cmd_calibrate(args) -> int:
     enable_compile_cache(args.compile_cache)
     if args.chunk_points < 1:
         raise CommandError(f"--chunk-points must be positive, got {args.chunk_points}")
+    if not 0 <= args.seed < 2**32:
+        raise CommandError(f"--seed must lie in [0, 2³²) (jax.random.key keeps 32 bits), got {args.seed}")
     key = jax.random.key(args.seed)
     allocation = _allocation(args)
     trace = make_trace(args.trace, args.probes)
@@ -526,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a config file or config name")
     p.add_argument("-o", "--output", metavar="PATH", help="checkpoint path (default: <experiment name>.scasml)")
     p.add_argument("--continue", dest="resume", action="store_true",
-                   help="load the checkpoint at --output and train it for another training.steps steps")
+                   help="load the checkpoint at --output and train it for another training.steps steps, with a "
+                   "fresh optimizer state and learning-rate schedule (a second training run from the saved weights, "
+                   "not the resumption of an interrupted one: N + N steps differ from 2N)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     _overrides(p)
     _common(p)

@@ -2,9 +2,11 @@
 
 Randomness (all keys derive from the config's seeds, so the same config gives the same numbers):
 
-* surrogate: ``k = key(training.seed)``; initial weights from ``fold_in(k, 0)``, training from ``fold_in(k, 1)``
-  (continued training: ``fold_in(fold_in(k, 1), steps done before)``); a GP's collocation points from
-  ``fold_in(k, 1)``; a user function (surrogate.kind = 'python:…') is checked at points from ``key(0)``.
+* surrogate: ``k = fold_in(key(training.seed), TRAINING_STREAM)``; initial weights from ``fold_in(k, 0)``,
+  training from ``fold_in(k, 1)`` (continued training: ``fold_in(fold_in(k, 1), steps done before)``); a GP's
+  collocation points from ``fold_in(k, 1)``; a user function (surrogate.kind = 'python:…') is checked at points
+  from ``key(0)``. The stream keeps training apart from the repetitions' keys when the two seeds are equal (as
+  by default): no test point, reference or Monte Carlo draw reuses a training draw.
 * repetition r: ``k_r = fold_in(key(evaluation.seed), r)``; test points from ``fold_in(k_r, 0)``, the Monte
   Carlo reference from ``fold_in(k_r, 1)``, method m from ``fold_in(fold_in(k_r, 2), crc32(m))``.
 * chunks: a method's points are split into ``evaluation.chunks`` equal chunks (the last padded by repeating
@@ -44,8 +46,12 @@ def make_trace(kind: str, probes: int):
 # ---- surrogate -----------------------------------------------------------------------------------------
 
 
+TRAINING_STREAM = 2**31 - 2  # far from the repetition indices r folded into key(evaluation.seed)
+
+
 def training_keys(seed: int):
-    base = jax.random.key(seed)
+    """(initial weights key, training key) of ``training.seed``."""
+    base = jax.random.fold_in(jax.random.key(seed), TRAINING_STREAM)
     return jax.random.fold_in(base, 0), jax.random.fold_in(base, 1)
 
 

@@ -339,6 +339,9 @@ def _build_methods(raw) -> tuple[Method, ...]:
         key = f"methods.{name}"
         if not IDENTIFIER.match(name) or "-" in name:
             raise ConfigError(f"{key}: method names must start with a letter and use only letters, digits and '_'")
+        if name == "exact":
+            raise ConfigError(f"{key}: 'exact' names the reference's columns in results/points.*; choose another "
+                              "method name")
         if not isinstance(table, dict):
             raise ConfigError(f"{key}: expected a table, got {type(table).__name__}")
         kind, estimator = table.get("kind"), table.get("estimator", "picard")
@@ -391,43 +394,50 @@ def _check_equation(config: ExperimentConfig):
 
 def _check_methods(config: ExperimentConfig, pde) -> None:
     for m in config.methods:
-        key = f"methods.{m.name}"
-        if m.options.estimator == "feynman_kac" and m.kind != "surrogate" and not pde.is_linear:
+        _check_method(config, pde, m, f"methods.{m.name}")
+
+
+def _check_method(config: ExperimentConfig, pde, m: Method, key: str) -> None:
+    """Everything about one method that can be checked before any compute (``key`` names it in errors)."""
+    if m.options.estimator == "feynman_kac" and m.kind != "surrogate" and not pde.is_linear:
+        raise ConfigError(
+            f"{key}.estimator: feynman_kac needs a linear PDE, but {pde.name} is semilinear; use picard"
+        )
+    if m.kind == "mlp" and m.options.shrinkage != "none":
+        raise ConfigError(f"{key}.shrinkage: only scasml methods shrink (toward the surrogate); plain Monte "
+                          "Carlo has no surrogate to shrink toward")
+    if m.options.widen and (pde.is_linear or m.options.levels < 2):
+        why = f"{pde.name} is linear" if pde.is_linear else "levels = 1 has no earlier correction to compare"
+        raise ConfigError(f"{key}.widen: there is no Picard truncation estimate to add to the intervals ({why}; "
+                          "the estimate needs levels ≥ 2 on a semilinear PDE)")
+    if m.options.widen and config.evaluation.points < MIN_TRUNCATION_POINTS:
+        raise ConfigError(f"{key}.widen: the Picard truncation is estimated over a repetition's points, at least "
+                          f"{MIN_TRUNCATION_POINTS}; evaluation.points is {config.evaluation.points}")
+    try:
+        estimator = m.estimator()
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
+    has_target = m.options.target_stderr is not None or m.options.target_relative is not None
+    if m.options.budget is not None and has_target:
+        raise ConfigError(f"{key}.budget: give either a budget or a target (target_stderr/target_relative), "
+                          "not both")
+    if m.options.max_replicas != LATER_KEY_DEFAULTS["max_replicas"] and not has_target:
+        raise ConfigError(f"{key}.max_replicas: caps the replicas a target (target_stderr/target_relative) asks "
+                          "for; this method has none")
+    if estimator is not None:
+        cost = sum(estimator.evaluations(pde).values())
+        pilot = cost + (1 if m.kind == "scasml" else 0)  # calibrate also evaluates the surrogate at the point
+        if m.options.budget is not None and m.options.budget < pilot:
+            raise ConfigError(f"{key}.budget: {m.options.budget:g} evaluations per point is below the pilot's "
+                              f"cost, one replica per point = {pilot} evaluations")
+        if cost > MAX_EVALUATIONS_PER_POINT:
             raise ConfigError(
-                f"{key}.estimator: feynman_kac needs a linear PDE, but {pde.name} is semilinear; use picard"
+                f"{key}: {cost:.3g} function evaluations per point (levels={m.options.levels}, "
+                f"base={m.options.base}) is beyond any budget; lower levels or base"
             )
-        if m.kind == "mlp" and m.options.shrinkage != "none":
-            raise ConfigError(f"{key}.shrinkage: only scasml methods shrink (toward the surrogate); plain Monte "
-                              "Carlo has no surrogate to shrink toward")
-        if m.options.widen and (pde.is_linear or m.options.levels < 2):
-            why = f"{pde.name} is linear" if pde.is_linear else "levels = 1 has no earlier correction to compare"
-            raise ConfigError(f"{key}.widen: there is no Picard truncation estimate to add to the intervals ({why}; "
-                              "the estimate needs levels ≥ 2 on a semilinear PDE)")
-        if m.options.widen and config.evaluation.points < MIN_TRUNCATION_POINTS:
-            raise ConfigError(f"{key}.widen: the Picard truncation is estimated over a repetition's points, at least "
-                              f"{MIN_TRUNCATION_POINTS}; evaluation.points is {config.evaluation.points}")
-        try:
-            estimator = m.estimator()
-        except ValueError as err:
-            raise ConfigError(f"{key}: {err}") from None
-        if m.options.budget is not None and (m.options.target_stderr is not None
-                                             or m.options.target_relative is not None):
-            raise ConfigError(f"{key}.budget: give either a budget or a target (target_stderr/target_relative), "
-                              "not both")
-        if estimator is not None:
-            cost = sum(estimator.evaluations(pde).values())
-            pilot = cost + (1 if m.kind == "scasml" else 0)  # calibrate also evaluates the surrogate at the point
-            if m.options.budget is not None and m.options.budget < pilot:
-                raise ConfigError(f"{key}.budget: {m.options.budget:g} evaluations per point is below the pilot's "
-                                  f"cost, one replica per point = {pilot} evaluations")
-            if cost > MAX_EVALUATIONS_PER_POINT:
-                raise ConfigError(
-                    f"{key}: {cost:.3g} function evaluations per point (levels={m.options.levels}, "
-                    f"base={m.options.base}) is beyond any budget; lower levels or base"
-                )
 
 
-def _check_sweep(config: ExperimentConfig) -> None:
+def _check_sweep(config: ExperimentConfig, pde) -> None:
     sweep = config.sweep
     names = {m.name for m in config.methods}
     for i, name in enumerate(sweep.methods):
@@ -443,6 +453,13 @@ def _check_sweep(config: ExperimentConfig) -> None:
     for m in swept:
         if (sweep.base or sweep.levels) and not m.is_picard:
             raise ConfigError(f"sweep.methods: {m.name!r} is not a multilevel Picard method and cannot be swept")
+    for axis in ("base", "levels"):  # every swept variant is checked as a method, before any compute
+        for value in getattr(sweep, axis):
+            for m in swept:
+                try:
+                    _check_method(config, pde, m.replace(**{axis: value}), f"methods.{m.name}")
+                except ConfigError as err:
+                    raise ConfigError(f"sweep.{axis} = {value}: {err}") from None
     if sweep.points > config.evaluation.points:
         raise ConfigError(f"sweep.points: {sweep.points} exceeds evaluation.points = {config.evaluation.points}")
     if sweep.training_steps and config.surrogate_family != "pinn":
@@ -484,7 +501,7 @@ def _cross_check(config: ExperimentConfig, check_files: bool) -> None:
     if ev.chunks > ev.points:
         raise ConfigError(f"evaluation.chunks: {ev.chunks} chunks for only {ev.points} points")
     _check_methods(config, pde)
-    _check_sweep(config)
+    _check_sweep(config, pde)
     if check_files:
         _check_checkpoint(config, pde)
         if config.surrogate_family == "python":

@@ -9,7 +9,7 @@ from statistics import NormalDist
 import numpy as np
 
 from ._config import ExperimentConfig
-from ._statistics import mean_interval, paired_t_test
+from ._statistics import mean_interval, paired_t_test, ratio_interval
 
 
 @dataclasses.dataclass
@@ -51,25 +51,37 @@ class Results:
     stage_seconds: float = 0.0  # all finished stages together (training, points, methods, sweeps)
 
 
-def error_summary(prediction, exact) -> dict:
-    """Relative L2, mean and max absolute error over the finite predictions, and how many were not finite."""
+def usable_points(result: MethodResult, exact) -> np.ndarray:
+    """(N,) bool: the points where the method has a result (a finite prediction and, where recorded, its
+    ``finite`` flag: value, error bar and interval finite) and the reference is finite."""
+    ok = np.isfinite(np.asarray(result.prediction, np.float64)) & np.isfinite(np.asarray(exact, np.float64))
+    if "finite" in result.arrays:
+        ok &= np.asarray(result.arrays["finite"], bool)
+    return ok
+
+
+def error_summary(prediction, exact, usable=None) -> dict:
+    """Relative L2, mean and max absolute error over the ``usable`` points (default: finite prediction and
+    reference) and how many were left out (``nonfinite``)."""
     prediction, exact = np.asarray(prediction, np.float64), np.asarray(exact, np.float64)
-    finite = np.isfinite(prediction)
-    err = prediction[finite] - exact[finite]
-    norm = float(np.linalg.norm(exact[finite]))
+    if usable is None:
+        usable = np.isfinite(prediction) & np.isfinite(exact)
+    usable = np.asarray(usable, bool)
+    err = prediction[usable] - exact[usable]
+    norm = float(np.linalg.norm(exact[usable]))
     if not err.size:
-        return {"relative_l2": None, "mean_absolute": None, "max_absolute": None, "nonfinite": int(finite.size)}
+        return {"relative_l2": None, "mean_absolute": None, "max_absolute": None, "nonfinite": int(usable.size)}
     return {
         "relative_l2": float(np.linalg.norm(err)) / norm if norm > 0 else None,
         "mean_absolute": float(np.mean(np.abs(err))),
         "max_absolute": float(np.max(np.abs(err))),
-        "nonfinite": int(np.sum(~finite)),
+        "nonfinite": int(np.sum(~usable)),
     }
 
 
-def _coverage(result: MethodResult, exact) -> float | None:
+def _coverage(result: MethodResult, exact, usable) -> float | None:
     lower, upper = result.arrays["lower"], result.arrays["upper"]
-    ok = np.isfinite(lower) & np.isfinite(upper)
+    ok = usable & np.isfinite(lower) & np.isfinite(upper)
     if not ok.any():
         return None
     return float(np.mean((exact[ok] >= lower[ok]) & (exact[ok] <= upper[ok])))
@@ -87,11 +99,12 @@ def z_scores(result: MethodResult, points: dict, with_dof: bool = False):
     For calibrated intervals z is close to N(0, 1). Points at t = T (answered exactly, stderr 0) are left out.
     ``with_dof``: also the degrees of freedom of each point's variance estimate (inf where not recorded).
     """
-    centre = 0.5 * (result.arrays["lower"] + result.arrays["upper"])
+    with np.errstate(invalid="ignore"):  # an infinite interval (flagged, left out below) has no centre
+        centre = 0.5 * (result.arrays["lower"] + result.arrays["upper"])
     scale = np.hypot(result.arrays["stderr"], points["exact_stderr"])
     if "truncation" in result.arrays:  # widened intervals: the truncation estimate in quadrature, as in widen
         scale = np.hypot(scale, result.arrays["truncation"])
-    ok = np.isfinite(centre) & np.isfinite(scale) & (scale > 0)
+    ok = usable_points(result, points["exact"]) & np.isfinite(centre) & np.isfinite(scale) & (scale > 0)
     z = (centre[ok] - points["exact"][ok]) / scale[ok]
     if not with_dof:
         return z
@@ -156,9 +169,13 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
     out = {}
     for method in config.methods:
         runs = results.methods[method.name]
-        per_rep = [error_summary(r.prediction, p["exact"]) for r, p in zip(runs, results.points, strict=True)]
-        stderr = np.concatenate([r.arrays["stderr"] for r in runs])
-        coverage = [_coverage(r, p["exact"]) for r, p in zip(runs, results.points, strict=True)]
+        usable = [usable_points(r, p["exact"]) for r, p in zip(runs, results.points, strict=True)]
+        per_rep = [error_summary(r.prediction, p["exact"], ok) for r, p, ok in zip(runs, results.points, usable,
+                                                                                    strict=True)]
+        stderr = np.concatenate([r.arrays["stderr"][ok] for r, ok in zip(runs, usable, strict=True)])
+        stderr = stderr[np.isfinite(stderr)]
+        coverage = [c for r, p, ok in zip(runs, results.points, usable, strict=True)
+                    if (c := _coverage(r, p["exact"], ok)) is not None]
 
         def mean_of(key, per_rep=per_rep):
             values = [row[key] for row in per_rep if row[key] is not None]
@@ -174,8 +191,8 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
             "max_absolute": float(max(row["max_absolute"] for row in per_rep if row["max_absolute"] is not None))
             if any(row["max_absolute"] is not None for row in per_rep) else None,
             "nonfinite": int(sum(row["nonfinite"] for row in per_rep)),
-            "mean_stderr": float(np.nanmean(stderr)) if np.isfinite(stderr).any() else None,
-            "interval_coverage": None if coverage[0] is None else float(np.mean(coverage)),
+            "mean_stderr": float(np.mean(stderr)) if stderr.size else None,
+            "interval_coverage": float(np.mean(coverage)) if coverage else None,
             "interval_calibration": interval_calibration(runs, results.points),
             "evaluations_per_point": runs[0].evaluations,
             "plain_evaluations_per_point": evaluation_split(runs[0].evaluations)[0],
@@ -197,27 +214,38 @@ def method_metrics(config: ExperimentConfig, results: Results) -> dict:
 
 
 def _comparison(config, results, methods, name: str, baseline: str) -> dict:
-    base_l2 = [m["relative_l2"] for m in methods[baseline]["per_repetition"]]
-    new_l2 = [m["relative_l2"] for m in methods[name]["per_repetition"]]
+    """``name`` against ``baseline`` over the points where both have a result. The improvement is
+    1 − mean(method's relative L2) / mean(baseline's) over repetitions, with the delta-method interval of that
+    ratio (centred on it)."""
+    base_runs, new_runs = results.methods[baseline], results.methods[name]
+    common = [usable_points(b, p["exact"]) & usable_points(m, p["exact"])
+              for b, m, p in zip(base_runs, new_runs, results.points, strict=True)]
+    base_l2 = [error_summary(r.prediction, p["exact"], ok)["relative_l2"]
+               for r, p, ok in zip(base_runs, results.points, common, strict=True)]
+    new_l2 = [error_summary(r.prediction, p["exact"], ok)["relative_l2"]
+              for r, p, ok in zip(new_runs, results.points, common, strict=True)]
     improvements = [100.0 * (1.0 - n / b) if (n is not None and b) else None for n, b in
                     zip(new_l2, base_l2, strict=True)]
-    abs_base = np.concatenate([np.abs(r.prediction - p["exact"]) for r, p in
-                               zip(results.methods[baseline], results.points, strict=True)])
-    abs_new = np.concatenate([np.abs(r.prediction - p["exact"]) for r, p in
-                              zip(results.methods[name], results.points, strict=True)])
-    finite = np.isfinite(abs_base) & np.isfinite(abs_new)
-    mean_base, mean_new = methods[baseline]["relative_l2"], methods[name]["relative_l2"]
-    over_reps = paired_t_test([np.nan if v is None else v for v in base_l2],
-                              [np.nan if v is None else v for v in new_l2])
+    abs_base = np.concatenate([np.abs(r.prediction - p["exact"])[ok] for r, p, ok in
+                               zip(base_runs, results.points, common, strict=True)])
+    abs_new = np.concatenate([np.abs(r.prediction - p["exact"])[ok] for r, p, ok in
+                              zip(new_runs, results.points, common, strict=True)])
+    base_values = [np.nan if v is None else v for v in base_l2]
+    new_values = [np.nan if v is None else v for v in new_l2]
+    ratio = ratio_interval(new_values, base_values)
+    over_reps = paired_t_test(base_values, new_values)
     if len(base_l2) < 2:
         over_reps["note"] = "one repetition: set evaluation.repetitions ≥ 2 for a test over seeds"
     return {
         "method": name,
         "baseline": baseline,
-        "improvement_percent": 100.0 * (1.0 - mean_new / mean_base) if (mean_new is not None and mean_base) else None,
-        "improvement_percent_ci95": _interval([v for v in improvements if v is not None]),
+        "points_compared": int(abs_base.size),
+        "points_left_out": int(sum(ok.size for ok in common)) - int(abs_base.size),
+        "improvement_percent": None if ratio["ratio"] is None else 100.0 * (1.0 - ratio["ratio"]),
+        "improvement_percent_ci95": None if ratio["low"] is None else [100.0 * (1.0 - ratio["high"]),
+                                                                         100.0 * (1.0 - ratio["low"])],
         "improvement_percent_per_repetition": improvements,
-        "fraction_of_points_improved": float(np.mean(abs_new[finite] < abs_base[finite])) if finite.any() else None,
+        "fraction_of_points_improved": float(np.mean(abs_new < abs_base)) if abs_base.size else None,
         "paired_over_points": {
             **paired_t_test(abs_base, abs_new),
             "statistic": "mean over points of |baseline error| - |method error|",
@@ -243,7 +271,7 @@ def sweep_metrics(results: Results) -> list[dict]:
     rows = []
     for s in results.sweeps:
         rows.append({"sweep": s.sweep, "value": s.value, "method": s.method, "kind": s.kind,
-                     **error_summary(s.result.prediction, s.exact),
+                     **error_summary(s.result.prediction, s.exact, usable_points(s.result, s.exact)),
                      "evaluations_per_point": int(sum(s.result.evaluations.values())),
                      "plain_evaluations_per_point": evaluation_split(s.result.evaluations)[0],
                      "residual_evaluations_per_point": evaluation_split(s.result.evaluations)[1]})

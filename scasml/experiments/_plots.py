@@ -75,26 +75,30 @@ def errors_figure(config, pde, results, metrics) -> Figure:
     colors = method_colors(config)
     fig = new_figure(1.6 + 1.5 * len(names), 4.2)
     ax = fig.subplots()
-    data = []
-    for name in names:
+    data, positions = [], []
+    for i, name in enumerate(names):
         err = _abs_errors(results, name)
-        data.append(np.log10(np.maximum(err[np.isfinite(err)], TINY)))
-    positions = np.arange(1, len(names) + 1)
-    parts = ax.violinplot(data, positions=positions, showmedians=True, showextrema=True, widths=0.8)
-    for body, name in zip(parts["bodies"], names, strict=True):
-        body.set_facecolor(colors[name])
-        body.set_edgecolor("black")
-        body.set_alpha(0.6)
-    for key in ("cmedians", "cmins", "cmaxes", "cbars"):
-        parts[key].set_color("black")
-        parts[key].set_linewidth(0.8)
-    parts["cmedians"].set_linewidth(2.5)  # the median stands out from the min / max caps
+        if np.isfinite(err).any():  # a method with no finite result has no violin (its rel. L2 reads "—")
+            data.append(np.log10(np.maximum(err[np.isfinite(err)], TINY)))
+            positions.append(i + 1)
+    if data:
+        parts = ax.violinplot(data, positions=positions, showmedians=True, showextrema=True, widths=0.8)
+        for body, position in zip(parts["bodies"], positions, strict=True):
+            body.set_facecolor(colors[names[position - 1]])
+            body.set_edgecolor("black")
+            body.set_alpha(0.6)
+        for key in ("cmedians", "cmins", "cmaxes", "cbars"):
+            parts[key].set_color("black")
+            parts[key].set_linewidth(0.8)
+        parts["cmedians"].set_linewidth(2.5)  # the median stands out from the min / max caps
     ax.legend(handles=[Line2D([], [], color="black", lw=2.5, label="median (thick crossbar)"),
                        Line2D([], [], color="black", lw=0.8, label="min / max (thin caps)"),
                        Patch(facecolor="lightgrey", edgecolor="black", label="distribution over points")],
               fontsize=8, loc="best")
+    positions = np.arange(1, len(names) + 1)
     ax.set_xticks(positions)
-    ax.set_xticklabels([f"{n}\nrel. L2 {metrics['methods'][n]['relative_l2']:.2e}" for n in names], fontsize=8)
+    l2 = {n: metrics["methods"][n]["relative_l2"] for n in names}
+    ax.set_xticklabels([f"{n}\nrel. L2 " + ("—" if l2[n] is None else f"{l2[n]:.2e}") for n in names], fontsize=8)
     ax.set_ylabel("log10 |prediction − reference|")
     total = config.evaluation.points * config.evaluation.repetitions
     ax.set_title(f"{_title(config, pde)}: pointwise absolute errors ({total} points)")
@@ -117,6 +121,10 @@ def scatter_figure(config, pde, results, metrics) -> Figure | None:
     for ax, target in zip(axes, targets, strict=True):
         es = np.maximum(_abs_errors(results, target.name), TINY)
         ok = np.isfinite(es) & np.isfinite(eb)
+        if not ok.any():
+            ax.text(0.5, 0.5, f"no point where {base} and\n{target.name} both have a result", ha="center",
+                    va="center", transform=ax.transAxes)
+            continue
         scatter = ax.scatter(eb[ok], es[ok], c=t[ok], s=6, cmap="viridis", alpha=0.7, linewidths=0)
         lo = min(eb[ok].min(), es[ok].min()) / 2
         hi = max(eb[ok].max(), es[ok].max()) * 2
@@ -134,7 +142,8 @@ def scatter_figure(config, pde, results, metrics) -> Figure | None:
         ax.legend(loc="upper left", fontsize=8)
         ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"{_title(config, pde)}: pointwise errors, surrogate vs SCaSML", fontsize=11)
-    fig.colorbar(scatter, ax=list(axes), label="t", shrink=0.85)
+    if scatter is not None:
+        fig.colorbar(scatter, ax=list(axes), label="t", shrink=0.85)
     return fig
 
 
@@ -186,7 +195,8 @@ def improvement_figure(config, pde, results, metrics) -> Figure:
             ci = c["improvement_percent_ci95"]
             lo, hi = (ci[0], ci[1]) if ci else (gains[i], gains[i])
             if ci:
-                ax2.errorbar(i, gains[i], yerr=[[gains[i] - lo], [hi - gains[i]]], color="black", capsize=4)
+                ax2.errorbar(i, gains[i], yerr=[[max(gains[i] - lo, 0.0)], [max(hi - gains[i], 0.0)]], color="black",
+                             capsize=4)
             up = gains[i] >= 0
             ax2.annotate(f"{gains[i]:+.0f} %", (i, max(hi, gains[i]) if up else min(lo, gains[i])), ha="center",
                          va="bottom" if up else "top", fontsize=9, xytext=(0, 3 if up else -3),
@@ -269,7 +279,7 @@ def convergence_figure(config, pde, metrics) -> Figure | None:
         by_method.setdefault(r["method"], []).append(r)
     colors = {**{n: _color(r[0]["kind"], i) for i, (n, r) in enumerate(by_method.items())}, **method_colors(config)}
     base_name = next(n for n, r in by_method.items() if r[0]["kind"] == "surrogate")
-    base = {r["value"]: r["relative_l2"] for r in by_method[base_name]}
+    base = {r["value"]: np.nan if r["relative_l2"] is None else r["relative_l2"] for r in by_method[base_name]}
     all_errors = []
     for name, sel in by_method.items():
         sel = sorted(sel, key=lambda r: r["value"])
@@ -408,7 +418,13 @@ def band_figure(config, pde, results, points: int = 40) -> Figure | None:
     exact = ref["exact"][:k][order]
     arrays = results.methods[target.name][0].arrays
     centre = (0.5 * (arrays["lower"] + arrays["upper"]))[:k][order]
-    half = 1.959963984540054 * np.hypot(arrays["stderr"][:k][order], ref["exact_stderr"][:k][order])
+    scale = np.hypot(arrays["stderr"], ref["exact_stderr"])  # as the coverage in metrics.json (z_scores)
+    if "truncation" in arrays:
+        scale = np.hypot(scale, arrays["truncation"])
+    from .._calibrate import student_t_quantile
+
+    quantile = student_t_quantile(0.975, arrays["dof"]) if "dof" in arrays else 1.959963984540054
+    half = np.broadcast_to(quantile * scale, scale.shape)[:k][order]
     rank = np.arange(k)
     baselines = config.methods_of_kind("surrogate")
     base = results.methods[baselines[0].name][0].prediction[:k][order] if baselines else None
@@ -425,7 +441,7 @@ def band_figure(config, pde, results, points: int = 40) -> Figure | None:
     ax1.set_title(f"{_title(config, pde)}: values at {k} test points with 95 % intervals", fontsize=11)
     ax2.errorbar(rank, centre - exact, yerr=half, fmt="o", ms=3.5, color=colors[target.name],
                  ecolor=colors[target.name], elinewidth=1.2, capsize=2.5,
-                 label=f"{target.name} − reference, ± 1.96 standard errors")
+                 label=f"{target.name} − reference, with its 95 % interval")
     ax2.axhline(0, color="black", lw=0.8)
     inside = int(np.sum(np.abs(centre - exact) <= half))
     title = f"{target.name}'s error: the reference lies in its interval at {inside} of {k} points"

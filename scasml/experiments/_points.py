@@ -86,13 +86,18 @@ def _read_csv(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return data[:, 0], data[:, 1:]
 
 
+def _real(dtype) -> bool:
+    """Real floating or integer (not bool, complex, strings or objects)."""
+    return np.issubdtype(dtype, np.floating) or (np.issubdtype(dtype, np.integer) and dtype != np.bool_)
+
+
 def _read_npy(path: Path, dim: int):
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as err:
         raise PointsFileError(f"{path}: not a readable .npy array without pickle: {err}") from None
-    if data.ndim != 2 or data.shape[1] != dim + 1 or not np.issubdtype(data.dtype, np.number):
-        raise PointsFileError(f"{path}: expected a numeric array of shape (N, {dim + 1}) (t, then x); "
+    if data.ndim != 2 or data.shape[1] != dim + 1 or not _real(data.dtype):
+        raise PointsFileError(f"{path}: expected a real (float or integer) array of shape (N, {dim + 1}) (t, then x); "
                               f"got {data.dtype} {data.shape}")
     return data[:, 0].astype(float), data[:, 1:].astype(float)
 
@@ -107,6 +112,9 @@ def _read_npz(path: Path, dim: int):
         raise PointsFileError(f"{path}: not a readable .npz archive without pickle: {err}") from None
     if x.ndim != 2 or x.shape[1] != dim or t.shape != (x.shape[0],):
         raise PointsFileError(f"{path}: expected t of shape (N,) and x of shape (N, {dim}); got {t.shape}, {x.shape}")
+    for label, arr in (("t", t), ("x", x)):
+        if not _real(arr.dtype):
+            raise PointsFileError(f"{path}: {label} must be a real (float or integer) array; got {arr.dtype}")
     return t.astype(float), x.astype(float)
 
 

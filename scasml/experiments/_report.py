@@ -333,6 +333,20 @@ def _warn_truncation(config: ExperimentConfig, results, horizon: float) -> None:
                 break
 
 
+def _nonfinite_lines(metrics: dict) -> list[str]:
+    """A warning per method with points that have no result (a non-finite value, error bar or interval, or a
+    non-finite reference there): they are left out of its errors, and comparisons use the points where both
+    methods have one."""
+    total = metrics["points_per_repetition"] * metrics["repetitions"]
+    lines = [f"- **`{name}` has no result at {mm['nonfinite']} of {total} points** (a non-finite value, error bar or "
+             "interval, or reference): they are left out of its errors and coverage."
+             for name, mm in metrics["methods"].items() if mm["nonfinite"]]
+    if not lines:
+        return []
+    return [*lines, "", "Comparisons between methods use the points where both have a result "
+            "(metrics.json: `points_compared`, `points_left_out`).", ""]
+
+
 def _adaptive_lines(metrics: dict) -> list[str]:
     """One line per adaptive method: replicas used and the points that missed its target."""
     lines = []
@@ -392,6 +406,7 @@ def report_markdown(config: ExperimentConfig, pde, metrics: dict, timings: dict,
         "'vs surrogate' is the reduction of the relative L2 error. Seconds: wall clock, including compilation "
         "(see Cost).",
         "",
+        *_nonfinite_lines(metrics),
         *_error_bar_section(config, metrics),
         *_cost_section(config, metrics, timings),
         *_statistics_section(metrics),

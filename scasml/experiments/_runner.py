@@ -178,14 +178,16 @@ class Pipeline:
                  corrections: bool = False):
         """Evaluate ``method`` chunk by chunk, skipping finished chunks (with ``corrections``, a widened twin reads
         them: only those that stored the Picard corrections, which chunks of an earlier scasml lack; redone, they
-        give the same estimates)."""
+        give the same estimates). A method with a ``budget`` runs in one chunk: its Neyman allocation spreads
+        the budget over the points it is given, so chunks would make a point's replicas depend on its chunk."""
         t, x = points["t"], points["x"]
         if limit:
             t, x = t[:limit], x[:limit]
-        size, n_chunks = chunk_layout(len(t), self.config.evaluation.chunks)
+        size, n_chunks = chunk_layout(len(t), method_chunks(self.config, method))
         stages = [f"{prefix}/chunk-{c:03d}" for c in range(n_chunks)]
         key_data = np.asarray(jax.random.key_data(key)).tolist()
-        todo = [c for c in range(n_chunks) if not self.chunk_done(stages[c], key_data, c * size, corrections)]
+        todo = [c for c in range(n_chunks)
+                if not self.chunk_done(stages[c], key_data, c * size, min(size, len(t) - c * size), corrections)]
         if not todo:
             log.debug("%s: cached", label)
             return
@@ -208,14 +210,14 @@ class Pipeline:
             bar.update(done)
         bar.close()
 
-    def chunk_done(self, stage: str, key_data: list, offset: int, corrections: bool = False) -> bool:
-        """Whether ``stage`` holds this chunk's results: its marker records the method key and first point index
-        of the current noise scheme (a chunk of an older scheme or another layout is redone, never mixed in), and
-        with ``corrections`` its arrays include the Picard corrections."""
+    def chunk_done(self, stage: str, key_data: list, offset: int, points: int, corrections: bool = False) -> bool:
+        """Whether ``stage`` holds this chunk's results: its marker records the method key, first point index and
+        number of points of the current noise scheme (a chunk of an older scheme or another layout is redone,
+        never mixed in), and with ``corrections`` its arrays include the Picard corrections."""
         if not self.run.has_results(stage):
             return False
         info = self.run.stage_info(stage)
-        if info.get("key_data") != key_data or info.get("index_offset") != offset:
+        if info.get("key_data") != key_data or info.get("index_offset") != offset or info.get("points") != points:
             return False
         return not corrections or "picard_corrections" in self.run.array_names(stage)
 
@@ -277,10 +279,19 @@ def own_estimates(methods) -> list[Method]:
 
 
 def training_sweep_methods(config: ExperimentConfig) -> list[Method]:
-    """The surrogate alone plus the SCaSML methods being swept (for the convergence curve)."""
+    """The surrogate alone plus the SCaSML methods being swept (for the convergence curve). Without a surrogate
+    method in the config, the surrogate alone is added as "surrogate", or as "_surrogate" (a name no config
+    method can have) where a method of another kind is named "surrogate": its stored results are its own."""
     baseline = config.methods_of_kind("surrogate")
-    head = [baseline[0]] if baseline else [Method("surrogate", MethodSection(kind="surrogate"))]
+    name = "_surrogate" if any(m.name == "surrogate" for m in config.methods) else "surrogate"
+    head = [baseline[0]] if baseline else [Method(name, MethodSection(kind="surrogate"))]
     return head + [m for m in config.sweep_methods() if m.kind == "scasml"]
+
+
+def method_chunks(config: ExperimentConfig, method: Method) -> int:
+    """Chunks (resumable stages) of a method's points: ``evaluation.chunks``, or one for a method with a
+    ``budget``, whose Neyman allocation spreads the budget over the points of one call."""
+    return 1 if method.options.budget is not None else config.evaluation.chunks
 
 
 # ---- reading results back -------------------------------------------------------------------------------
@@ -290,7 +301,7 @@ def _read_method(run: RunDirectory, config: ExperimentConfig, prefix: str, n: in
                  horizon: float) -> MethodResult:
     """The stored estimates under ``prefix`` (concatenated over chunks) at times t (n,), shrunk and widened when
     ``method`` asks for it, with the Picard truncation estimated over all n points."""
-    _, n_chunks = chunk_layout(n, config.evaluation.chunks)
+    _, n_chunks = chunk_layout(n, method_chunks(config, method))
     parts, infos = [], []
     for c in range(n_chunks):
         stage = f"{prefix}/chunk-{c:03d}"

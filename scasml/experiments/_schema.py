@@ -35,6 +35,11 @@ def at_least(low):
     return lambda v: None if v >= low else f"must be ≥ {low}"
 
 
+def seed_range(v):
+    """A seed of ``jax.random.key``, which keeps 32 bits (2³² + 5 would give seed 5's numbers)."""
+    return None if 0 <= v < 2**32 else "must lie in [0, 2³²): jax.random.key keeps 32 bits"
+
+
 def positive(v):
     return None if v > 0 else "must be > 0"
 
@@ -144,7 +149,7 @@ class TrainingSection:
     probes: int = spec(4, check=at_least(1), doc="Rademacher probes when trace = 'hutchinson'")
     sampling: str = spec("domain", choices=("domain", "paths"),
                          doc="collocation points: all in the domain, or half where the diffusion from it goes")
-    seed: int = spec(0, check=at_least(0), doc="initial weights and collocation points")
+    seed: int = spec(0, check=seed_range, doc="initial weights and collocation points")
     log_every: int = spec(100, check=at_least(1), doc="record the loss every log_every steps")
     points: int = spec(1500, check=at_least(1), doc="GP interior collocation points (also its kernel centres)")
     iterations: int = spec(6, check=at_least(1), doc="GP Gauss–Newton iterations")
@@ -169,7 +174,7 @@ TRAINING_KEYS = {
 @dataclasses.dataclass(frozen=True)
 class EvaluationSection:
     points: int = spec(1200, check=at_least(1), doc="test points per repetition")
-    seed: int = spec(0, check=at_least(0), doc="test points, references and Monte Carlo noise")
+    seed: int = spec(0, check=seed_range, doc="test points, references and Monte Carlo noise")
     repetitions: int = spec(1, check=at_least(1), doc="independent repetitions (fresh points and noise)")
     chunks: int = spec(4, check=at_least(1), doc="resumable stages per method and repetition")
     batch_size: int = spec(0, check=at_least(0), doc="points per vectorised batch inside a chunk (0: automatic)")
@@ -219,8 +224,9 @@ class MethodSection:
                                          doc="adaptive: ... or at most this times |u| (either target suffices)")
     max_replicas: int = spec(64, check=at_least(1), doc="adaptive: replicas per point at most (the pilot is one)")
     budget: float | None = spec(None, check=positive,
-                                doc="adaptive: function evaluations per point on average, spread over each chunk's "
-                                    "points where the pilot's errors are largest (Neyman); not with a target")
+                                doc="adaptive: function evaluations per point on average, spread over each "
+                                    "repetition's points where the pilot's errors are largest (Neyman; one "
+                                    "resumable stage per repetition); not with a target")
 
 
 ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")

@@ -134,3 +134,27 @@ def paired_t_test(baseline, method, level: float = 0.95) -> dict:
     half = t_quantile(0.5 + level / 2.0, df) * stderr
     out.update(mean_difference=mean, stderr=stderr, t=t, df=df, p_value=p, low=mean - half, high=mean + half)
     return out
+
+
+def ratio_interval(numerator, denominator, level: float = 0.95) -> dict:
+    """Ratio of means R = mean(numerator) / mean(denominator) over pairs where both are finite, with its ``level``
+    confidence interval by the delta method: se(R) = sd(numerator − R·denominator) / (√n · |mean(denominator)|)
+    on n − 1 degrees of freedom. The interval is centred on R (``None`` bounds for fewer than 2 pairs or a zero
+    mean denominator)."""
+    a = np.asarray(numerator, dtype=np.float64)
+    b = np.asarray(denominator, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need equal shapes, got {a.shape} and {b.shape}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    n = int(a.size)
+    out = {"n": n, "ratio": None, "low": None, "high": None}
+    if n == 0 or np.mean(b) == 0.0:
+        return out
+    ratio = float(np.mean(a) / np.mean(b))
+    out["ratio"] = ratio
+    if n >= 2:
+        stderr = float(np.std(a - ratio * b, ddof=1)) / (math.sqrt(n) * abs(float(np.mean(b))))
+        half = t_quantile(0.5 + level / 2.0, n - 1) * stderr
+        out.update(low=ratio - half, high=ratio + half)
+    return out
