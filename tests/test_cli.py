@@ -234,7 +234,7 @@ def test_calibrate_rejects_malformed_points(checkpoint, tmp_path, capsys, name, 
 def test_calibrate_rejects_bad_binary_inputs(checkpoint, tmp_path, capsys):
     np.save(tmp_path / "flat.npy", np.zeros(8))
     assert main(["calibrate", str(checkpoint), "--points", str(tmp_path / "flat.npy")]) == 2
-    assert "expected a numeric array of shape (N, 4)" in capsys.readouterr().err
+    assert "expected a real (float or integer) array of shape (N, 4)" in capsys.readouterr().err
     np.savez(tmp_path / "p.npz", t=np.zeros(2), y=np.zeros((2, 3)))
     assert main(["calibrate", str(checkpoint), "--points", str(tmp_path / "p.npz")]) == 2
     assert "needs arrays 't' and 'x'" in capsys.readouterr().err
