@@ -53,6 +53,11 @@ class DefectPDE(AbstractSemilinearPDE):
         return self.base.gradient_quadratic
 
     @property
+    def curved_in_value(self):
+        """f̆(v, w) = f(û + v, ẑ + w) − f(û, ẑ) + ε has the base's curvature in v."""
+        return self.base.curved_in_value
+
+    @property
     def name(self):
         return f"defect[{self.base.name}]"
 

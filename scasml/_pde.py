@@ -134,6 +134,14 @@ class AbstractSemilinearPDE(eqx.Module):
         return None
 
     @property
+    def curved_in_value(self) -> bool:
+        """True when f is curved in u (∂²f/∂u² ≠ 0 somewhere, e.g. DR's (u − u*)²).
+
+        A noisy value estimate û gives E f(û) = f(E û) + ½·∂²f/∂u²·Var(û) for f quadratic in u (to second order
+        otherwise): ``MultilevelPicard`` removes that bias (``debias=True``) with the estimate's own variance."""
+        return False
+
+    @property
     def name(self) -> str:
         return type(self).__name__
 
