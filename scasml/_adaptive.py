@@ -39,6 +39,7 @@ import warnings
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import numpy as np
 
 from ._checks import as_count, is_count, is_real
@@ -49,6 +50,9 @@ SAFETY = 1.25
 # warn: the points that stop early are those whose standard error came out small (4 QMC nets, median ν 4–8: pooled
 # error bars 10–20 % too narrow; 8 nets of 32 points, ν ≈ 10–12: 3–4 %; experiments/RESULTS.md).
 MIN_PILOT_DOF = 8
+# The most replicas one call may run (in all, and so at any point): replica numbers are drawn as uint32 keys, and
+# beyond this the run would not end in any reasonable time anyway.
+MAX_REPLICAS = 2**31 - 1
 
 
 def _positive(value, label: str, owner: str, allow_none: bool = True) -> None:
@@ -108,9 +112,9 @@ class TargetStderr(AbstractAllocation):
         _positive(self.relative, "relative", "TargetStderr")
         if self.absolute is None and self.relative is None:
             raise ValueError("TargetStderr needs absolute= and/or relative= (a target standard error of u)")
-        if not is_count(self.max_replicas):
-            raise ValueError(f"TargetStderr max_replicas must be a positive integer (the pilot is one replica), got "
-                             f"{self.max_replicas!r}")
+        if not (is_count(self.max_replicas) and self.max_replicas <= MAX_REPLICAS):
+            raise ValueError(f"TargetStderr max_replicas must be a positive integer (the pilot is one replica) of at "
+                             f"most {MAX_REPLICAS}, got {self.max_replicas!r}")
         _positive(self.max_evaluations, "max_evaluations", "TargetStderr")
         if not is_count(self.rounds):
             raise ValueError(f"TargetStderr rounds must be a positive integer (top-ups after the pilot), got "
@@ -168,6 +172,16 @@ class Budget(AbstractAllocation):
                 f"Budget evaluations = {self.evaluations:.4g} is below the pilot's cost: one replica at each of "
                 f"{points} points takes {points * cost:.4g} function evaluations ({cost:.4g} per point)"
             )
+        if self.evaluations is not None and self.evaluations / cost > MAX_REPLICAS:
+            raise ValueError(
+                f"Budget evaluations = {self.evaluations:.4g} is {self.evaluations / cost:.4g} replicas of "
+                f"{cost:.4g} function evaluations, beyond the {MAX_REPLICAS} one call can run"
+            )
+        if self.seconds is not None and jax.process_count() > 1:
+            raise ValueError(
+                "Budget(seconds=...) cannot be used in a multi-process run: each process times its own pilot, so the "
+                "processes would decide different replica counts; give Budget(evaluations=...) instead"
+            )
 
     def replicas(self, u, spread, done, cost, pilot_seconds) -> np.ndarray:
         n = np.size(spread)
@@ -180,7 +194,7 @@ class Budget(AbstractAllocation):
                           "no further replicas", RuntimeWarning, stacklevel=4)
             return np.asarray(done, np.int64)
         else:
-            total = n + int((self.seconds - pilot_seconds) / (pilot_seconds / n))
+            total = min(n + int((self.seconds - pilot_seconds) / (pilot_seconds / n)), MAX_REPLICAS)
         return neyman(spread, total)
 
 
@@ -338,17 +352,19 @@ def _top_up(runner, t, x, index, done, more, sums, squares, fourth, bar) -> None
     unused chunks skipped. ``bar`` counts the points whose replicas are all done."""
     n = x.shape[0]
     total = int(more.sum())
-    owner = np.repeat(np.arange(n), more)
-    replica = (np.repeat(done, more) + np.arange(total) - np.repeat(np.cumsum(more) - more, more)).astype(np.uint32)
-    ends = np.cumsum(more[more > 0])
+    stops = np.cumsum(more)  # the replicas of point i are the items [stops[i] − more[i], stops[i]) of the sequence
+    ends = stops[more > 0]
     before = bar.done
-    for lo in range(0, total, n):
+    for lo in range(0, total, n):  # one batch of items at a time: memory does not grow with the total
         hi = min(lo + n, total)
         pad = n - (hi - lo)
-        items = np.concatenate([owner[lo:hi], np.repeat(owner[hi - 1 : hi], pad)])
-        reps = np.concatenate([replica[lo:hi], np.repeat(replica[hi - 1 : hi], pad)])
+        position = np.arange(lo, hi)
+        owner = np.searchsorted(stops, position, side="right")
+        replica = (done[owner] + position - (stops[owner] - more[owner])).astype(np.uint32)
+        items = np.concatenate([owner, np.repeat(owner[-1:], pad)])
+        reps = np.concatenate([replica, np.repeat(replica[-1:], pad)])
         out = runner.run(t[items], x[items], index[items], reps, valid=hi - lo)
-        mine = owner[lo:hi]
+        mine = owner
         for acc, values in zip(sums, (out.u, out.z, out.u_corrections), strict=True):
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64))
         for acc, values in zip(squares, (out.u_stderr, out.z_stderr), strict=True):

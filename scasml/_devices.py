@@ -32,10 +32,12 @@ def use_every_cpu_core(count: int | None = None) -> int:
     """
     if count is None:
         chosen = re.search(_FLAG + r"=(\d+)", os.environ.get("XLA_FLAGS", ""))
-        if chosen:
-            return int(chosen.group(1))
-        if os.environ.get("JAX_NUM_CPU_DEVICES"):
-            return int(os.environ["JAX_NUM_CPU_DEVICES"])
+        given = chosen.group(1) if chosen else os.environ.get("JAX_NUM_CPU_DEVICES")
+        if given:  # kept as given, but a count JAX cannot use is refused here rather than deep in a later call
+            where = f"XLA_FLAGS --{_FLAG}" if chosen else "JAX_NUM_CPU_DEVICES"
+            if not (given.isdigit() and int(given) >= 1):
+                raise ValueError(f"{where} must be a positive integer, got {given!r}")
+            return int(given)
         env = os.environ.get("SCASML_CPU_DEVICES")
         if not env:
             count = available_cores()

@@ -53,8 +53,8 @@ class Recommendation(eqx.Module):
     points: int = eqx.field(static=True)
 
     def __str__(self) -> str:
-        lines = [f"for {self.target!r} at {self.points} points (pilot: {self.rows[0]['pilot_points']} points, "
-                 "seconds measured warm on this machine):",
+        lines = [f"for {self.target!r} at {self.points} points before the horizon (pilot: "
+                 f"{self.rows[0]['pilot_points']} points, seconds measured warm on this machine):",
                  f"{'estimator':<42} {'evals/replica':>13} {'median se':>10} {'max se':>9} {'truncation':>10} "
                  f"{'replicas':>9} {'misses':>7} {'RMS se':>9} {'evaluations':>12} {'seconds':>8}"]
         for row in self.rows:
@@ -100,9 +100,13 @@ def recommend(
     if not is_count(pilot_points):
         raise ValueError(f"pilot_points must be a positive integer, got {pilot_points!r}")
     t, x = np.asarray(t), np.asarray(x)
-    n = x.shape[0] if x.ndim == 2 else 1
-    t, x = np.broadcast_to(t, (n,)), x.reshape(n, -1)
-    chosen = np.unique(np.linspace(0, n - 1, min(pilot_points, n)).round().astype(int))
+    rows_in = x.shape[0] if x.ndim == 2 else 1
+    t, x = np.broadcast_to(t, (rows_in,)), x.reshape(rows_in, -1)
+    live = np.flatnonzero(t < pde.horizon)  # points at t = T are answered exactly: they cost no replicas
+    n = live.size
+    if n == 0:
+        raise ValueError("recommend: every point is at the horizon t = T, where u = g is exact: nothing to estimate")
+    chosen = live[np.unique(np.linspace(0, n - 1, min(pilot_points, n)).round().astype(int))]
     tp, xp = t[chosen], x[chosen]
     rows = []
     for estimator in candidates:
@@ -115,8 +119,17 @@ def recommend(
             start = time.perf_counter()
             jax.block_until_ready(run(1).u)
         per_point = (time.perf_counter() - start) / len(chosen)
-        stderr = np.asarray(pilot.stderr, np.float64)
+        usable = np.asarray(pilot.finite, bool)  # statistics over the pilot points with a result
+        if not usable.all():
+            warnings.warn(f"recommend: {estimator!r} gave no finite estimate at {int((~usable).sum())} of "
+                          f"{usable.size} pilot points; its row uses the others", RuntimeWarning, stacklevel=2)
+        stderr = np.asarray(pilot.stderr, np.float64)[usable]
         cost = sum(pilot.evaluations.values())
+        if not stderr.size:  # nothing to predict from: ranked last
+            rows.append({"estimator": estimator, "cost": cost, "median_stderr": math.nan, "max_stderr": math.nan,
+                         "pilot_points": len(chosen), "truncation": None, "replicas": math.nan, "misses": 1.0,
+                         "rms_stderr": math.inf, "flagged": False, "evaluations": math.nan, "seconds": math.inf})
+            continue
         row = {"estimator": estimator, "cost": cost, "median_stderr": float(np.median(stderr)),
                "max_stderr": float(np.max(stderr)), "pilot_points": len(chosen),
                "truncation": truncation_estimate(pilot.picard_corrections, tp, pde.horizon, np.float64)[0]}
@@ -129,7 +142,7 @@ def recommend(
             row.update(replicas=mean_replicas, misses=0.0, rms_stderr=rms, flagged=cut > TRUNCATION_WARNING * rms,
                        evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
         else:
-            tol = target.tolerance(np.asarray(pilot.u, np.float64))
+            tol = target.tolerance(np.asarray(pilot.u, np.float64)[usable])
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 wanted = np.where(stderr <= tol, 1.0, np.ceil(SAFETY * (stderr / tol) ** 2))
             wanted = np.where(np.isfinite(wanted), wanted, math.inf)
@@ -146,6 +159,9 @@ def recommend(
                        rms_stderr=rms, flagged=cut > TRUNCATION_WARNING * rms,
                        evaluations=mean_replicas * n * cost, seconds=mean_replicas * n * per_point)
         rows.append(row)
+    if all(math.isnan(r["median_stderr"]) for r in rows):
+        raise ValueError("recommend: no candidate gave a finite estimate at any pilot point (the surrogate, the PDE "
+                         "or its paths are not finite there)")
     if all(math.isinf(r["rms_stderr"]) for r in rows):
         cheapest = min(r["cost"] for r in rows)
         raise ValueError(f"recommend: no candidate fits {target!r}: one replica of the cheapest at each of the {n} "

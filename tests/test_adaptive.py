@@ -146,8 +146,9 @@ def test_budget_spends_the_evaluations_where_the_errors_are():
     out = scasml.calibrate(surrogate, pde, t, x, estimator, key=key, allocation=scasml.Budget(evaluations=96 * cost))
     replicas = np.asarray(out.replicas)
     assert replicas.sum() == 96 and replicas.min() >= 1 and out.met is None
-    pilot = np.asarray(uniform.stderr)
-    assert replicas[np.argmax(pilot)] >= replicas[np.argmin(pilot)]
+    pilot = np.asarray(uniform.stderr)  # the pilot is replica 0 of every allocation: the uniform run
+    assert pilot.max() > 3 * pilot.min()  # errors spread enough that Neyman differs from Uniform(3)
+    np.testing.assert_array_equal(replicas, neyman(pilot, 96))  # R_i ∝ s_i in integers, not a uniform split
     assert f"{96 * cost:.4g} function evaluations" in out.summary
 
 
@@ -332,3 +333,53 @@ def test_allocations_warn_when_the_pilot_error_bars_rest_on_few_degrees_of_freed
                         r"degrees of freedom \(below 8\).*too narrow", message), message
     assert not dof_warnings(few, scasml.Uniform(2))
     assert not dof_warnings(scasml.MultilevelPicard(2, 4), target)
+
+
+def test_recommend_counts_only_the_points_before_the_horizon():
+    pde, surrogate = _vb()
+    t, x = pde.sample_domain(jax.random.key(2), 40)
+    t = t.at[2:].set(pde.horizon)  # 38 of 40 points at T: answered exactly, no replica spent there
+    candidates = (scasml.MultilevelPicard(2, 4),)
+    pilot = scasml.calibrate(surrogate, pde, t[:1], x[:1], candidates[0], key=jax.random.key(0))
+    cost = sum(pilot.evaluations.values())
+    budget = scasml.Budget(evaluations=3 * cost)  # enough for the 2 live points, not for 40 pilots
+    scasml.calibrate(surrogate, pde, t, x, candidates[0], key=jax.random.key(0), allocation=budget)  # calibrate agrees
+    rec = scasml.recommend(surrogate, pde, t, x, budget, key=jax.random.key(0), candidates=candidates)
+    assert rec.points == 2 and rec.rows[0]["pilot_points"] == 2 and np.isfinite(rec.rows[0]["rms_stderr"])
+    with pytest.raises(ValueError, match="every point is at the horizon"):
+        scasml.recommend(surrogate, pde, t[2:], x[2:], budget, key=jax.random.key(0), candidates=candidates)
+
+
+def test_recommend_ranks_on_finite_pilot_estimates_and_says_so():
+    pde, good = _vb()
+    # finite at the query points (calibrate refuses others), not where some Monte Carlo paths go
+    bad = scasml.FunctionSurrogate(lambda t, x: jnp.where(x[0] > 0.45, jnp.nan, pde.exact(t, x)))
+    t, x = pde.sample_domain(jax.random.key(2), 16)
+    x = x.at[:, 0].set(jnp.linspace(-0.5, 0.4, 16))
+    candidates = (scasml.MultilevelPicard(2, 4), scasml.MultilevelPicard(2, 6))
+    with pytest.warns(RuntimeWarning, match="no finite estimate at"):
+        rec = scasml.recommend(bad, pde, t, x, scasml.TargetStderr(absolute=1e-2), key=jax.random.key(0),
+                               candidates=candidates)
+    assert all(np.isfinite(r["median_stderr"]) and np.isfinite(r["seconds"]) for r in rec.rows)
+    nothing = scasml.FunctionSurrogate(lambda t, x: jnp.where(t < pde.horizon, pde.exact(t, x), jnp.nan))  # at T
+    with pytest.warns(RuntimeWarning, match="no finite estimate at 16 of 16"), \
+            pytest.raises(ValueError, match="no candidate gave a finite estimate"):
+        scasml.recommend(nothing, pde, t, x, scasml.Budget(evaluations=1e9), key=jax.random.key(0),
+                         candidates=candidates)
+
+
+def test_allocations_beyond_what_a_call_can_run_are_refused(monkeypatch):
+    pde, surrogate = _vb()
+    t, x = pde.sample_domain(jax.random.key(2), 4)
+    estimator = scasml.MultilevelPicard(2, 4)
+    with pytest.raises(ValueError, match="beyond the 2147483647 one call can run"):
+        scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0),
+                         allocation=scasml.Budget(evaluations=1e30))
+    with pytest.raises(ValueError, match="max_replicas must be a positive integer"):
+        scasml.TargetStderr(absolute=1e-3, max_replicas=2**40)
+    import scasml._adaptive as adaptive
+
+    monkeypatch.setattr(adaptive.jax, "process_count", lambda: 2)  # as in a multi-process run
+    with pytest.raises(ValueError, match="multi-process run"):
+        scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(0),
+                         allocation=scasml.Budget(seconds=10.0))

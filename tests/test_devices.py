@@ -57,6 +57,9 @@ def test_use_every_cpu_core_defaults_and_errors():
     by_jax = _run("import jax, scasml; assert scasml.use_every_cpu_core() == 3; print(len(jax.devices()))",
                   JAX_NUM_CPU_DEVICES="3")
     assert by_jax.returncode == 0 and by_jax.stdout.strip() == "3", by_jax.stderr[-2000:]
+    zero = _run("import scasml\ntry:\n    scasml.use_every_cpu_core()\nexcept ValueError as err:\n    print(err)",
+                XLA_FLAGS="--xla_force_host_platform_device_count=0")  # refused here, not deep in a later call
+    assert "must be a positive integer, got '0'" in zero.stdout, (zero.stdout, zero.stderr[-2000:])
     bad = subprocess.run([sys.executable, "-m", "scasml.cli", "list"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "SCASML_CPU_DEVICES": "many", "JAX_PLATFORMS": "cpu"})
     assert bad.returncode == 2 and "SCASML_CPU_DEVICES must be a positive integer" in bad.stderr, bad.stderr[-2000:]
