@@ -61,9 +61,11 @@ def check_cost(estimator, pde, max_evaluations=None) -> dict[str, int]:
     cost = sum(counts.values())
     if cost > limit:
         detail = ", ".join(f"{v:.3g} {k}" for k, v in counts.items())
+        lower = ("lower paths" if hasattr(estimator, "paths") else "lower levels or base" if
+                 hasattr(estimator, "levels") else "choose a cheaper estimator")
         raise ValueError(
             f"{estimator!r} needs {cost:.3g} function evaluations per query point ({detail}), more than the limit "
-            f"of {limit:.3g}; lower levels or base, or pass max_evaluations=math.inf (or at least {cost}) to "
-            "allow it"
+            f"of {limit:.3g}; {lower} (the scasml command and config files keep this limit; from Python, "
+            f"max_evaluations=math.inf or at least {cost} raises it)"
         )
     return counts

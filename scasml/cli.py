@@ -8,7 +8,8 @@
     scasml calibrate --surrogate python:my_model.py:surrogate --equation vb --dim 20 --points points.csv
     scasml list
 
-Exit status: 0 success, 2 invalid input (config, files, run directory), 130 interrupted.
+Exit status: 0 success, 1 out of memory (or another failure of the JAX runtime), 2 invalid input (config, files,
+run directory), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -107,10 +108,51 @@ def _check_points_file(path: str, flag: str) -> None:
         raise CommandError(f"{flag} {path} is not a regular file (a FIFO, device or socket); give a file")
 
 
-def _config(args):
-    from .experiments import load_config, resolve_config_path
+def _file_kind(path) -> str | None:
+    """None for a regular file (or a link to one); else what ``path`` is, for a message (nothing is opened)."""
+    import stat
 
-    return load_config(resolve_config_path(args.config), args.set)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file (a FIFO, device or socket)"
+
+
+def _config_path(args) -> Path:
+    """The config file of ``args.config`` (a path or a config name); a path that exists but is not a regular file
+    (a FIFO would block the reader) is refused as such, not reported missing."""
+    from .experiments import ConfigError, resolve_config_path
+
+    try:
+        return resolve_config_path(args.config)
+    except ConfigError:
+        kind = _file_kind(args.config)
+        if kind not in (None, "missing"):
+            raise CommandError(f"{args.config} is {kind}; give a config file (or a config name)") from None
+        raise
+
+
+def _config(args, path: Path | None = None):
+    from .experiments import load_config
+
+    return load_config(path or _config_path(args), args.set)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (also through symbolic or hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
@@ -158,23 +200,56 @@ def _training_lock(path: Path):
         yield
 
 
-def _save_new(out: Path, overwrite: bool, surrogate, pde, record: dict) -> None:
-    """Save to ``out`` (replacing it only with ``overwrite``); if a file of that name appeared meanwhile, keep
-    it and save beside it under a new name, then refuse with both names."""
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why the existing file ``path`` is not a scasml checkpoint (None: it is one)."""
+    from .surrogates import CheckpointError, read_header
+
+    try:
+        read_header(path)
+    except CheckpointError as err:
+        return str(err)
+    return None
+
+
+def _check_replaceable(out: Path) -> None:
+    """--force replaces a checkpoint that scasml wrote, never another file (a config, data, a broken link)."""
+    if os.path.lexists(out):
+        why = _not_a_checkpoint(out)
+        if why is not None:
+            raise CommandError(f"--force replaces only a scasml checkpoint, and {out} is not one ({why}); choose "
+                               "another -o/--output, or move the file away yourself")
+
+
+def _save_new(args, out: Path, overwrite: bool, surrogate, pde, record: dict) -> None:
+    """Save to ``out`` (replacing it only with ``overwrite``, and then only a checkpoint); if a file of that name
+    appeared meanwhile (or was replaced by another kind of file), keep it and save beside it under a new name,
+    then refuse with both names."""
     from .surrogates import save
 
     try:
+        if overwrite and os.path.lexists(out) and _not_a_checkpoint(out) is not None:
+            raise FileExistsError(out)
         save(out, surrogate, pde, training=record, overwrite=overwrite)
+        args.written = out
     except FileExistsError:
         aside = out.with_name(f"{out.stem}.{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}{out.suffix}")
         save(aside, surrogate, pde, training=record, overwrite=False)
-        raise CommandError(f"{out} was created while training and is left as it is; the new surrogate is saved as "
-                           f"{aside}") from None
+        args.written = aside
+        raise CommandError(f"{out} was created (or replaced by a file that is not a checkpoint) while training and "
+                           f"is left as it is; the new surrogate is saved as {aside}") from None
+
+
+def _check_not_config(out: Path, config_path: Path) -> None:
+    if _same_file(out, config_path):
+        raise CommandError(f"-o/--output {out} is the config file itself; give the checkpoint another name (the "
+                           "config would be replaced)")
 
 
 def cmd_train(args) -> int:
-    config = _config(args)
+    config_path = _config_path(args)
+    config = _config(args, config_path)
     out = Path(args.output or f"{config.name}.scasml")
+    _check_not_config(out, config_path)
     if args.resume and config.surrogate_family == "pinn":
         _check_output(out, "--output")
         if not out.is_file():
@@ -212,13 +287,15 @@ def _train(args, config, out: Path) -> int:
         log.info("continuing %s after %d steps", out, done_before)
     elif out.exists() and not args.force:
         raise CommandError(f"{out} exists; pass --continue to train it further or --force to overwrite it")
+    elif args.force:
+        _check_replaceable(out)
     enable_compile_cache(args.compile_cache)
     surrogate, tlog, record = train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
                                               progress=not args.quiet)
     if previous is not None:
         record["continued_from"] = previous
     record["seconds"] = round(tlog.seconds, 3)
-    _save_new(out, args.force or args.resume, surrogate, pde, record)
+    _save_new(args, out, args.force or args.resume, surrogate, pde, record)
     print(f"saved {out}: {record['total_steps']} steps in total, final loss {record['final_loss']:.3e} "
           f"({tlog.seconds:.1f} s)")
     return 0
@@ -231,9 +308,11 @@ def _fit_gp(args, config, pde, out: Path) -> int:
         raise CommandError("--continue: a GP surrogate is fitted in one go, it cannot be trained further")
     if out.exists() and not args.force:
         raise CommandError(f"{out} exists; pass --force to overwrite it")
+    if args.force:
+        _check_replaceable(out)
     enable_compile_cache(args.compile_cache)
     surrogate, fit, record = fit_gp_surrogate(config, pde)
-    _save_new(out, args.force, surrogate, pde, record)
+    _save_new(args, out, args.force, surrogate, pde, record)
     print(f"saved {out}: GP with {surrogate.n_centres} centres, residual RMS {record['final_residual_rms']:.3e}, "
           f"terminal RMS {record['final_terminal_rms']:.3e} ({fit.seconds:.1f} s)")
     return 0
@@ -271,6 +350,10 @@ def _calibration_surrogate(args):
         raise CommandError(f"--surrogate {args.surrogate!r}: {err} (a checkpoint is given as CHECKPOINT)") from None
     if args.dim < 1:
         raise CommandError(f"--dim must be positive, got {args.dim}")
+    width = _points_dim(args.points)  # before the PDE and the surrogate are built (and checked) at that size
+    if width is not None and width != args.dim:
+        raise CommandError(f"--dim {args.dim}, but the points in {args.points} are {width}-dimensional (t and "
+                           f"{width} coordinates); give --dim {width} or other points")
     if args.equation.startswith("python:"):
         from .experiments._user import load_user_pde
 
@@ -288,6 +371,81 @@ def _calibration_surrogate(args):
         return pde, load_user_surrogate(resolve_kind(args.surrogate), pde)
     except ConfigError as err:
         raise CommandError(str(err).replace("surrogate.kind:", "--surrogate:", 1)) from None
+
+
+def _points_dim(path: str) -> int | None:
+    """The dimension d of the points in the file ``path``, read cheaply (a .npy's shape, an .npz's x, a CSV's first
+    line); None where it cannot be told, and then ``read_points`` reports the problem."""
+    import csv
+    import re
+
+    import numpy as np
+
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            return shape[1] - 1 if len(shape) == 2 and shape[1] >= 2 else None
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                shape = data["x"].shape if "x" in data.files else ()
+            return shape[1] if len(shape) == 2 and shape[1] >= 1 else None
+        if suffix in (".csv", ".txt"):
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                for row in csv.reader(fh):
+                    if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                        continue
+                    try:
+                        [float(c) for c in row]
+                        return len(row) - 1 if len(row) >= 2 else None
+                    except ValueError:  # a header: its highest coordinate x{d-1}
+                        names = [int(c.strip()[1:]) for c in row if re.fullmatch(r"x\d+", c.strip())]
+                        return max(names) + 1 if names else None
+    except Exception:  # unreadable: read_points says why
+        return None
+    return None
+
+
+# calibrate's defaults where a flag is not given (argparse's default is None, to tell a given flag from a default)
+DEFAULT_PATHS, DEFAULT_LEVELS, DEFAULT_BASE, DEFAULT_PROBES = 1000, 2, 10, 4
+_PICARD_ONLY = ("levels", "base", "variant", "clip", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points",
+                "inner_base")
+_NONFINITE = "calibrate: the Monte Carlo estimate is not finite"  # its warning names a chunk's points: held back
+
+
+def _check_surrogate_values(surrogate, pde, t, x) -> None:
+    """Refuse a surrogate that is not finite at some of the points, naming the file's point (calibrate checks each
+    chunk, with the chunk's indices and padding)."""
+    import numpy as np
+
+    from ._calibrate import surrogate_values
+    from .surrogates import check_surrogate
+
+    bad = ~np.isfinite(surrogate_values(check_surrogate(surrogate, pde), t, x))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise CommandError(f"the surrogate returned non-finite values at {int(bad.sum())} of the {len(t)} points "
+                           f"(first: point {first}, t = {float(t[first]):g}); check it there")
+
+
+def _warn_nonfinite(finite, t, estimator) -> None:
+    """One warning for the points (of the file, all chunks together) whose estimate is not finite."""
+    import numpy as np
+
+    from .estimators import MultilevelPicard
+
+    bad = int(np.sum(~finite))
+    if bad:
+        first = int(np.argmin(finite))
+        remedy = "--clip C, fewer --levels, or " if isinstance(estimator, MultilevelPicard) else ""
+        log.warning("calibrate: the Monte Carlo estimate is not finite at %d of the %d points (u, z, a standard "
+                    "error or the 95%% interval; first: point %d, t = %g); they are 0 in the finite column. "
+                    "Consider %schecking the surrogate and equation there (does a solution exist?).",
+                    bad, len(finite), first, float(t[first]), remedy)
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 def cmd_calibrate(args) -> int:
@@ -319,25 +477,54 @@ def cmd_calibrate(args) -> int:
         clip = None if args.clip in (None, "none") else float(args.clip)
     except ValueError:
         raise CommandError(f"--clip must be a number or 'none', got {args.clip!r}") from None
+    if args.probes is not None and args.trace != "hutchinson":
+        raise CommandError("--probes applies to --trace hutchinson; the exact trace uses no probes")
+    if args.probes is not None and args.probes < 1:
+        raise CommandError(f"--probes must be positive, got {args.probes}")
     # multilevel Picard options given on the command line; the others keep MultilevelPicard's defaults
     options = ("antithetic", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points", "inner_base")
     given = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
+    candidates = None  # --recommend: the estimators it chooses among
     try:
         if args.estimator == "feynman-kac":
-            picard_only = [key for key in given if key != "antithetic"]
+            picard_only = [_flag(key) for key in _PICARD_ONLY if getattr(args, key) is not None]
             if picard_only:
-                raise CommandError(f"--{picard_only[0].replace('_', '-')} applies to --estimator picard (multilevel "
-                                   "Picard), not feynman-kac")
+                raise CommandError(f"{', '.join(picard_only)} appl{'ies' if len(picard_only) == 1 else 'y'} to "
+                                   "--estimator picard (multilevel Picard), not feynman-kac")
+            if args.recommend:
+                raise CommandError("--recommend chooses multilevel Picard's levels and base; it does not apply to "
+                                   "--estimator feynman-kac (set its --paths, or use a target or budget alone)")
             if not pde.is_linear:
                 raise CommandError(f"--estimator feynman-kac needs a linear PDE (f independent of u and z), but "
                                    f"{pde.name} is semilinear; use --estimator picard")
+            paths = DEFAULT_PATHS if args.paths is None else args.paths
+            if paths < 1:
+                raise CommandError(f"--paths must be positive, got {paths}")
             antithetic = bool(args.antithetic)
-            estimator = FeynmanKac(paths=args.paths, antithetic=antithetic)
-            described = f"FeynmanKac(paths={args.paths}{', antithetic=True' if antithetic else ''})"
+            estimator = FeynmanKac(paths=paths, antithetic=antithetic)
+            described = f"FeynmanKac(paths={paths}{', antithetic=True' if antithetic else ''})"
         else:
-            estimator = MultilevelPicard(levels=args.levels, base=args.base, variant=args.variant, clip=clip, **given)
-            extra = "".join(f", {key}={value!r}" for key, value in given.items())
-            described = f"MultilevelPicard(levels={args.levels}, base={args.base}{extra})"
+            if args.paths is not None:
+                raise CommandError("--paths applies to --estimator feynman-kac; multilevel Picard's samples are set "
+                                   "by --levels and --base")
+            if args.variant is not None:
+                given = {"variant": args.variant, **given}
+            if clip is not None:
+                given = {"clip": clip, **given}
+            if args.recommend:
+                fixed = [flag for flag, v in (("--levels", args.levels), ("--base", args.base)) if v is not None]
+                if fixed:
+                    raise CommandError(f"--recommend chooses levels and base; drop {' and '.join(fixed)}")
+                from ._recommend import DEFAULT_CANDIDATES
+
+                candidates = tuple(MultilevelPicard(c.levels, c.base, **given) for c in DEFAULT_CANDIDATES)
+                estimator, described = None, None
+            else:
+                levels = DEFAULT_LEVELS if args.levels is None else args.levels
+                base = DEFAULT_BASE if args.base is None else args.base
+                estimator = MultilevelPicard(levels=levels, base=base, **given)
+                extra = "".join(f", {key}={value!r}" for key, value in given.items())
+                described = f"MultilevelPicard(levels={levels}, base={base}{extra})"
     except ValueError as err:
         raise CommandError(str(err)) from None
     enable_compile_cache(args.compile_cache)
@@ -347,21 +534,24 @@ def cmd_calibrate(args) -> int:
         raise CommandError(f"--seed must lie in [0, 2³²) (jax.random.key keeps 32 bits), got {args.seed}")
     key = jax.random.key(args.seed)
     allocation = _allocation(args)
-    trace = make_trace(args.trace, args.probes)
-    if args.recommend:
-        if allocation is None:
-            raise CommandError("--recommend chooses (levels, base) for a target or a budget: give --target-stderr, "
-                               "--target-relative or --budget")
-        from ._recommend import recommend
-
-        recommendation = recommend(surrogate, pde, t, x, allocation, key=jax.random.fold_in(key, 2**31 - 1),
-                                   trace=trace)
-        print(recommendation)
-        estimator = recommendation.estimator
-        described = repr(estimator)
-    start = time.perf_counter()
-    with warnings.catch_warnings():  # a chunk's truncation warning: the estimate over all points follows
+    trace = make_trace(args.trace, DEFAULT_PROBES if args.probes is None else args.probes)
+    if args.recommend and allocation is None:
+        raise CommandError("--recommend chooses (levels, base) for a target or a budget: give --target-stderr, "
+                           "--target-relative or --budget")
+    with warnings.catch_warnings():
+        # a chunk's (or the pilot's) warnings of the truncation and of non-finite estimates count and index the
+        # points of that call (padded chunks): the warnings over all points follow
         warnings.filterwarnings("ignore", "calibrate: the Picard truncation", RuntimeWarning)
+        warnings.filterwarnings("ignore", _NONFINITE, RuntimeWarning)
+        if args.recommend:
+            from ._recommend import recommend
+
+            recommendation = recommend(surrogate, pde, t, x, allocation, key=jax.random.fold_in(key, 2**31 - 1),
+                                       trace=trace, candidates=candidates)
+            print(recommendation)
+            estimator = recommendation.estimator
+            described = repr(estimator)
+        start = time.perf_counter()
         if allocation is not None:  # one call: the allocation is decided over all points (a budget is shared)
             prediction = calibrate(surrogate, pde, t, x, estimator, key=key, trace=trace, allocation=allocation,
                                    progress=not args.quiet)
@@ -370,6 +560,7 @@ def cmd_calibrate(args) -> int:
             size, _ = chunk_layout(len(t), -(-len(t) // args.chunk_points))
             size = -(-size // CPU_LANES) * CPU_LANES  # chunks start at multiples of the vector width (see calibrate)
             n_chunks = -(-len(t) // size)
+            _check_surrogate_values(surrogate, pde, t, x)  # over all points: a chunk's check counts its own
             parts = []
             bar = ProgressBar("calibrate", n_chunks, not args.quiet)
             for c in range(n_chunks):  # point i uses fold_in(key(seed), i), whatever --chunk-points
@@ -380,6 +571,7 @@ def cmd_calibrate(args) -> int:
                 bar.update(c + 1)
             bar.close()
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])
+    _warn_nonfinite(cat("finite"), t, estimator)
     # the truncation estimate pools all points, whatever --chunk-points: calibrate's estimate over them at once
     truncation, spread = truncation_estimate(cat("picard_corrections"), t, pde.horizon, cat("stderr").dtype)
     message = truncation_message("scasml calibrate", estimator, truncation, cat("stderr"), t < pde.horizon,
@@ -405,6 +597,7 @@ def cmd_calibrate(args) -> int:
         columns["exact"] = np.asarray(jax.vmap(pde.exact)(t, x))
     try:
         write_predictions(out, columns, x, overwrite=args.force)
+        args.written = out
     except FileExistsError:
         raise CommandError(f"{out} was created while calibrating; it is left as it is (pass --force to overwrite "
                            "it, or choose another --out)") from None
@@ -449,6 +642,13 @@ def cmd_list(args) -> int:
     from . import equations
     from .experiments import ConfigError, config_dirs, load_config
 
+    if args.configs and args.keys:
+        raise CommandError("--configs lists the configs of a directory; --keys prints the config keys: give one")
+    if args.configs:
+        kind = _file_kind(args.configs)
+        if kind != "a directory":
+            what = ": no such directory" if kind == "missing" else f" is {kind or 'a file'}"
+            raise CommandError(f"--configs {args.configs}{what}; give a directory of config files")
     if args.keys:
         from .experiments._schema import config_reference
 
@@ -470,6 +670,10 @@ def cmd_list(args) -> int:
         if not files:
             print("  (none)")
         for path in files:
+            kind = _file_kind(path)
+            if kind is not None:  # never opened: reading a FIFO would block
+                print(f"  {path.stem:<16} SKIPPED: {path.name} is {kind}")
+                continue
             try:
                 c = load_config(path)
                 label, dim = c.equation_label.lower(), f"d={c.equation.dim}"
@@ -553,12 +757,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimator", default="picard", choices=("picard", "feynman-kac"),
                    help="picard: multilevel Picard (any PDE); feynman-kac: plain Monte Carlo of the Feynman–Kac "
                    "formula (linear PDEs only; the defect PDE of a linear PDE is linear)")
-    p.add_argument("--paths", type=int, default=1000, help="Feynman–Kac paths per point (default 1000)")
-    p.add_argument("--levels", type=int, default=2, help="multilevel Picard levels n (default 2)")
-    p.add_argument("--base", type=int, default=10, help="multilevel Picard base M (default 10)")
-    p.add_argument("--variant", default="full_history", choices=("full_history", "quadrature"),
+    p.add_argument("--paths", type=int, default=None, help="Feynman–Kac paths per point (default 1000)")
+    p.add_argument("--levels", type=int, default=None, help="multilevel Picard levels n (default 2)")
+    p.add_argument("--base", type=int, default=None, help="multilevel Picard base M (default 10)")
+    p.add_argument("--variant", default=None, choices=("full_history", "quadrature"),
                    help="multilevel Picard: random times (full_history, default) or Gauss–Legendre nodes (quadrature)")
-    p.add_argument("--clip", default=None, help="clip (u, z) at every level to [-c, c] (default: none)")
+    p.add_argument("--clip", default=None, help="multilevel Picard: clip (u, z) at every level to [-c, c] "
+                   "(default: none)")
     p.add_argument("--antithetic", action=argparse.BooleanOptionalAction, default=None,
                    help="antithetic pairs (N, -N) of path samples (default: off)")
     p.add_argument("--terminal-factor", type=int, default=None, metavar="K",
@@ -587,9 +792,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, metavar="EVALS",
                    help="adaptive: EVALS function evaluations in all, spent where the pilot's errors are largest")
     p.add_argument("--recommend", action="store_true",
-                   help="adaptive: choose levels and base for the target or budget from a pilot (prints why)")
+                   help="adaptive, multilevel Picard: choose levels and base for the target or budget from a "
+                   "pilot (prints why); the other estimator options apply to every candidate")
     p.add_argument("--trace", default="exact", choices=("exact", "hutchinson"), help="Laplacian of the residual")
-    p.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
+    p.add_argument("--probes", type=int, default=None, help="with --trace hutchinson: probes (default 4)")
     p.add_argument("--seed", type=int, default=0,
                    help="Monte Carlo key jax.random.key(SEED); point i draws from fold_in(key, i) (default 0)")
     p.add_argument("--chunk-points", type=int, default=256,
@@ -607,6 +813,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(args) -> str:
+    """What an interruption of ``args.command`` left behind (only `run` resumes)."""
+    written = getattr(args, "written", None)
+    if args.command == "run":
+        return "run the same command again to resume"
+    if args.command == "report":
+        return "the report may be partly re-rendered; run the same command again to render it in full"
+    if args.command in ("train", "calibrate"):  # both write their one output atomically at the end
+        if written is not None:
+            return f"{written} was written"
+        kept = " (the checkpoint is as it was)" if getattr(args, "resume", False) else ""
+        return f"nothing was written{kept}"
+    return "nothing was changed"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -614,6 +835,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     setup_logging(args.verbose, args.quiet)
+    from jax.errors import JaxRuntimeError
+
     from .experiments import ConfigError, PointsFileError, RunDirectoryError
     from .surrogates import CheckpointError
 
@@ -626,8 +849,16 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("traceback", exc_info=True)
         print(f"scasml {args.command}: error: {type(err).__name__}: {err} (-v shows where)", file=sys.stderr)
         return 2
+    except (MemoryError, JaxRuntimeError) as err:  # sizes beyond this machine (or a failure of the device)
+        log.debug("traceback", exc_info=True)
+        detail = (str(err).strip().splitlines() or [""])[0][:300]
+        what = "out of memory" if isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in detail else \
+            "the JAX runtime failed"
+        print(f"scasml {args.command}: error: {what}{': ' + detail if detail else ''} (smaller sizes may fit: "
+              "dimension, points, levels/base, --chunk-points; -v shows where)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"\nscasml {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"\nscasml {args.command}: interrupted; {_interrupted(args)}", file=sys.stderr)
         return 130
     finally:
         teardown_logging()

@@ -15,10 +15,21 @@ import jax.numpy as jnp
 import scasml
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (anything else is a usage error, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", action="store_true", help="train the PINN instead of loading the pretrained one")
-    parser.add_argument("--points", type=int, default=1200, help="number of test points (default 1200)")
+    parser.add_argument("--points", type=positive_int, default=1200, help="number of test points (default 1200)")
     args = parser.parse_args(argv)
 
     if args.train:

@@ -355,6 +355,8 @@ def test_calibrate_a_user_pde_with_feynman_kac(tmp_path, capsys):
         (["--equation", "vb", "--estimator", "feynman-kac"], "--estimator feynman-kac needs a linear PDE"),
         (["--equation", f"python:{module}:heet"], "--equation: 'python:"),
         (["--equation", f"python:{module}:heat", "--estimator", "feynman-kac", "--paths", "0"], "paths"),
+        (["--equation", f"python:{module}:heat", "--estimator", "feynman-kac", "--paths", "-5"],
+         "--paths must be positive"),
     ]:
         assert main(["calibrate", *common, *argv]) == 2, argv
         assert message in capsys.readouterr().err, argv
@@ -468,3 +470,207 @@ def test_chunk_points_do_not_change_a_digit(tmp_path):
     with np.load(outputs[0]) as chunked, np.load(outputs[1]) as whole:
         for name in ("defect", "u", "stderr", "lower", "upper"):
             np.testing.assert_array_equal(chunked[name], whole[name])
+
+
+# ---- reviewed defects: overwritten configs, ignored flags, chunk diagnostics, interrupts, sizes, list --------
+
+
+def test_train_never_overwrites_the_config_or_another_file(tmp_path, capsys):
+    """-o naming the config (also through a symbolic or hard link) is refused, with or without --force; --force
+    replaces a scasml checkpoint only, never another file."""
+    import os
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TRAIN_CONFIG.replace("steps = 10", "steps = 2"))
+    (tmp_path / "link.scasml").symlink_to(config)
+    os.link(config, tmp_path / "hard.scasml")
+    for out in (config, tmp_path / "." / "tiny.toml", tmp_path / "link.scasml", tmp_path / "hard.scasml"):
+        assert main(["train", str(config), "-o", str(out), "--force", "--quiet"]) == 2, out
+        assert "is the config file itself" in capsys.readouterr().err
+    assert config.read_text() == TRAIN_CONFIG.replace("steps = 10", "steps = 2")
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"precious")
+    assert main(["train", str(config), "-o", str(data), "--force", "--quiet"]) == 2
+    assert "--force replaces only a scasml checkpoint" in capsys.readouterr().err
+    assert data.read_bytes() == b"precious"
+    ckpt = tmp_path / "model.scasml"
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
+    assert main(["train", str(config), "-o", str(ckpt), "--force", "--quiet"]) == 0  # a checkpoint: replaced
+    assert read_header(ckpt)["training"]["total_steps"] == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--paths", "-5"], "--paths applies to --estimator feynman-kac"),
+    (["--paths", "100"], "--paths applies to --estimator feynman-kac"),
+    (["--probes", "3"], "--probes applies to --trace hutchinson"),
+    (["--trace", "hutchinson", "--probes", "0"], "--probes must be positive"),
+    (["--estimator", "feynman-kac", "--levels", "3"], "--levels applies to --estimator picard"),
+    (["--estimator", "feynman-kac", "--base", "4", "--clip", "3", "--variant", "quadrature"],
+     "--base, --variant, --clip apply to --estimator picard"),
+    (["--recommend", "--budget", "1e5", "--levels", "2", "--base", "4"],
+     "--recommend chooses levels and base; drop --levels and --base"),
+    (["--recommend", "--budget", "1e5", "--estimator", "feynman-kac"], "does not apply to --estimator feynman-kac"),
+])
+def test_calibrate_refuses_flags_that_do_not_apply(checkpoint, tmp_path, capsys, flags, message):
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    out = tmp_path / "o.csv"
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out), "--quiet", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_recommend_gives_the_estimator_options_to_every_candidate(checkpoint, tmp_path, capsys, monkeypatch):
+    import scasml._recommend as recommend_module
+
+    seen = {}
+
+    class Chosen:
+        def __init__(self, estimator):
+            self.estimator = estimator
+
+        def __str__(self):
+            return "recommended"
+
+    def fake_recommend(surrogate, pde, t, x, target, *, key, candidates=recommend_module.DEFAULT_CANDIDATES,
+                       trace=None):
+        seen["candidates"] = candidates
+        return Chosen(scasml.MultilevelPicard(1, 4, antithetic=True, clip=5.0, variant="quadrature"))
+
+    monkeypatch.setattr(recommend_module, "recommend", fake_recommend)
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(tmp_path / "o.csv"), "--quiet",
+                 "--recommend", "--budget", "1e5", "--antithetic", "--clip", "5", "--variant", "quadrature"]) == 0
+    candidates = seen["candidates"]
+    assert [(c.levels, c.base) for c in candidates] == [(c.levels, c.base) for c in
+                                                        recommend_module.DEFAULT_CANDIDATES]
+    assert all(c.antithetic and c.clip == 5.0 and c.variant == "quadrature" for c in candidates)
+
+
+NEAR_SINGULAR = """
+import jax.numpy as jnp
+
+
+def near(pde):  # finite at every query point; paths from x0 = -4.9999 cross x0 = -5, where it is not
+    return lambda t, x: pde.exact(t, x) + 0.01 * jnp.log(x[0] + 5.0)
+
+
+def far(pde):  # not finite where x0 < -100
+    return lambda t, x: pde.exact(t, x) + jnp.log(x[0] + 100.0)
+"""
+
+
+@pytest.mark.parametrize("kind, x0, message", [
+    ("near", -4.9999, "calibrate: the Monte Carlo estimate is not finite at 1 of the 6 points"),
+    ("far", -101.0, "the surrogate returned non-finite values at 1 of the 6 points"),
+])
+def test_chunked_calibrate_reports_nonfinite_points_by_file_index(tmp_path, capsys, kind, x0, message):
+    """6 points in chunks of 4 (the second padded with copies of point 5): one report over the file's points, with
+    the file's index, counting no padding."""
+    module = tmp_path / "singular.py"
+    module.write_text(NEAR_SINGULAR)
+    src = write_csv(tmp_path / "points.csv", [[0.1, 0.2, 0.2, 0.2]] * 5 + [[0.1, x0, 0.2, 0.2]])
+    out = tmp_path / "o.csv"
+    code = main(["calibrate", "--surrogate", f"python:{module}:{kind}", "--equation", "lcd", "--dim", "3", "--points",
+                 str(src), "--out", str(out), "--levels", "1", "--base", "8", "--chunk-points", "4", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == (0 if kind == "near" else 2), err
+    assert message in err and "first: point 5" in err, err
+    assert err.count("not finite") + err.count("non-finite") == 1, err
+    if kind == "near":
+        assert [r["finite"] for r in read_rows(out)] == ["1"] * 5 + ["0"]
+
+
+@pytest.mark.parametrize("command", ["run", "train", "calibrate"])
+def test_an_interrupt_says_what_it_left(checkpoint, tmp_path, capsys, monkeypatch, command):
+    import scasml._calibrate
+    import scasml.experiments
+    import scasml.experiments._compute
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scasml.experiments, "run_experiment", interrupt)
+    monkeypatch.setattr(scasml.experiments._compute, "train_surrogate", interrupt)
+    monkeypatch.setattr(scasml._calibrate, "calibrate", interrupt)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TRAIN_CONFIG)
+    out = tmp_path / "out.csv"
+    argv = {"run": ["run", str(config), "--out", str(tmp_path / "run")],
+            "train": ["train", str(config), "-o", str(tmp_path / "m.scasml")],
+            "calibrate": ["calibrate", str(checkpoint), "--points", str(write_csv(tmp_path / "p.csv", POINTS)),
+                          "--out", str(out)]}[command]
+    assert main([*argv, "--quiet"]) == 130
+    err = capsys.readouterr().err
+    expected = "run the same command again to resume" if command == "run" else "interrupted; nothing was written"
+    assert expected in err, err
+    if command != "run":
+        assert "resume" not in err and not out.exists() and not (tmp_path / "m.scasml").exists()
+
+
+def test_calibrate_compares_the_points_dimension_before_building_the_surrogate(tmp_path, capsys):
+    module = tmp_path / "costly.py"
+    module.write_text("def surrogate(pde):\n    raise MemoryError(f'built at d = {pde.dim}')\n")
+    np.save(tmp_path / "points.npy", np.array(POINTS))
+    for points in (write_csv(tmp_path / "points.csv", POINTS), tmp_path / "points.npy"):
+        assert main(["calibrate", "--surrogate", f"python:{module}:surrogate", "--equation", "vb", "--dim", "50",
+                     "--points", str(points), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "--dim 50, but the points in" in err and "are 3-dimensional" in err and "built at" not in err, err
+
+
+@pytest.mark.parametrize("error", [MemoryError(), jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: 80 GiB")])
+def test_out_of_memory_is_a_one_line_error(monkeypatch, capsys, error):
+    import scasml.cli
+
+    def exhausted(args):
+        raise error
+
+    monkeypatch.setattr(scasml.cli, "cmd_list", exhausted)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "scasml list: error: out of memory" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("points", ["0", "-3", "many"])
+def test_quickstart_refuses_a_bad_number_of_points(capsys, points):
+    from scasml.quickstart import main as quickstart
+
+    with pytest.raises(SystemExit) as exit_info:
+        quickstart(["--points", points])
+    assert exit_info.value.code == 2
+    assert "--points" in capsys.readouterr().err
+
+
+def test_list_refuses_a_missing_configs_directory(tmp_path, capsys):
+    assert main(["list", "--configs", str(tmp_path / "nonexistent")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert main(["list", "--configs", str(tmp_path), "--keys"]) == 2
+    assert "give one" in capsys.readouterr().err
+
+
+def test_list_and_run_do_not_open_a_fifo(tmp_path, capsys):
+    import os
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    os.mkfifo(configs / "fifo.toml")
+    (configs / "tiny.toml").write_text(TRAIN_CONFIG)
+    assert main(["list", "--configs", str(configs)]) == 0  # returns: the FIFO is never opened
+    out = capsys.readouterr().out
+    assert "fifo.toml is not a regular file" in out and "tiny" in out and "d=3" in out
+    assert main(["run", str(configs / "fifo.toml")]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+
+
+def test_the_evaluation_limit_names_the_command_line_remedy(checkpoint, tmp_path, capsys):
+    src = write_csv(tmp_path / "points.csv", POINTS)
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--levels", "30", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "lower levels or base" in err and "the scasml command and config files keep this limit" in err
+    module = tmp_path / "heat.py"
+    module.write_text(USER_HEAT)
+    assert main(["calibrate", "--surrogate", f"python:{module}:surrogate", "--equation", f"python:{module}:heat",
+                 "--dim", "3", "--points", str(src), "--estimator", "feynman-kac", "--paths", "1000000000",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "lower paths" in err and "levels" not in err, err
