@@ -52,8 +52,12 @@ def test_scasml_removes_most_of_a_smooth_perturbation():
     exact = jax.vmap(pde.exact)(t, x)
     rel = lambda u: float(jnp.linalg.norm(u - exact) / jnp.linalg.norm(exact))
     assert rel(out.u) <= 0.2 * rel(out.surrogate), (rel(out.u), rel(out.surrogate))
-    inside = jnp.mean((out.lower <= exact) & (exact <= out.upper))
-    assert float(inside) >= 0.9  # nominal 95 % intervals
+    covered = lambda r: float(jnp.mean((r.lower <= exact) & (exact <= r.upper)))
+    # 95 % intervals over 1,200 independent draws: coverage ≥ 0.95 − 4·√(0.95·0.05/1200) = 0.925 when honest. The
+    # plain intervals leave out the n = 2 Picard truncation (91–93 % here, experiments/RESULTS.md); widened by its
+    # estimate they must reach the binomial floor, and the plain ones may not fall far below it
+    assert covered(scasml.widen(out)) >= 0.925, covered(scasml.widen(out))
+    assert covered(out) >= 0.9, covered(out)
 
 
 def test_same_key_bit_identical_and_chunk_independent():

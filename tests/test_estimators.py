@@ -37,22 +37,26 @@ PROBLEMS = {
 }
 
 
-@pytest.mark.parametrize("problem", sorted(PROBLEMS))
-@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+# On a linear PDE without a source the quadrature variant only draws the terminal paths, exactly as full history
+# does (bit-identical estimates): it is tested where its Gauss–Legendre time nodes are used, on lcd-defect here and
+# on nonlinear PDEs (VB below, Black–Scholes–Barenblatt in test_dynamics).
+CASES = [(p, e) for p in sorted(PROBLEMS) for e in sorted(ESTIMATORS) if e != "mlp-quad" or p == "lcd-defect"]
+
+
+@pytest.mark.parametrize(("problem", "name"), CASES)
 def test_unbiased_within_stderr(problem, name):
+    """u within its standard errors at 200 points; the helper also checks the RMS of the standardised errors
+    against 1 (Student-t at the reported degrees of freedom)."""
     pde = PROBLEMS[problem]()
     t, x = _points(pde, 200)
     est = scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(1))
     exact = jax.vmap(pde.exact)(t, x)
     assert bool(jnp.all(est.stderr > 0))
-    assert_within_stderr(est.u, exact, est.stderr)
-    # the error bars are not inflated: the standardised errors have RMS ≈ 1 (CLT; 200 points → ±0.2 at 4σ)
-    rms = float(jnp.sqrt(jnp.mean(((est.u - exact) / est.stderr) ** 2)))
-    assert 0.75 < rms < 1.25, rms
+    assert_within_stderr(est.u, exact, est.stderr, dof=est.dof)
 
 
-@pytest.mark.parametrize("problem", ["heat", "lcd-defect"])
-@pytest.mark.parametrize("name", ["fk-random", "fk-gauss", "mlp-full"])
+@pytest.mark.parametrize(("problem", "name"), [(p, e) for p in ("heat", "lcd-defect") for e in sorted(ESTIMATORS)
+                                               if e != "mlp-quad" or p == "lcd-defect"])
 def test_gradient_matches_autodiff(problem, name):
     pde = PROBLEMS[problem]()
     t, x = _points(pde, 200, seed=3)
@@ -64,14 +68,21 @@ def test_gradient_matches_autodiff(problem, name):
 
 @pytest.mark.parametrize("name", ["fk-random", "mlp-full", "mlp-quad"])
 def test_reported_stderr_matches_spread_over_keys(name):
-    """The empirical spread over 20 independent keys agrees with the reported stderr within 25 %."""
-    pde = _perturbed_lcd()
+    """The empirical spread of u and of z over K = 20 independent keys agrees with the reported standard errors
+    (RMS over 50 points, and over z's components) within 4 SDs of the ratio's sampling distribution."""
+    keys, pde = 20, _perturbed_lcd()
     t, x = _points(pde, 50, seed=4)
-    runs = [scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(100 + i)) for i in range(20)]
-    values = np.stack([np.asarray(r.u, np.float64) for r in runs])
-    reported = np.sqrt(np.mean(np.stack([np.asarray(r.stderr, np.float64) ** 2 for r in runs])))
-    empirical = np.sqrt(np.mean(values.var(axis=0, ddof=1)))
-    assert abs(empirical / reported - 1) <= 0.25, (empirical, reported)
+    runs = [scasml.solve(pde, t, x, ESTIMATORS[name], key=jax.random.key(100 + i)) for i in range(keys)]
+    for field, error_bar in (("u", "stderr"), ("z", "z_stderr")):
+        values = np.stack([np.asarray(getattr(r, field), np.float64).reshape(len(t), -1) for r in runs])
+        variance = np.mean([np.asarray(getattr(r, error_bar), np.float64).reshape(len(t), -1) ** 2 for r in runs], 0)
+        ratio = np.sqrt(np.sum(values.var(axis=0, ddof=1)) / np.sum(variance))
+        # Var s² = 2σ⁴/(K − 1) per entry (normal estimates; their excess kurtosis over keys measures −0.2 … 0.1); a
+        # point's z components are dependent, so each point's Σ_j s_j² gets the fully correlated bound 2(Σ_j σ_j²)²
+        # /(K − 1): SD of the ratio of RMS's = √(Σ_i (Σ_j σ_ij²)²) / (√(2(K − 1))·Σ σ²) (≈ 1/√(2(K − 1)·50) for equal
+        # σ; 0.031 for u and 0.026 for z here), 4 SDs (the noise of the reported RMS, over 1000 values, is ≈ 0.002)
+        sd = np.sqrt(np.sum(variance.sum(axis=1) ** 2)) / (np.sqrt(2 * (keys - 1)) * variance.sum())
+        assert abs(ratio - 1) <= 4 * sd, (field, ratio, sd)
 
 
 def test_feynman_kac_rate():
@@ -105,11 +116,16 @@ def test_picard_error_decreases_with_base_and_levels():
     assert all(a > b for a, b in zip(by_level, by_level[1:], strict=False)), by_level
 
 
-def test_picard_on_nonlinear_vb_is_unbiased_within_stderr():
+@pytest.mark.parametrize("variant", ["full_history", "quadrature"])
+def test_picard_on_nonlinear_vb_is_unbiased_within_stderr(variant):
+    """u and z of MultilevelPicard(2, 8) on VB in d = 10, both variants: the Picard truncation at n = 2 is ≈ 0.06 ×
+    the RMS standard error for quadrature (``.truncation``), negligible against the tolerances."""
     pde = equations.get("vb", dim=10)
     t, x = _points(pde, 200, seed=9)
-    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 8), key=jax.random.key(3))
-    assert_within_stderr(est.u, jax.vmap(pde.exact)(t, x), est.stderr)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 8, variant=variant), key=jax.random.key(3))
+    grad = jax.vmap(jax.grad(pde.exact, argnums=1))(t, x)
+    assert_within_stderr(est.u, jax.vmap(pde.exact)(t, x), est.stderr, dof=est.dof)
+    assert_within_stderr(est.z, jax.vmap(pde.dynamics.sigma_transpose)(t, x, grad), est.z_stderr)
 
 
 @pytest.mark.parametrize("nodes", [1, 2, 3, 5, 8])
@@ -160,10 +176,20 @@ def test_feynman_kac_refuses_nonlinear_pde():
 
 
 def test_clipping_bounds_every_output():
+    """clip = 0.1 binds (unclipped: |u| 0.14–0.79, |z| up to 0.26 here): some u and some z sit at the bound, none
+    beyond; the nested estimates are clipped too, so z differs from the unclipped estimate clipped at the end (same
+    key, same noise) also where it is inside the bound."""
     pde = equations.get("vb", dim=5)
     t, x = _points(pde, 30)
-    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 4, clip=0.3), key=jax.random.key(0))
-    assert float(jnp.max(jnp.abs(est.u))) <= np.float32(0.3) and float(jnp.max(jnp.abs(est.z))) <= np.float32(0.3)
+    clip = np.float32(0.1)
+    est = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 4, clip=0.1), key=jax.random.key(0))
+    free = scasml.solve(pde, t, x, scasml.MultilevelPicard(2, 4, debias=False), key=jax.random.key(0))  # as clip
+    u, z = np.abs(np.asarray(est.u)), np.abs(np.asarray(est.z))
+    assert u.max() <= clip and z.max() <= clip
+    assert np.any(u == clip) and np.any(z == clip) and np.any(z < clip)
+    inside = z < clip
+    output_only = np.clip(np.asarray(free.z), -clip, clip)
+    assert np.any(np.asarray(est.z)[inside] != output_only[inside])
 
 
 class _QuadraticHJB(AbstractHJB):
@@ -208,7 +234,7 @@ def test_debiasing_removes_the_quadratic_gradient_bias():
     fixed, est = mean_error_in_stderrs(True)
     assert biased < -4.0, biased  # the bias the correction exists for is really there
     assert abs(fixed) < 4.0, fixed
-    assert_within_stderr(est.u, exact, est.stderr)
+    assert_within_stderr(est.u, exact, est.stderr, dof=est.dof)
 
 
 def _prng_sites(jaxpr) -> int:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import t_critical
 
 import scasml
 from scasml import equations
@@ -39,18 +40,30 @@ def _calibrate(*args, **kwargs):
 
 def test_the_estimate_matches_the_measured_truncation_and_warns():
     """Over 16 keys, the mean of MultilevelPicard(2, 10) is u_2 up to noise; its RMS distance to the exact
-    solution, less that noise, is the truncation. Every key's batch estimate lies within a factor of 2 of it (the
-    geometric model's accuracy over the seven set-ups of experiments/reduced_coverage.py: 0.6–1.4), each call
+    solution, less that noise, is the truncation. Every key's batch estimate lies within the geometric model's
+    recorded accuracy widened by the noise of the comparison (≈ [0.5, 2] × the measured truncation), each call
     warns (the estimate is ≈ 0.45 × the RMS standard error), and n = 3 neither shows a truncation nor warns."""
     pde, surrogate, t, x = _vb20()
     exact = np.asarray(jax.vmap(pde.exact)(t, x), np.float64)
     estimator = scasml.MultilevelPicard(2, 10)
     runs = [_calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(200 + k)) for k in range(KEYS)]
     u = np.stack([np.asarray(out.u, np.float64) for out, _ in runs])
-    noise = np.mean(u.var(axis=0, ddof=1)) / KEYS
-    measured = math.sqrt(np.mean((u.mean(axis=0) - exact) ** 2) - noise)
+
+    def truncation_measured(u):
+        noise = np.mean(u.var(axis=0, ddof=1)) / len(u)
+        return math.sqrt(np.mean((u.mean(axis=0) - exact) ** 2) - noise)
+
+    measured = truncation_measured(u)
     estimates = np.array([_rms(out.truncation) for out, _ in runs])
-    assert np.all((estimates > 0.5 * measured) & (estimates < 2 * measured)), (estimates, measured)
+    # The estimate is a model, not an unbiased estimator: its per-key ratio to the measured truncation ranges over
+    # 0.68–1.48 on the four VB set-ups of experiments/RESULTS.md (per-key ranges ÷ measured; 0.40–1.48 with LQ-OU),
+    # so no tighter window is supported. It is widened by 4 SDs of the comparison's noise: the estimates' spread over
+    # the keys (cv 0.06) and the measured value's (jackknife over the keys, 0.06), s ≈ 0.09 → [0.51, 1.99].
+    leave_one_out = np.array([truncation_measured(np.delete(u, k, axis=0)) for k in range(KEYS)])
+    jackknife = math.sqrt((KEYS - 1) / KEYS * np.sum((leave_one_out - leave_one_out.mean()) ** 2))
+    s = math.hypot(estimates.std(ddof=1) / estimates.mean(), jackknife / measured)
+    lower, upper = 0.68 / (1 + 4 * s), 1.48 * (1 + 4 * s)
+    assert np.all((estimates > lower * measured) & (estimates < upper * measured)), (estimates / measured, s)
     assert all(len(caught) == 1 for _, caught in runs)
     message = str(runs[0][1][0].message)
     assert "levels=3" in message and "× the RMS standard error" in message and "MultilevelPicard()" in message
@@ -62,14 +75,24 @@ def test_the_estimate_matches_the_measured_truncation_and_warns():
 
 
 def test_allocated_runs_pool_the_corrections_of_their_replicas():
+    """Four replicas: the corrections' noise shrinks, the truncation does not. Paired over 16 keys, the estimate
+    with four replicas minus that with one has mean 0 within 4σ-equivalent of its SD (Student-t at 15: 5.5 SDs of
+    the mean; per key the estimates differ by 13 %, so the bound is 14 % of the truncation, the mean measures +2 %;
+    halving the truncation would move it by 50 %)."""
     pde, surrogate, t, x = _vb20()
     estimator = scasml.MultilevelPicard(2, 6)
-    uniform, _ = _calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(5))
-    adaptive, caught = _calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(5),
-                                  allocation=scasml.Uniform(4))
-    # four replicas: the corrections' noise shrinks, the truncation does not
-    assert _rms(adaptive.truncation) == pytest.approx(_rms(uniform.truncation), rel=0.3)
-    assert caught  # four replicas halve the standard error: the truncation's share doubles
+    one, four, caught = [], [], []
+    for k in range(KEYS):
+        uniform, _ = _calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(5 + k))
+        adaptive, warned = _calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(5 + k),
+                                      allocation=scasml.Uniform(4))
+        one.append(_rms(uniform.truncation))
+        four.append(_rms(adaptive.truncation))
+        caught.append(bool(warned))
+    difference = np.array(four) - np.array(one)
+    bound = t_critical(KEYS) * difference.std(ddof=1) / math.sqrt(KEYS)
+    assert abs(difference.mean()) <= bound, (difference.mean(), bound, np.mean(one))
+    assert caught[0]  # four replicas halve the standard error: the truncation's share doubles
 
 
 def test_no_estimate_without_corrections_or_with_few_points():
