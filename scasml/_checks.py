@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,16 @@ def as_count(value):
 def is_real(value) -> bool:
     """A Python or NumPy real number (not a bool); may be inf or NaN."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_finite_real(value) -> bool:
+    """A finite real number: Python, NumPy or a 0-d array, not a bool, a string or NaN/inf."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def check_key(key):

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import abc
-import math
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checks import is_finite_real
+
 
 def _finite(*values) -> bool:
     """Every value a finite real number (a domain with an infinite or NaN bound samples inf or NaN points)."""
-    try:
-        return all(not isinstance(v, bool) and math.isfinite(v) for v in values)
-    except TypeError:
-        return False
+    return all(is_finite_real(v) for v in values)
 
 
 class AbstractDomain(eqx.Module):

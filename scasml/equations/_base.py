@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._checks import is_integer
+from .._checks import is_finite_real, is_integer
 from .._domain import AbstractDomain
 from .._dynamics import AbstractDynamics, ConstantCoefficients
 from .._pde import AbstractSemilinearPDE
@@ -21,11 +19,7 @@ def check_finite(owner: str, **parameters) -> None:
     """ValueError naming the first of ``parameters`` that is not a finite real number (NaN and ±inf reach the
     generator or the solution unnoticed and come out as NaN)."""
     for label, value in parameters.items():
-        try:
-            number = float(value) if not isinstance(value, bool) else math.nan
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number):
+        if not is_finite_real(value):
             raise ValueError(f"{owner} {label} must be a finite number, got {value!r}")
 
 

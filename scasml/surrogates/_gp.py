@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._checks import check_key, is_integer
+from .._checks import check_key, is_finite_real, is_integer
 from ._base import AbstractSurrogate
 from ._checkpoint import CheckpointError, register_architecture
 from ._pinn import parameter_dtype
@@ -324,13 +324,8 @@ def median_lengthscale(x: Array, max_points: int = 1000) -> float:
 
 def _finite(owner: str, label: str, value, positive: bool = False) -> float:
     """``value`` as a float, refused (ValueError) unless it is a finite real number ≥ 0 (> 0 when ``positive``)."""
-    number = None
-    if not isinstance(value, (bool, np.bool_, str, bytes)) and np.ndim(value) == 0:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            pass
-    if number is None or not math.isfinite(number) or number < 0 or (positive and number == 0):
+    number = float(value) if is_finite_real(value) else None
+    if number is None or number < 0 or (positive and number == 0):
         raise ValueError(f"{owner}: {label} must be a finite number {'> 0' if positive else '≥ 0'}, got {value!r}")
     return number
 
