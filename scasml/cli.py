@@ -94,18 +94,11 @@ def _check_output(path: Path, flag: str, directory: bool = False) -> None:
 
 def _check_points_file(path: str, flag: str) -> None:
     """Fail at once, without opening it, when ``path`` is not a regular file (opening a FIFO blocks)."""
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise CommandError(f"{flag} {path}: no such points file") from None
-    except OSError as err:
-        raise CommandError(f"{flag} {path}: {err.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise CommandError(f"{flag} {path} is a directory; give a file")
-    if not stat.S_ISREG(mode):
-        raise CommandError(f"{flag} {path} is not a regular file (a FIFO, device or socket); give a file")
+    kind = _file_kind(path)
+    if kind == "missing":
+        raise CommandError(f"{flag} {path}: no such points file")
+    if kind is not None:
+        raise CommandError(f"{flag} {path} is {kind}; give a file")
 
 
 def _file_kind(path) -> str | None:
@@ -350,7 +343,9 @@ def _calibration_surrogate(args):
         raise CommandError(f"--surrogate {args.surrogate!r}: {err} (a checkpoint is given as CHECKPOINT)") from None
     if args.dim < 1:
         raise CommandError(f"--dim must be positive, got {args.dim}")
-    width = _points_dim(args.points)  # before the PDE and the surrogate are built (and checked) at that size
+    from .experiments import points_dim
+
+    width = points_dim(args.points)  # before the PDE and the surrogate are built (and checked) at that size
     if width is not None and width != args.dim:
         raise CommandError(f"--dim {args.dim}, but the points in {args.points} are {width}-dimensional (t and "
                            f"{width} coordinates); give --dim {width} or other points")
@@ -371,39 +366,6 @@ def _calibration_surrogate(args):
         return pde, load_user_surrogate(resolve_kind(args.surrogate), pde)
     except ConfigError as err:
         raise CommandError(str(err).replace("surrogate.kind:", "--surrogate:", 1)) from None
-
-
-def _points_dim(path: str) -> int | None:
-    """The dimension d of the points in the file ``path``, read cheaply (a .npy's shape, an .npz's x, a CSV's first
-    line); None where it cannot be told, and then ``read_points`` reports the problem."""
-    import csv
-    import re
-
-    import numpy as np
-
-    suffix = Path(path).suffix.lower()
-    try:
-        if suffix == ".npy":
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-            return shape[1] - 1 if len(shape) == 2 and shape[1] >= 2 else None
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                shape = data["x"].shape if "x" in data.files else ()
-            return shape[1] if len(shape) == 2 and shape[1] >= 1 else None
-        if suffix in (".csv", ".txt"):
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                for row in csv.reader(fh):
-                    if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
-                        continue
-                    try:
-                        [float(c) for c in row]
-                        return len(row) - 1 if len(row) >= 2 else None
-                    except ValueError:  # a header: its highest coordinate x{d-1}
-                        names = [int(c.strip()[1:]) for c in row if re.fullmatch(r"x\d+", c.strip())]
-                        return max(names) + 1 if names else None
-    except Exception:  # unreadable: read_points says why
-        return None
-    return None
 
 
 # calibrate's defaults where a flag is not given (argparse's default is None, to tell a given flag from a default)

@@ -16,6 +16,7 @@ from ._config import config_from_dict as config_from_dict
 from ._config import load_config as load_config
 from ._config import resolve_config_path as resolve_config_path
 from ._points import PointsFileError as PointsFileError
+from ._points import points_dim as points_dim
 from ._points import read_points as read_points
 from ._points import write_predictions as write_predictions
 from ._report import Report as Report

@@ -39,13 +39,18 @@ def _numeric(row) -> bool:
     return True
 
 
+def _csv_rows(lines):
+    """(line number, cells) of the CSV rows that hold data or a header (blank lines and # comments skipped)."""
+    return ((i + 1, r) for i, r in enumerate(csv.reader(lines))
+            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#"))
+
+
 def _read_csv(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not a name
     except UnicodeDecodeError:
         raise PointsFileError(f"{path}: not a text (CSV) file") from None
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text)))
-            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
+    rows = list(_csv_rows(io.StringIO(text)))
     if not rows:
         raise PointsFileError(f"{path}: no points found")
     columns = None
@@ -116,6 +121,31 @@ def _read_npz(path: Path, dim: int):
         if not _real(arr.dtype):
             raise PointsFileError(f"{path}: {label} must be a real (float or integer) array; got {arr.dtype}")
     return t.astype(float), x.astype(float)
+
+
+def points_dim(path) -> int | None:
+    """The dimension d of the points in the file ``path``, read cheaply (a .npy's shape, an .npz's x, a CSV's first
+    row or header) so that it can be checked before anything is built at that size; None where it cannot be told
+    (``read_points`` then says why)."""
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            return shape[1] - 1 if len(shape) == 2 and shape[1] >= 2 else None
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                shape = data["x"].shape if "x" in data.files else ()
+            return shape[1] if len(shape) == 2 and shape[1] >= 1 else None
+        if suffix in (".csv", ".txt"):
+            with open(path, encoding="utf-8-sig", newline="") as lines:
+                for _, row in _csv_rows(lines):
+                    if _numeric(row):
+                        return len(row) - 1 if len(row) >= 2 else None
+                    names = [int(c.strip()[1:]) for c in row if re.fullmatch(r"x\d+", c.strip())]
+                    return max(names) + 1 if names else None
+    except Exception:  # unreadable: read_points says why
+        return None
+    return None
 
 
 def read_points(path, dim: int, horizon: float) -> tuple[np.ndarray, np.ndarray]:
