@@ -253,15 +253,16 @@ def cap_total(counts: np.ndarray, done: np.ndarray, total: int) -> np.ndarray:
 
 class Allocated(eqx.Module):
     """Host results of an allocated run: per point the mean over its replicas, standard errors, the
-    Welch–Satterthwaite degrees of freedom of u's variance, the mean of the replicas' Picard corrections (with the
-    variance of that mean), replicas used, whether it met the target (None
-    without a target) and a one-paragraph summary."""
+    Welch–Satterthwaite degrees of freedom of u's and z's variances, the mean of the replicas' Picard corrections
+    (with the variance of that mean), replicas used, whether it met the target (None without a target) and a
+    one-paragraph summary."""
 
     u: np.ndarray
     z: np.ndarray
     u_stderr: np.ndarray
     z_stderr: np.ndarray
     u_dof: np.ndarray
+    z_dof: np.ndarray
     u_corrections: np.ndarray
     replicas: np.ndarray
     met: np.ndarray | None
@@ -286,7 +287,7 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     counts = np.ones(n, np.int64)
     sums = [np.asarray(a, np.float64) for a in (pilot.u, pilot.z, pilot.u_corrections)]
     squares = [np.asarray(a, np.float64) ** 2 for a in (pilot.u_stderr, pilot.z_stderr)]
-    fourth = [_dof_term(pilot)]  # Σ_r s_r⁴/ν_r: Welch–Satterthwaite over the replicas
+    fourth = list(_dof_terms(pilot))  # Σ_r s_r⁴/ν_r of u and z: Welch–Satterthwaite over the replicas
     bar = None
     for _ in range(allocation.rounds):
         u_now = np.broadcast_to(offset_u + sums[0] / counts, counts.shape)
@@ -314,11 +315,11 @@ def run_allocated(runner, allocation: AbstractAllocation, t, x, index, cost: flo
     u_stderr = (np.sqrt(squares[0]) / r).astype(dtype)
     z_stderr = (np.sqrt(squares[1]) / r[:, None]).astype(dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dof = np.where(fourth[0] > 0, squares[0] ** 2 / fourth[0], np.inf)
+        dof, z_dof = (np.where(f > 0, s**2 / f, np.inf) for s, f in zip(squares, fourth, strict=True))
     tol = allocation.tolerance(offset_u + u)
     met = None if tol is None else np.asarray(u_stderr <= tol)
     summary = _summary(allocation, counts, live, met, cost, pilot_seconds, time.perf_counter() - start)
-    return Allocated(u, z, u_stderr, z_stderr, dof, corrections, counts, met, summary)
+    return Allocated(u, z, u_stderr, z_stderr, dof, z_dof, corrections, counts, met, summary)
 
 
 def _warn_if_few_dof(allocation: AbstractAllocation, pilot, live) -> None:
@@ -338,12 +339,14 @@ def _warn_if_few_dof(allocation: AbstractAllocation, pilot, live) -> None:
         )
 
 
-def _dof_term(est) -> np.ndarray:
-    """s⁴/ν per point (0 where s = 0 or ν = inf): one replica's share in Welch–Satterthwaite."""
-    s2 = np.asarray(est.u_stderr, np.float64) ** 2
-    dof = np.asarray(est.u_dof, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((s2 > 0) & np.isfinite(dof), s2**2 / dof, 0.0)
+def _dof_terms(est) -> tuple[np.ndarray, np.ndarray]:
+    """s⁴/ν of u (N,) and of z (N, d) (0 where s = 0 or ν = inf): one replica's share in Welch–Satterthwaite."""
+    def term(stderr, dof):
+        s2, dof = np.asarray(stderr, np.float64) ** 2, np.asarray(dof, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((s2 > 0) & np.isfinite(dof), s2**2 / dof, 0.0)
+
+    return term(est.u_stderr, est.u_dof), term(est.z_stderr, est.z_dof)
 
 
 def _top_up(runner, t, x, index, done, more, sums, squares, fourth, bar) -> None:
@@ -369,7 +372,8 @@ def _top_up(runner, t, x, index, done, more, sums, squares, fourth, bar) -> None
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64))
         for acc, values in zip(squares, (out.u_stderr, out.z_stderr), strict=True):
             np.add.at(acc, mine, np.asarray(values[: hi - lo], np.float64) ** 2)
-        np.add.at(fourth[0], mine, _dof_term(out)[: hi - lo])
+        for acc, values in zip(fourth, _dof_terms(out), strict=True):
+            np.add.at(acc, mine, values[: hi - lo])
         finished = before + int(np.searchsorted(ends, hi, side="right"))  # points whose replicas are all done
         bar.update(finished, note=f"points done {finished}/{bar.total}")
 

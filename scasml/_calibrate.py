@@ -69,7 +69,9 @@ class Estimate(eqx.Module):
     """Monte Carlo estimate of (u, z = σᵀ∇u) at N points, with standard errors.
 
     ``lower``/``upper`` bound the 95 % confidence interval u ± t·stderr, t the Student-t 97.5 % quantile at the
-    Welch–Satterthwaite degrees of freedom ``dof`` (N,) of the variance estimate (≈ 1.96 for many samples).
+    Welch–Satterthwaite degrees of freedom ``dof`` (N,) of the variance estimate (≈ 1.96 for many samples);
+    ``z_dof`` (N, d) are those of ``z_stderr``, for intervals of z (few where a level of few samples carries z's
+    variance: multilevel Picard's z errors ÷ ``z_stderr`` are then Student-t rather than normal).
     ``truncation`` (N,): the multilevel Picard truncation |u − u_n|, which the standard errors and intervals do
     not include, estimated over the batch (``picard_truncation``: its RMS over the points) and spread over the
     points ∝ T − t (0 at t = T), or None (Feynman–Kac, n = 1, linear PDEs, fewer than 32 points); ``solve``
@@ -99,6 +101,7 @@ class Estimate(eqx.Module):
     truncation: Array | None = None
     widened: bool = eqx.field(static=True, default=False)
     picard_corrections: Float[Array, "N 3"] | None = None
+    z_dof: Float[Array, "N d"] | None = None
 
 
 class CalibratedPrediction(eqx.Module):
@@ -423,7 +426,7 @@ def _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices=None, dir
          allocation=None, cost=1.0, offset_u=0.0, progress=False):
     """Host estimates at points (t, x): one replica per point, or as many as ``allocation`` decides
     (``scasml._adaptive``; ``cost``: evaluations of one replica at one point; ``offset_u``: added to u for relative
-    targets). Returns an object with u, z, u_stderr, z_stderr, u_dof and, with an allocation, replicas, met,
+    targets). Returns an object with u, z, u_stderr, z_stderr, u_dof, z_dof and, with an allocation, replicas, met,
     summary."""
     if allocation is not None and not isinstance(allocation, AbstractAllocation):
         raise TypeError(f"allocation must be None, scasml.TargetStderr(...) or scasml.Budget(...), got "
@@ -541,11 +544,11 @@ def _terminal_values(pde, x):
 
 def _with_terminal_values(est, at_horizon, g_x, z_x):
     """``est`` (host arrays) with the exact (g(x), σᵀ∇g(x)) and zero errors at the points ``at_horizon``."""
-    fields = (est.u, est.z, est.u_stderr, est.z_stderr, est.u_dof, est.u_corrections)
-    u, z, u_stderr, z_stderr, dof, corrections = (np.array(a) for a in fields)
+    fields = (est.u, est.z, est.u_stderr, est.z_stderr, est.u_dof, est.z_dof, est.u_corrections)
+    u, z, u_stderr, z_stderr, dof, z_dof, corrections = (np.array(a) for a in fields)
     u[at_horizon], z[at_horizon], u_stderr[at_horizon], z_stderr[at_horizon], dof[at_horizon] = g_x, z_x, 0, 0, np.inf
-    corrections[at_horizon] = 0
-    return type(est)(u, z, u_stderr, z_stderr, dof, corrections)
+    z_dof[at_horizon], corrections[at_horizon] = np.inf, 0
+    return type(est)(u, z, u_stderr, z_stderr, dof, z_dof, corrections)
 
 
 def student_t_quantile(probability: float, dof) -> np.ndarray:
@@ -726,7 +729,8 @@ def solve(
     finite = _flag_nonfinite("solve", (u, stderr, lower, upper), (est.z, est.z_stderr))
     truncation = _truncation("solve", estimator, pde, t, est.u_corrections, stderr)
     out = Estimate(u, est.z, stderr, est.z_stderr, lower, upper, finite, counts, truncation=truncation,
-                   picard_corrections=np.asarray(est.u_corrections), **_allocation_fields(est, len(u)))
+                   picard_corrections=np.asarray(est.u_corrections), z_dof=np.asarray(est.z_dof),
+                   **_allocation_fields(est, len(u)))
     return _as_output(out, single)
 
 

@@ -178,6 +178,21 @@ def test_solve_takes_an_allocation_too():
     np.testing.assert_array_equal(out.met, np.asarray(out.stderr) <= target)
 
 
+def test_replicas_pool_the_gradients_degrees_of_freedom():
+    """z_dof over R replicas is the Welch–Satterthwaite count of the pooled variance, like u's ``dof``: about
+    R × one run's (here R = 4, similar variances up to noise)."""
+    pde = equations.get("vb", dim=5)
+    t, x = pde.sample_domain(jax.random.key(0), 24)
+    key, estimator = jax.random.key(1), scasml.MultilevelPicard(2, 4)
+    one = scasml.solve(pde, t, x, estimator, key=key)
+    four = scasml.solve(pde, t, x, estimator, key=key, allocation=scasml.Uniform(4))
+    assert np.asarray(four.z_dof).shape == np.asarray(one.z_dof).shape == (24, 5)
+    ratio = np.median(np.asarray(four.z_dof) / np.asarray(one.z_dof))
+    assert 2.5 <= ratio <= 4.5, ratio  # ≤ Σ_r ν_r (Cauchy–Schwarz): near 4 × one run's for similar replicas
+    u_ratio = np.median(np.asarray(four.dof) / np.asarray(one.dof))
+    assert 2.5 <= u_ratio <= 4.5, u_ratio
+
+
 def test_progress_bar_reports_points_done(capsys):
     pde, surrogate = _vb()
     t, x = pde.sample_domain(jax.random.key(2), 8)

@@ -62,7 +62,7 @@ def test_state_dependent_equations_are_solved_within_their_standard_errors(name)
     est = scasml.solve(pde, t, x, scasml.MultilevelPicard(levels=2, base=10), key=jax.random.key(1))
     grad = jax.vmap(jax.grad(pde.exact, argnums=1))(t, x)
     assert_within_stderr(est.u, jax.vmap(pde.exact)(t, x), est.stderr, dof=est.dof)
-    assert_within_stderr(est.z, jax.vmap(pde.dynamics.sigma_transpose)(t, x, grad), est.z_stderr)
+    assert_within_stderr(est.z, jax.vmap(pde.dynamics.sigma_transpose)(t, x, grad), est.z_stderr, dof=est.z_dof)
 
 
 def test_pricing_equations_match_their_docstrings():

@@ -41,12 +41,14 @@ class Component(eqx.Module):
         variance = jnp.sum((stacked - mean[:, None]) ** 2, axis=1) / (m * (m - 1))
         return jnp.sum(mean, axis=0), jnp.sum(variance, axis=0)
 
-    def u_block_variances(self):
-        """((blocks,) estimated variances of the blocks' u-means, their degrees of freedom m − 1); None for m < 2."""
+    def block_variances(self):
+        """((blocks, d + 1) estimated variances of the blocks' means of (u, z), their degrees of freedom m − 1);
+        None for m < 2."""
         m = self.u.shape[1]
         if m < 2:
             return None
-        return jnp.var(self.u, axis=1, ddof=1) / m, m - 1
+        stacked = jnp.concatenate([self.u[..., None], self.z], axis=-1)
+        return jnp.var(stacked, axis=1, ddof=1) / m, m - 1
 
 
 def group_means(component: Component, size: int) -> Component:
@@ -63,8 +65,9 @@ def pair_means(component: Component) -> Component:
 
 
 class PointEstimate(eqx.Module):
-    """(u, z) and their standard errors at one point; ``u_dof``: the Welch–Satterthwaite degrees of freedom of
-    u's variance estimate (inf where it is exact), for Student-t intervals; ``u_corrections``: the last two
+    """(u, z) and their standard errors at one point; ``u_dof``, ``z_dof`` (d,): the Welch–Satterthwaite degrees
+    of freedom of u's and of each z component's variance estimate (inf where it is exact), for Student-t
+    intervals; ``u_corrections``: the last two
     Picard corrections of u, (Δ_{n−1}, Δ_n, the estimated variance of Δ_n), from which ``picard_truncation``
     estimates the truncation |u − u_n| over a batch of points (zeros where there are none: Feynman–Kac, n = 1,
     linear PDEs, t = T)."""
@@ -74,15 +77,17 @@ class PointEstimate(eqx.Module):
     u_stderr: Float[Array, ""]
     z_stderr: Float[Array, " d"]
     u_dof: Float[Array, ""]
+    z_dof: Float[Array, " d"]
     u_corrections: Float[Array, " 3"]
 
 
 def satterthwaite(variances, dofs):
-    """Degrees of freedom of Σ_b v_b, v_b estimated with k_b degrees of freedom: 1 / Σ_b (v_b/Σv)²/k_b
-    (Welch–Satterthwaite); inf when Σ v_b = 0. ``variances``, ``dofs``: arrays of one shape."""
-    total = jnp.sum(variances)
-    share = variances / jnp.where(total > 0, total, 1)
-    return jnp.where(total > 0, 1 / jnp.sum(share**2 / dofs), jnp.inf)
+    """Degrees of freedom of Σ_b v_b over the first axis, v_b estimated with k_b degrees of freedom:
+    1 / Σ_b (v_b/Σv)²/k_b (Welch–Satterthwaite); inf where Σ v_b = 0. ``variances`` (blocks, ...), ``dofs``
+    of its shape."""
+    total = jnp.sum(variances, axis=0)
+    share = variances / jnp.where(total > 0, total, 1)[None]
+    return jnp.where(total > 0, 1 / jnp.sum(share**2 / dofs, axis=0), jnp.inf)
 
 
 def combine(constant_u, constant_z, components: list[Component]) -> PointEstimate:
@@ -90,14 +95,14 @@ def combine(constant_u, constant_z, components: list[Component]) -> PointEstimat
     parts = [comp.mean_and_variance() for comp in components]
     total = jnp.concatenate([constant_u[None], constant_z]) + sum(mean for mean, _ in parts)
     stderr = jnp.sqrt(sum(variance for _, variance in parts))
-    blocks = [b for b in (comp.u_block_variances() for comp in components) if b is not None]
+    blocks = [b for b in (comp.block_variances() for comp in components) if b is not None]
     if blocks:
         variances = jnp.concatenate([v for v, _ in blocks])
         dofs = jnp.concatenate([jnp.full(v.shape, k, v.dtype) for v, k in blocks])
         dof = satterthwaite(variances, dofs)
     else:
-        dof = jnp.asarray(jnp.inf, total.dtype)
-    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:], dof, jnp.zeros(3, total.dtype))
+        dof = jnp.full(total.shape, jnp.inf, total.dtype)
+    return PointEstimate(total[0], total[1:], stderr[0], stderr[1:], dof[0], dof[1:], jnp.zeros(3, total.dtype))
 
 
 def path_samples(pde, t, x, elapsed, noise):
@@ -269,6 +274,7 @@ class AbstractEstimator(eqx.Module):
             jnp.where(live, est.u_stderr, jnp.zeros_like(est.u_stderr)),
             jnp.where(live, est.z_stderr, jnp.zeros_like(est.z_stderr)),
             jnp.where(live, est.u_dof, jnp.full_like(est.u_dof, jnp.inf)),
+            jnp.where(live, est.z_dof, jnp.full_like(est.z_dof, jnp.inf)),
             jnp.where(live, est.u_corrections, jnp.zeros_like(est.u_corrections)),
         )
 

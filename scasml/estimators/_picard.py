@@ -176,7 +176,7 @@ class MultilevelPicard(AbstractEstimator):
         components = self._components(pde, plan, evaluated, delta, top=True)
         est = combine(evaluated["g_x"], jnp.zeros_like(x), components)
         u, z = clip_pair(est.u, est.z, self.clip)
-        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof,
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof, est.z_dof,
                              picard_corrections(evaluated["g_x"], components))
 
     def _draw(self, pde, plan: Plan, key, dtype) -> tuple[_Noise, _QuasiNoise | None]:
@@ -241,7 +241,7 @@ class MultilevelPicard(AbstractEstimator):
         """V_n at (t, x) from its evaluated samples (``delta`` = T − t), clipped when ``clip`` is set."""
         est = combine(samples["g_x"], jnp.zeros_like(x), self._components(pde, plan, samples, delta))
         u, z = clip_pair(est.u, est.z, self.clip)
-        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof, est.u_corrections)
+        return PointEstimate(u, z, est.u_stderr, est.z_stderr, est.u_dof, est.z_dof, est.u_corrections)
 
     def _increment(self, pde, s, point, new: PointEstimate, old: PointEstimate | None, inputs):
         """f(V_new) − f(V_old), debiased (``debias``, no ``clip``): for a generator a‖z‖² + (affine in z) minus
