@@ -235,7 +235,7 @@ def _check_memory(pde, estimator, n: int, chunk: int, devices, directions, memor
         )
     itemsize = jnp.dtype(pde.dtype).itemsize
     share = math.ceil(n / len(devices))
-    held = share * (3 * pde.dim + 6) * itemsize + min(chunk, share) * point  # x, z, z_stderr, scalars + a chunk
+    held = share * (4 * pde.dim + 6) * itemsize + min(chunk, share) * point  # x, z, z_stderr, z_dof, scalars, a chunk
     if held > capacity:
         raise ValueError(
             f"{n} query points in d = {pde.dim} need about {_gib(held)} per device for their inputs, results and "

@@ -58,6 +58,11 @@ class DefectPDE(AbstractSemilinearPDE):
         return self.base.curved_in_value
 
     @property
+    def couples_value_and_gradient(self):
+        """f̆(v, w) = f(û + v, ẑ + w) − f(û, ẑ) + ε has the base's mixed derivatives in (v, w)."""
+        return self.base.couples_value_and_gradient
+
+    @property
     def name(self):
         return f"defect[{self.base.name}]"
 

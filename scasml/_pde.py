@@ -142,6 +142,15 @@ class AbstractSemilinearPDE(eqx.Module):
         return False
 
     @property
+    def couples_value_and_gradient(self) -> bool:
+        """True when f has a mixed second derivative ∂²f/∂u∂z_j ≠ 0 somewhere (e.g. VB's s·u·Σz).
+
+        Noisy estimates (û, ẑ) give E f(û, ẑ) = f(E û, E ẑ) + Σ_j ∂²f/∂u∂z_j·Cov(û, ẑ_j) for f bilinear in (u, z)
+        (to second order otherwise): ``MultilevelPicard`` removes that bias (``debias=True``) with the estimate's
+        own covariance."""
+        return False
+
+    @property
     def name(self) -> str:
         return type(self).__name__
 

@@ -22,6 +22,11 @@ class ViscousBurgers(AbstractBenchmarkPDE):
     def nonlinearity(self, t, x, u, z):
         return self.scale * u * jnp.sum(z)
 
+    @property
+    def couples_value_and_gradient(self) -> bool:
+        """f = s·u·Σz: ∂²f/∂u∂z_j = s, so noisy (û, ẑ) bias f by s·Σ_j Cov(û, ẑ_j) (debiased by MultilevelPicard)."""
+        return True
+
     def terminal(self, x):
         return jax.nn.sigmoid(self.horizon + jnp.sum(x))
 

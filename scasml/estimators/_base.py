@@ -41,6 +41,15 @@ class Component(eqx.Module):
         variance = jnp.sum((stacked - mean[:, None]) ** 2, axis=1) / (m * (m - 1))
         return jnp.sum(mean, axis=0), jnp.sum(variance, axis=0)
 
+    def value_gradient_covariance(self):
+        """(d,) Σ_blocks the estimated covariance of the block's u-mean with each z-mean (0 for m < 2)."""
+        m = self.u.shape[1]
+        if m < 2:
+            return jnp.zeros(self.z.shape[-1], self.z.dtype)
+        u = self.u - jnp.mean(self.u, axis=1, keepdims=True)
+        z = self.z - jnp.mean(self.z, axis=1, keepdims=True)
+        return jnp.sum(u[..., None] * z, axis=(0, 1)) / (m * (m - 1))
+
     def block_variances(self):
         """((blocks, d + 1) estimated variances of the blocks' means of (u, z), their degrees of freedom m − 1);
         None for m < 2."""
