@@ -208,7 +208,9 @@ class SemilinearPDE(AbstractSemilinearPDE):
     ``(d,)`` or ``(d, d)`` (defaults 0 and 1). State-dependent ones: ``dynamics=`` any ``AbstractDynamics``
     (``GeometricBrownianMotion``, ``OrnsteinUhlenbeck``, ``ItoDiffusion``) instead of drift/diffusion.
     Set ``linear=True`` when f ignores (u, z), so that ``FeynmanKac`` may be used; set ``gradient_quadratic=a``
-    when f = a‖z‖² + terms affine in z (as in the example, a = −0.5), so that ``MultilevelPicard`` can debias f.
+    when f = a‖z‖² + terms affine in z (as in the example, a = −0.5), ``curved_in_value=True`` when f is curved
+    in u and ``couples_value_and_gradient=True`` when ∂²f/∂u∂z ≠ 0 (e.g. u·Σz), so that ``MultilevelPicard`` can
+    debias f (see those properties of ``AbstractSemilinearPDE``).
     """
 
     dim: int = eqx.field(static=True)
@@ -220,6 +222,8 @@ class SemilinearPDE(AbstractSemilinearPDE):
     exact_fn: Callable | None = eqx.field(static=True)
     linear: bool = eqx.field(static=True)
     quadratic: float | None = eqx.field(static=True)
+    curved: bool = eqx.field(static=True)
+    coupled: bool = eqx.field(static=True)
     label: str = eqx.field(static=True)
 
     def __init__(
@@ -236,6 +240,8 @@ class SemilinearPDE(AbstractSemilinearPDE):
         domain: AbstractDomain | None = None,
         linear: bool = False,
         gradient_quadratic: float | None = None,
+        curved_in_value: bool = False,
+        couples_value_and_gradient: bool = False,
         name: str = "custom",
     ):
         if not is_integer(dim) or dim < 1:
@@ -267,6 +273,11 @@ class SemilinearPDE(AbstractSemilinearPDE):
         ):
             raise ValueError(f"gradient_quadratic must be None or a finite number, got {gradient_quadratic!r}")
         self.quadratic = None if gradient_quadratic is None else float(gradient_quadratic)
+        for label, flag in (("curved_in_value", curved_in_value),
+                            ("couples_value_and_gradient", couples_value_and_gradient)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{label} must be True or False, got {flag!r}")
+        self.curved, self.coupled = curved_in_value, couples_value_and_gradient
         self.label = name
 
     def nonlinearity(self, t, x, u, z):
@@ -293,9 +304,18 @@ class SemilinearPDE(AbstractSemilinearPDE):
         return self.quadratic
 
     @property
+    def curved_in_value(self) -> bool:
+        return self.curved
+
+    @property
+    def couples_value_and_gradient(self) -> bool:
+        return self.coupled
+
+    @property
     def name(self) -> str:
         return self.label
 
-    def __repr__(self) -> str:  # in the constructor's words (the fields quadratic/label are gradient_quadratic/name)
+    def __repr__(self) -> str:  # in the constructor's words (the fields quadratic/curved/coupled/label differ)
         return (f"SemilinearPDE(name={self.label!r}, dim={self.dim}, horizon={self.horizon}, "
-                f"dynamics={self.dynamics!r}, linear={self.linear}, gradient_quadratic={self.quadratic})")
+                f"dynamics={self.dynamics!r}, linear={self.linear}, gradient_quadratic={self.quadratic}, "
+                f"curved_in_value={self.curved}, couples_value_and_gradient={self.coupled})")
