@@ -343,6 +343,10 @@ def test_pdes_declare_the_value_gradient_coupling():
                        for p in (coupled, built, build(False)))
     np.testing.assert_array_equal(one.u, two.u)
     assert not np.array_equal(plain.u, two.u)
+    curved = scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=lambda t, x, u, z: u**2, terminal=lambda x: x @ x,
+                                  curved_in_value=True)
+    assert curved.curved_in_value and not curved.couples_value_and_gradient
+    assert "curved_in_value=True" in repr(curved)
     with pytest.raises(TypeError, match="couples_value_and_gradient must be True or False"):
         scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=coupled.nonlinearity, terminal=lambda x: x @ x,
                              couples_value_and_gradient=1)
