@@ -283,8 +283,11 @@ def _train(args, config, out: Path) -> int:
     elif args.force:
         _check_replaceable(out)
     enable_compile_cache(args.compile_cache)
+    args.state = out.with_name(f"{out.name}.training-state.npz")  # where an interrupted training continues from
+    if args.state.is_file():
+        log.info("continuing the interrupted training from %s", args.state)
     surrogate, tlog, record = train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
-                                              progress=not args.quiet)
+                                              progress=not args.quiet, state_file=args.state)
     if previous is not None:
         record["continued_from"] = previous
     record["seconds"] = round(tlog.seconds, 3)
@@ -690,7 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("train", help="train (or continue training) a surrogate and save its checkpoint",
-                       description="Train the config's surrogate with its training budget and save a checkpoint.")
+                       description="Train the config's surrogate with its training budget and save a checkpoint. "
+                       "While it trains, its state after every block of training.log_every steps is kept in "
+                       "PATH.training-state.npz: an interrupted training run again with the same command continues "
+                       "from there (to the same weights as an uninterrupted one).")
     p.add_argument("config", help="a config file or config name")
     p.add_argument("-o", "--output", metavar="PATH", help="checkpoint path (default: <experiment name>.scasml)")
     p.add_argument("--continue", dest="resume", action="store_true",
@@ -785,6 +791,10 @@ def _interrupted(args) -> str:
     if args.command in ("train", "calibrate"):  # both write their one output atomically at the end
         if written is not None:
             return f"{written} was written"
+        state = getattr(args, "state", None)
+        if state is not None and state.is_file():
+            return (f"the training's state after its last finished block is in {state}; run the same command again "
+                    "to continue from there")
         kept = " (the checkpoint is as it was)" if getattr(args, "resume", False) else ""
         return f"nothing was written{kept}"
     return "nothing was changed"

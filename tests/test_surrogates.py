@@ -40,6 +40,47 @@ def test_training_is_deterministic_and_reduces_loss(trained):
     assert log.loss[-1] < 0.1 * first_loss
 
 
+def test_interrupted_training_continues_from_its_state_file_to_the_same_bits(trained, tmp_path, monkeypatch):
+    """A training interrupted after its second block (of three) and called again with the same ``state_file``
+    continues at step 100 and ends with the weights and loss curve of the uninterrupted run; the state file is
+    gone at the end. A file that is not this training's state is refused and left untouched."""
+    from scasml.surrogates import _training
+
+    pinn, log = trained
+    state = tmp_path / "vb.state"
+    settings = {"steps": 150, "collocation": 64, "terminal_points": 64, "log_every": 50, "progress": False}
+    block, calls = _training._train_block, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(int(args[4]))  # the block's first step
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return block(*args, **kwargs)
+
+    fresh = lambda: scasml.PINN(5, VB.horizon, jax.random.key(0), width=16, depth=2)
+    monkeypatch.setattr(_training, "_train_block", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
+    assert calls == [0, 50, 100] and state.is_file()
+    before = state.read_bytes()
+    with pytest.raises(ValueError, match="not the state of this training"):  # another key
+        scasml.train(fresh(), VB, jax.random.key(2), state_file=state, **settings)
+    assert state.read_bytes() == before
+    calls.clear()
+    monkeypatch.setattr(_training, "_train_block", lambda *a, **k: (calls.append(int(a[4])), block(*a, **k))[1])
+    again, log2 = scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
+    assert calls == [100] and not state.exists()
+    for a, b in zip(_arrays(pinn), _arrays(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(log.loss, log2.loss)
+    np.testing.assert_array_equal(log.steps, log2.steps)
+    mine = tmp_path / "notes.txt"
+    mine.write_text("a user's file")
+    with pytest.raises(ValueError, match="not a scasml training state|not a readable training state"):
+        scasml.train(fresh(), VB, jax.random.key(1), state_file=mine, **settings)
+    assert mine.read_text() == "a user's file"
+
+
 def test_terminal_transform_is_exact():
     pinn = scasml.PINN(5, VB.horizon, jax.random.key(0), terminal=VB.terminal)
     x = jax.random.normal(jax.random.key(1), (10, 5))

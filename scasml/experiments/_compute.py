@@ -65,8 +65,9 @@ def new_surrogate(config: ExperimentConfig, pde):
 
 
 def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | None = None, done_before: int = 0,
-                    progress: bool = True):
-    """Train ``surrogate`` (a fresh PINN if None) with the config's budget; returns (surrogate, log, record)."""
+                    progress: bool = True, state_file=None):
+    """Train ``surrogate`` (a fresh PINN if None) with the config's budget; returns (surrogate, log, record).
+    ``state_file``: where an interrupted training keeps its state and continues from it (``scasml.train``)."""
     tr = config.training
     steps = steps or tr.steps
     surrogate = new_surrogate(config, pde) if surrogate is None else surrogate
@@ -77,7 +78,7 @@ def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | 
         surrogate, pde, key, steps=steps, collocation=tr.collocation, terminal_points=tr.terminal_points,
         terminal_weight=tr.terminal_weight, learning_rate=tr.learning_rate,
         final_learning_rate=min(tr.final_learning_rate, tr.learning_rate), trace=make_trace(tr.trace, tr.probes),
-        log_every=min(tr.log_every, steps), progress=progress, sampling=tr.sampling,
+        log_every=min(tr.log_every, steps), progress=progress, sampling=tr.sampling, state_file=state_file,
     )
     record = {
         "steps": steps, "total_steps": done_before + steps, "collocation": tr.collocation,

@@ -6,7 +6,9 @@ Layout (everything written atomically: temporary file + rename)::
     config.toml, config.json  the resolved configuration (rerun with `scasml run DIR/config.toml`)
     run.log                 the log of every invocation
     checkpoint.scasml       the trained PINN or fitted GP; training.csv the PINN's loss curve (a user function,
-                            surrogate.kind = 'python:…', has none: stages/surrogate.json records what was imported)
+                            surrogate.kind = 'python:…', has none: stages/surrogate.json records what was imported);
+                            checkpoint.training-state.npz while a PINN trains (its state after the last block of
+                            training.log_every steps, where an interrupted training continues; removed at the end)
     stages/<id>.json        one marker per finished stage (with its wall-clock seconds)
     raw/<id>.npz            the arrays each stage produced
     results/                per-point results (CSV, NPZ) and sweep tables
@@ -46,10 +48,11 @@ FIGURE_NAMES = ("errors", "scatter", "improvement", "calibration", "band", "scal
 # The folders a run writes below its own, and what it writes in them (relative POSIX paths).
 RUN_FOLDERS = frozenset({"stages", "raw", "results", "sweep", "figures"})
 _RUN_FILES = re.compile(r"stages/.+\.json|raw/.+\.npz|results/(points\.(csv|npz)|sweeps\.csv)"
-                        rf"|figures/({'|'.join(FIGURE_NAMES)})\.(png|pdf)|sweep/surrogate-\d+-steps\.scasml")
+                        rf"|figures/({'|'.join(FIGURE_NAMES)})\.(png|pdf)"
+                        r"|sweep/surrogate-\d+-steps\.(scasml|training-state\.npz)")
 # What a run writes at the top of its folder: --force deletes a run folder only if it holds nothing else.
 RUN_ENTRIES = frozenset({MARKER, LOCK, "config.toml", "config.json", "run.log", "checkpoint.scasml", "training.csv",
-                         "metrics.json", "timings.json", "report.md"}) | RUN_FOLDERS
+                         "checkpoint.training-state.npz", "metrics.json", "timings.json", "report.md"}) | RUN_FOLDERS
 # The temporary files of ``atomic_write_bytes`` (".<name>.<8 random characters>.tmp"), left by a killed write.
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 

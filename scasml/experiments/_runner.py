@@ -154,9 +154,11 @@ class Pipeline:
 
     def train(self, steps: int, path, stage: str, curve_file: str | None) -> None:
         tr = self.config.training
-        log.info("training the surrogate: %d steps, %d collocation points", steps, tr.collocation)
+        state = path.with_name(f"{path.stem}.training-state.npz")  # where an interrupted training continues from
+        log.info("training the surrogate: %d steps, %d collocation points%s", steps, tr.collocation,
+                 " (continuing from the interrupted training's state)" if state.is_file() else "")
         (surrogate, tlog, record), seconds = timed(train_surrogate, self.config, self.pde, steps=steps,
-                                                   progress=self.progress)
+                                                   progress=self.progress, state_file=state)
         if curve_file:
             atomic_write_text(self.run.path / curve_file, training_log_csv(tlog))
         surrogates.save(path, surrogate, self.pde, training=record)

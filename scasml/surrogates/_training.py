@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -15,6 +20,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._checks import check_key, is_integer, is_real
 from .._derivatives import AbstractTraceEstimator, ExactTrace, residual
+from .._io import atomic_write_bytes
 from .._pde import AbstractSemilinearPDE
 from .._progress import ProgressBar
 from ._base import AbstractSurrogate
@@ -136,6 +142,7 @@ def train(
     log_every: int = 100,
     progress: bool = True,
     sampling: str = "domain",
+    state_file: str | os.PathLike | None = None,
 ) -> tuple[AbstractSurrogate, TrainingLog]:
     """Train by minimising mean ε² on collocation points (resampled every step) + terminal mismatch².
 
@@ -145,6 +152,12 @@ def train(
 
     Adam with a cosine decay from ``learning_rate`` to ``final_learning_rate``. Deterministic given ``key``
     (step k uses ``fold_in(key, k)``). Returns the trained surrogate and its loss curve.
+
+    ``state_file``: a path where the training state (weights, Adam's moments, steps done, the loss curve so far)
+    is written atomically after every block of ``log_every`` steps (a NumPy ``.npz`` of arrays, no pickle). A call
+    that finds there the state of this same training (same starting weights, PDE parameters, key and settings)
+    continues from it, and ends with the weights an uninterrupted call gives, bit for bit; a file that is not such
+    a state is refused and left as it is. The file is removed once training has finished.
     """
     from ._adapters import check_surrogate
 
@@ -168,7 +181,13 @@ def train(
     params, static = eqx.partition(surrogate, eqx.is_inexact_array)
     opt_state = _optimiser(hyper).init(params)
     rows, start_time, done = [], time.perf_counter(), 0
-    with ProgressBar("train", steps, progress) as bar:  # a live bar on a terminal, plain lines in a log
+    if state_file is not None:
+        state_file = Path(state_file)
+        fingerprint = _training_fingerprint(params, static, pde, key, trace, hyper, log_every)
+        resumed = _read_training_state(state_file, fingerprint, (params, opt_state))
+        if resumed is not None:
+            (params, opt_state), done, rows = resumed
+    with ProgressBar("train", steps, progress, skipped=done) as bar:  # a live bar on a terminal, lines in a log
         while done < steps:
             n = min(log_every, steps - done)
             params, opt_state, last = _train_block(params, static, opt_state, key, jnp.asarray(done), pde, trace,
@@ -181,7 +200,70 @@ def train(
                     f"training diverged: the loss is {loss} after {done} steps (residual part {res_loss}, terminal "
                     f"part {term_loss}); lower the learning rate (now {learning_rate}) or check the equation"
                 )
+            if state_file is not None and done < steps:
+                _write_training_state(state_file, fingerprint, (params, opt_state), done, rows)
             bar.update(done, note=f"loss {loss:.3e}")
+    if state_file is not None:
+        state_file.unlink(missing_ok=True)  # the state of this training (checked above), not a user's file
     arr = np.asarray(rows, dtype=np.float64)
     log = TrainingLog(arr[:, 0].astype(int), arr[:, 1], arr[:, 2], arr[:, 3], time.perf_counter() - start_time)
     return eqx.combine(params, static), log
+
+
+_STATE_FORMAT = "scasml training state 1"
+
+
+def _training_fingerprint(params, static, pde, key, trace, hyper: _Hyper, log_every: int) -> str:
+    """A hash of what decides a training run: the starting weights and the surrogate's structure, the PDE's
+    parameters, the key, the trace estimator and the settings (block size included: blocks are compiled
+    programs, so the same blocks give the same bits)."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        array = np.asarray(leaf)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    settings = {"format": _STATE_FORMAT, "structure": str(jax.tree.structure(eqx.combine(params, static))),
+                "surrogate": type(eqx.combine(params, static)).__name__, "pde": pde.parameters(),
+                "pde_type": type(pde).__name__, "key": np.asarray(jax.random.key_data(key)).tolist(),
+                "trace": repr(trace), "hyper": dataclasses.asdict(hyper), "log_every": log_every}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _write_training_state(path: Path, fingerprint: str, state, done: int, rows) -> None:
+    """The training state after ``done`` steps, written atomically (replacing the previous one)."""
+    arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
+    buffer = io.BytesIO()
+    np.savez(buffer, format=np.asarray(_STATE_FORMAT), fingerprint=np.asarray(fingerprint), done=np.asarray(done),
+             rows=np.asarray(rows, np.float64).reshape(-1, 4), **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _read_training_state(path: Path, fingerprint: str, like):
+    """(state shaped like ``like``, steps done, loss rows) from the state file at ``path``; None when there is
+    none. Raises, touching nothing, when the file is not a training state or belongs to another training."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise ValueError(f"state_file {path} exists and is not a file")
+    refuse = f"state_file {path} exists and is not "
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "format" not in data.files or str(data["format"]) != _STATE_FORMAT:
+                raise ValueError(refuse + "a scasml training state; name another file (it is left as it is)")
+            if str(data["fingerprint"]) != fingerprint:
+                raise ValueError(refuse + "the state of this training (another surrogate, PDE, key or settings); "
+                                 "remove it to start afresh, or name another file")
+            leaves, structure = jax.tree.flatten(like)
+            stored = [data[f"leaf_{i:05d}"] for i in range(len(leaves))]
+            done, rows = int(data["done"]), [tuple(row) for row in data["rows"].tolist()]
+    except (OSError, EOFError, KeyError) as err:
+        raise ValueError(refuse + f"a readable training state ({err}); it is left as it is") from None
+    except ValueError as err:
+        if str(err).startswith(refuse):
+            raise
+        raise ValueError(refuse + f"a readable training state ({err}); it is left as it is") from None
+    for new, old in zip(stored, leaves, strict=True):
+        if new.shape != np.shape(old) or new.dtype != np.asarray(old).dtype:
+            raise ValueError(refuse + "a state of this surrogate's shapes; it is left as it is")
+    return jax.tree.unflatten(structure, [jnp.asarray(a) for a in stored]), done, rows
