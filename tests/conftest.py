@@ -129,3 +129,22 @@ def assert_within_stderr(estimate, exact, stderr, k=4.0, fraction=0.97, dof=None
     if "mean_z2" in s:
         assert abs(s["mean_z2"] - s["mean_z2_expected"]) <= s["mean_z2_bound"], \
             f"error bars off: mean z² not within bound of its expectation: {summary}"
+
+
+def count_training_blocks(monkeypatch, interrupt_at=None) -> list[int]:
+    """Record the first step of every training block (``scasml.train``'s compiled blocks) in the returned list;
+    with ``interrupt_at = k``, the k-th block raises ``KeyboardInterrupt`` instead of running (a Ctrl-C or kill
+    in it: the blocks before it are done). A second call replaces the first one's counting."""
+    from scasml.surrogates import _training
+
+    block, starts = getattr(_training._train_block, "original", _training._train_block), []
+
+    def counted(*args, **kwargs):
+        starts.append(int(args[4]))
+        if len(starts) == interrupt_at:
+            raise KeyboardInterrupt
+        return block(*args, **kwargs)
+
+    counted.original = block
+    monkeypatch.setattr(_training, "_train_block", counted)
+    return starts

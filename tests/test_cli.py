@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
+from conftest import count_training_blocks
 
 import scasml
 from scasml.cli import main
@@ -269,26 +270,16 @@ def test_train_and_continue(tmp_path, capsys):
 def test_interrupted_train_continues_with_the_same_command(tmp_path, capsys, monkeypatch):
     """Ctrl-C in the second block keeps the state of the first and says so; the same command then continues from
     it to the checkpoint an uninterrupted command writes (same weights), and removes the state."""
-    from scasml.surrogates import _training
-
     config = tmp_path / "tiny.toml"
     config.write_text(TRAIN_CONFIG)
     whole, ckpt = tmp_path / "whole.scasml", tmp_path / "model.scasml"
     assert main(["train", str(config), "-o", str(whole), "--quiet"]) == 0
-    block, starts = _training._train_block, []
-
-    def killed(*args, **kwargs):
-        starts.append(int(args[4]))
-        if len(starts) == 2:
-            raise KeyboardInterrupt
-        return block(*args, **kwargs)
-
-    monkeypatch.setattr(_training, "_train_block", killed)
+    count_training_blocks(monkeypatch, interrupt_at=2)
     assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 130
     state = tmp_path / "model.scasml.training-state.npz"
     assert f"state after its last finished block is in {state}" in capsys.readouterr().err
     assert state.is_file() and not ckpt.exists()
-    monkeypatch.setattr(_training, "_train_block", block)
+    count_training_blocks(monkeypatch)
     assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
     assert not state.exists()
     pde = scasml.equations.get("vb", dim=3)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_training_blocks
 
 import scasml
 from scasml.experiments import (
@@ -197,26 +198,15 @@ def test_interrupted_calibration_resumes_to_identical_metrics(finished_run, tmp_
 def test_interrupted_training_continues_where_it_stopped(tmp_path, monkeypatch):
     """A run killed in its third training block continues from the state file of the second, and its checkpoint
     has the weights of an uninterrupted run; the state file is gone once the training stage is finished."""
-    from scasml.surrogates import _training
-
     config = config_from_dict({**TINY, "training": {"steps": 30, "log_every": 10, "collocation": 16,
                                                     "terminal_points": 16}})
     uninterrupted = run_experiment(config, tmp_path / "whole", progress=False)
-    block, starts = _training._train_block, []
-
-    def killed(*args, **kwargs):
-        starts.append(int(args[4]))
-        if len(starts) == 3:
-            raise KeyboardInterrupt
-        return block(*args, **kwargs)
-
-    monkeypatch.setattr(_training, "_train_block", killed)
+    count_training_blocks(monkeypatch, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(config, tmp_path / "run", progress=False)
     state = tmp_path / "run" / "checkpoint.training-state.npz"
     assert state.is_file() and not (tmp_path / "run" / "checkpoint.scasml").exists()
-    starts.clear()
-    monkeypatch.setattr(_training, "_train_block", lambda *a, **k: (starts.append(int(a[4])), block(*a, **k))[1])
+    starts = count_training_blocks(monkeypatch)
     report = run_experiment(config, tmp_path / "run", progress=False)
     assert starts == [20] and not state.exists()
     assert "continuing from the interrupted training's state" in (tmp_path / "run" / "run.log").read_text()
@@ -227,12 +217,11 @@ def test_interrupted_training_continues_where_it_stopped(tmp_path, monkeypatch):
                     strict=True):
         np.testing.assert_array_equal(a, b)
     assert report.metrics == uninterrupted.metrics
+    count_training_blocks(monkeypatch, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):  # killed again, then replaced: --force empties a folder holding the state
-        monkeypatch.setattr(_training, "_train_block", killed)
-        starts.clear()
         run_experiment(config, tmp_path / "again", progress=False)
     assert (tmp_path / "again" / "checkpoint.training-state.npz").is_file()
-    monkeypatch.setattr(_training, "_train_block", block)
+    count_training_blocks(monkeypatch)
     other = config_from_dict({**TINY, "training": {"steps": 20, "log_every": 10, "collocation": 16,
                                                    "terminal_points": 16}})
     run_experiment(other, tmp_path / "again", force=True, progress=False)

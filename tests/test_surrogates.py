@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import count_training_blocks
 
 import scasml
 from scasml.surrogates import CheckpointError, read_header
@@ -44,21 +45,11 @@ def test_interrupted_training_continues_from_its_state_file_to_the_same_bits(tra
     """A training interrupted after its second block (of three) and called again with the same ``state_file``
     continues at step 100 and ends with the weights and loss curve of the uninterrupted run; the state file is
     gone at the end. A file that is not this training's state is refused and left untouched."""
-    from scasml.surrogates import _training
-
     pinn, log = trained
     state = tmp_path / "vb.state"
     settings = {"steps": 150, "collocation": 64, "terminal_points": 64, "log_every": 50, "progress": False}
-    block, calls = _training._train_block, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(int(args[4]))  # the block's first step
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return block(*args, **kwargs)
-
     fresh = lambda: scasml.PINN(5, VB.horizon, jax.random.key(0), width=16, depth=2)
-    monkeypatch.setattr(_training, "_train_block", interrupted)
+    calls = count_training_blocks(monkeypatch, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):
         scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
     assert calls == [0, 50, 100] and state.is_file()
@@ -66,8 +57,7 @@ def test_interrupted_training_continues_from_its_state_file_to_the_same_bits(tra
     with pytest.raises(ValueError, match="not the state of this training"):  # another key
         scasml.train(fresh(), VB, jax.random.key(2), state_file=state, **settings)
     assert state.read_bytes() == before
-    calls.clear()
-    monkeypatch.setattr(_training, "_train_block", lambda *a, **k: (calls.append(int(a[4])), block(*a, **k))[1])
+    calls = count_training_blocks(monkeypatch)
     again, log2 = scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
     assert calls == [100] and not state.exists()
     for a, b in zip(_arrays(pinn), _arrays(again), strict=True):
