@@ -254,7 +254,7 @@ def cmd_train(args) -> int:
 
 def _train(args, config, out: Path) -> int:
     from .experiments._compute import train_surrogate
-    from .surrogates import load, read_header
+    from .surrogates import StaleTrainingState, load, read_header
 
     if config.surrogate_family == "python":
         raise CommandError(f"surrogate.kind = {config.surrogate.kind!r} is a user function: there is nothing to train "
@@ -286,12 +286,23 @@ def _train(args, config, out: Path) -> int:
     args.state = out.with_name(f"{out.name}.training-state.npz")  # where an interrupted training continues from
     if args.state.is_file():
         log.info("continuing the interrupted training from %s", args.state)
-    surrogate, tlog, record = train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
-                                              progress=not args.quiet, state_file=args.state)
+    train = lambda: train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
+                                    progress=not args.quiet, state_file=args.state)
+    try:
+        surrogate, tlog, record = train()
+    except StaleTrainingState as err:
+        if not args.force:
+            raise CommandError(f"{err.path} holds the state of another training (other settings, equation or "
+                               "starting weights); pass --force to train afresh (it is replaced), or remove it") \
+                from None
+        log.warning("%s held the state of another training; training afresh (--force)", err.path)
+        err.path.unlink()
+        surrogate, tlog, record = train()
     if previous is not None:
         record["continued_from"] = previous
     record["seconds"] = round(tlog.seconds, 3)
     _save_new(args, out, args.force or args.resume, surrogate, pde, record)
+    args.state.unlink(missing_ok=True)  # saved: the state is not needed any more
     print(f"saved {out}: {record['total_steps']} steps in total, final loss {record['final_loss']:.3e} "
           f"({tlog.seconds:.1f} s)")
     return 0

@@ -280,12 +280,21 @@ def test_interrupted_train_continues_with_the_same_command(tmp_path, capsys, mon
     assert f"state after its last finished block is in {state}" in capsys.readouterr().err
     assert state.is_file() and not ckpt.exists()
     count_training_blocks(monkeypatch)
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet", "--set", "training.steps=20"]) == 2
+    assert "holds the state of another training" in capsys.readouterr().err and state.is_file()
     assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
     assert not state.exists()
     pde = scasml.equations.get("vb", dim=3)
     for a, b in zip(*(jax.tree.leaves(eqx.filter(scasml.load_surrogate(p, pde), eqx.is_array)) for p in (whole, ckpt)),
                     strict=True):
         np.testing.assert_array_equal(a, b)
+    count_training_blocks(monkeypatch, interrupt_at=2)
+    assert main(["train", str(config), "-o", str(tmp_path / "other.scasml"), "--quiet"]) == 130
+    count_training_blocks(monkeypatch)
+    assert main(["train", str(config), "-o", str(tmp_path / "other.scasml"), "--quiet", "--force",
+                 "--set", "training.steps=20"]) == 0  # --force trains afresh over another training's state
+    assert read_header(tmp_path / "other.scasml")["training"]["total_steps"] == 20
+    assert not (tmp_path / "other.scasml.training-state.npz").exists()
 
 
 def test_bad_config_is_rejected_before_any_work(tmp_path, capsys):

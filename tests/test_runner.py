@@ -218,6 +218,18 @@ def test_interrupted_training_continues_where_it_stopped(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
     assert report.metrics == uninterrupted.metrics
     count_training_blocks(monkeypatch, interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):  # killed, then resumed by another version (another fingerprint)
+        run_experiment(config, tmp_path / "stale", progress=False)
+    from scasml.surrogates import _training
+
+    fingerprint = _training._training_fingerprint
+    monkeypatch.setattr(_training, "_training_fingerprint", lambda *a: "another " + fingerprint(*a))
+    starts = count_training_blocks(monkeypatch)
+    run_experiment(config, tmp_path / "stale", progress=False)
+    assert starts == [0, 10, 20] and not (tmp_path / "stale" / "checkpoint.training-state.npz").exists()
+    assert "is the state of another training" in (tmp_path / "stale" / "run.log").read_text()
+    monkeypatch.setattr(_training, "_training_fingerprint", fingerprint)
+    count_training_blocks(monkeypatch, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):  # killed again, then replaced: --force empties a folder holding the state
         run_experiment(config, tmp_path / "again", progress=False)
     assert (tmp_path / "again" / "checkpoint.training-state.npz").is_file()

@@ -42,9 +42,10 @@ def test_training_is_deterministic_and_reduces_loss(trained):
 
 
 def test_interrupted_training_continues_from_its_state_file_to_the_same_bits(trained, tmp_path, monkeypatch):
-    """A training interrupted after its second block (of three) and called again with the same ``state_file``
-    continues at step 100 and ends with the weights and loss curve of the uninterrupted run; the state file is
-    gone at the end. A file that is not this training's state is refused and left untouched."""
+    """A training interrupted in its third block (of three) and called again with the same ``state_file``
+    continues at step 100 and ends with the weights and loss curve of the uninterrupted run; the file then holds
+    the finished state, and a third call returns it without a step. The state of another training raises
+    ``StaleTrainingState``, any other file ``ValueError``; both are left untouched."""
     pinn, log = trained
     state = tmp_path / "vb.state"
     settings = {"steps": 150, "collocation": 64, "terminal_points": 64, "log_every": 50, "progress": False}
@@ -54,21 +55,52 @@ def test_interrupted_training_continues_from_its_state_file_to_the_same_bits(tra
         scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
     assert calls == [0, 50, 100] and state.is_file()
     before = state.read_bytes()
-    with pytest.raises(ValueError, match="not the state of this training"):  # another key
-        scasml.train(fresh(), VB, jax.random.key(2), state_file=state, **settings)
+    with pytest.raises(scasml.surrogates.StaleTrainingState, match="holds the state of another training"):
+        scasml.train(fresh(), VB, jax.random.key(2), state_file=state, **settings)  # another key
     assert state.read_bytes() == before
-    calls = count_training_blocks(monkeypatch)
-    again, log2 = scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
-    assert calls == [100] and not state.exists()
-    for a, b in zip(_arrays(pinn), _arrays(again), strict=True):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(log.loss, log2.loss)
-    np.testing.assert_array_equal(log.steps, log2.steps)
+    for finished_blocks in ([100], []):  # continues; then finished: nothing left to do
+        calls = count_training_blocks(monkeypatch)
+        again, log2 = scasml.train(fresh(), VB, jax.random.key(1), state_file=state, **settings)
+        assert calls == finished_blocks and state.is_file()
+        for a, b in zip(_arrays(pinn), _arrays(again), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(log.loss, log2.loss)
+        np.testing.assert_array_equal(log.steps, log2.steps)
+    truncated = tmp_path / "truncated.state"
+    truncated.write_bytes(state.read_bytes()[:200])
     mine = tmp_path / "notes.txt"
     mine.write_text("a user's file")
-    with pytest.raises(ValueError, match="not a scasml training state|not a readable training state"):
-        scasml.train(fresh(), VB, jax.random.key(1), state_file=mine, **settings)
-    assert mine.read_text() == "a user's file"
+    link = tmp_path / "link.state"
+    link.symlink_to(tmp_path / "nowhere")
+    for path, message in ((truncated, "not a readable scasml training state"),
+                          (mine, "not a readable scasml training state"), (link, "symbolic link")):
+        kept = path.read_bytes() if path.is_file() else None
+        with pytest.raises(ValueError, match=message):
+            scasml.train(fresh(), VB, jax.random.key(1), state_file=path, **settings)
+        assert (path.read_bytes() if path.is_file() else None) == kept and (path.is_symlink() or path.is_file())
+
+
+def test_training_fingerprint_is_stable_and_sees_the_equation():
+    """The same training built twice (a PINN with a terminal transform, whose g is a new function object each
+    time) has one fingerprint; a different drift, domain or trace estimator gives another."""
+    from scasml.surrogates._training import _Hyper, _training_fingerprint
+
+    hyper = _Hyper(10, 8, 8, 1.0, 1e-3, 1e-5)
+
+    def fingerprint(pde, trace=scasml.ExactTrace()):
+        pinn = scasml.PINN(pde.dim, pde.horizon, jax.random.key(0), width=8, depth=1, terminal=pde.terminal)
+        params, static = eqx.partition(pinn, eqx.is_inexact_array)
+        return _training_fingerprint(params, static, pde, jax.random.key(1), trace, hyper, 5)
+
+    custom = lambda drift=0.0, domain=None: scasml.SemilinearPDE(
+        dim=2, horizon=1.0, drift=drift, domain=domain, nonlinearity=lambda t, x, u, z: 0.0 * u,
+        terminal=lambda x: x @ x)
+    bsb = scasml.equations.get("bsb", dim=3)
+    assert fingerprint(bsb) == fingerprint(scasml.equations.get("bsb", dim=3))
+    assert fingerprint(custom()) == fingerprint(custom())
+    variants = [fingerprint(custom()), fingerprint(custom(drift=0.5)), fingerprint(custom(domain=scasml.Box(-2, 2))),
+                fingerprint(custom(), scasml.HutchinsonTrace(4)), fingerprint(custom(), scasml.HutchinsonTrace(8))]
+    assert len(set(variants)) == len(variants)
 
 
 def test_terminal_transform_is_exact():

@@ -24,6 +24,7 @@ from ._gp import Matern52Kernel as Matern52Kernel
 from ._gp import fit_gp as fit_gp
 from ._gp import select_lengthscale as select_lengthscale
 from ._pinn import PINN as PINN
+from ._training import StaleTrainingState as StaleTrainingState
 from ._training import TrainingLog as TrainingLog
 from ._training import physics_loss as physics_loss
 from ._training import train as train

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import equinox as eqx
@@ -154,10 +155,14 @@ def train(
     (step k uses ``fold_in(key, k)``). Returns the trained surrogate and its loss curve.
 
     ``state_file``: a path where the training state (weights, Adam's moments, steps done, the loss curve so far)
-    is written atomically after every block of ``log_every`` steps (a NumPy ``.npz`` of arrays, no pickle). A call
-    that finds there the state of this same training (same starting weights, PDE parameters, key and settings)
-    continues from it, and ends with the weights an uninterrupted call gives, bit for bit; a file that is not such
-    a state is refused and left as it is. The file is removed once training has finished.
+    is written atomically after every block of ``log_every`` steps and at the end (a NumPy ``.npz`` of arrays, no
+    pickle). A call that finds there the state of this same training continues from it (at the end: returns its
+    result at once), with the weights an uninterrupted call gives, bit for bit. "The same training": the same
+    starting weights and architecture, PDE (its parameters, arrays, dynamics and domain; the code of a
+    ``SemilinearPDE``'s functions cannot be compared), key, trace estimator and settings. A training state of
+    another training raises ``StaleTrainingState`` and any other file ``ValueError``; both are left as they are.
+    The file stays when training ends: remove it once the result is saved. If it cannot be written (a full disk),
+    training goes on without it, with a warning.
     """
     from ._adapters import check_surrogate
 
@@ -184,7 +189,7 @@ def train(
     if state_file is not None:
         state_file = Path(state_file)
         fingerprint = _training_fingerprint(params, static, pde, key, trace, hyper, log_every)
-        resumed = _read_training_state(state_file, fingerprint, (params, opt_state))
+        resumed = _read_training_state(state_file, fingerprint, (params, opt_state), steps, log_every)
         if resumed is not None:
             (params, opt_state), done, rows = resumed
     with ProgressBar("train", steps, progress, skipped=done) as bar:  # a live bar on a terminal, lines in a log
@@ -200,11 +205,10 @@ def train(
                     f"training diverged: the loss is {loss} after {done} steps (residual part {res_loss}, terminal "
                     f"part {term_loss}); lower the learning rate (now {learning_rate}) or check the equation"
                 )
-            if state_file is not None and done < steps:
-                _write_training_state(state_file, fingerprint, (params, opt_state), done, rows)
+            if state_file is not None and not _write_training_state(state_file, fingerprint, (params, opt_state),
+                                                                    done, rows):
+                state_file = None
             bar.update(done, note=f"loss {loss:.3e}")
-    if state_file is not None:
-        state_file.unlink(missing_ok=True)  # the state of this training (checked above), not a user's file
     arr = np.asarray(rows, dtype=np.float64)
     log = TrainingLog(arr[:, 0].astype(int), arr[:, 1], arr[:, 2], arr[:, 3], time.perf_counter() - start_time)
     return eqx.combine(params, static), log
@@ -213,57 +217,95 @@ def train(
 _STATE_FORMAT = "scasml training state 1"
 
 
+class StaleTrainingState(ValueError):
+    """The ``state_file`` given to ``train`` holds the state of another training (other weights, PDE, key or
+    settings); ``path`` names it."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"state_file {path} holds the state of another training (another surrogate, PDE, key or "
+                         "settings); remove it to start afresh, or name another file")
+        self.path = path
+
+
+def _description(obj) -> dict:
+    """The type and fields of a module (an equinox dataclass), as text: static fields included (their repr
+    leaves some out), arrays hashed apart."""
+    fields = dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ()
+    return {"type": type(obj).__name__,
+            **{f.name: str(getattr(obj, f.name, None)) for f in fields if not callable(getattr(obj, f.name, None))}}
+
+
 def _training_fingerprint(params, static, pde, key, trace, hyper: _Hyper, log_every: int) -> str:
-    """A hash of what decides a training run: the starting weights and the surrogate's structure, the PDE's
-    parameters, the key, the trace estimator and the settings (block size included: blocks are compiled
-    programs, so the same blocks give the same bits)."""
+    """A hash of what decides a training run: the starting weights and the surrogate's architecture, the PDE
+    (parameters, arrays, dynamics, domain, dtype), the key, the trace estimator and the settings (the block size
+    too: blocks are compiled programs, so the same blocks give the same bits). Nothing whose text holds a memory
+    address (a function's repr) goes in: the same training in another process has the same fingerprint."""
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(params):
+    for leaf in jax.tree.leaves(params) + jax.tree.leaves(eqx.filter(pde, eqx.is_array)):
         array = np.asarray(leaf)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes())
-    settings = {"format": _STATE_FORMAT, "structure": str(jax.tree.structure(eqx.combine(params, static))),
-                "surrogate": type(eqx.combine(params, static)).__name__, "pde": pde.parameters(),
-                "pde_type": type(pde).__name__, "key": np.asarray(jax.random.key_data(key)).tolist(),
-                "trace": repr(trace), "hyper": dataclasses.asdict(hyper), "log_every": log_every}
+    surrogate = eqx.combine(params, static)
+    architecture = surrogate.architecture() if hasattr(surrogate, "architecture") else {}
+    settings = {"format": _STATE_FORMAT, "surrogate": type(surrogate).__name__, "architecture": architecture,
+                "pde": pde.parameters(), "pde_type": type(pde).__name__, "dtype": str(pde.dtype),
+                "dynamics": _description(pde.dynamics), "domain": _description(pde.domain),
+                "key": np.asarray(jax.random.key_data(key)).tolist(), "trace": _description(trace),
+                "hyper": dataclasses.asdict(hyper), "log_every": log_every}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
-def _write_training_state(path: Path, fingerprint: str, state, done: int, rows) -> None:
-    """The training state after ``done`` steps, written atomically (replacing the previous one)."""
+def _write_training_state(path: Path, fingerprint: str, state, done: int, rows) -> bool:
+    """The training state after ``done`` steps, written atomically (replacing the previous one); False (with a
+    warning) where it cannot be written."""
     arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(state))}
     buffer = io.BytesIO()
     np.savez(buffer, format=np.asarray(_STATE_FORMAT), fingerprint=np.asarray(fingerprint), done=np.asarray(done),
              rows=np.asarray(rows, np.float64).reshape(-1, 4), **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as err:
+        warnings.warn(f"train: cannot write the training state to {path} ({err.strerror or err}); training goes on "
+                      "without it (an interruption would start it over)", RuntimeWarning, stacklevel=3)
+        return False
+    return True
 
 
-def _read_training_state(path: Path, fingerprint: str, like):
+def _read_training_state(path: Path, fingerprint: str, like, steps: int, log_every: int):
     """(state shaped like ``like``, steps done, loss rows) from the state file at ``path``; None when there is
-    none. Raises, touching nothing, when the file is not a training state or belongs to another training."""
+    none. Raises, touching nothing, ``StaleTrainingState`` for the state of another training and ``ValueError``
+    for any other file (or a symbolic link: the state is written as a regular file in its place)."""
+    if path.is_symlink():
+        raise ValueError(f"state_file {path} is a symbolic link; name a regular file (it is left as it is)")
     if not path.exists():
         return None
+    unusable = f"state_file {path} exists and is not a readable scasml training state; it is left as it is"
     if not path.is_file():
-        raise ValueError(f"state_file {path} exists and is not a file")
-    refuse = f"state_file {path} exists and is not "
+        raise ValueError(unusable)
+    leaves, structure = jax.tree.flatten(like)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "format" not in data.files or str(data["format"]) != _STATE_FORMAT:
-                raise ValueError(refuse + "a scasml training state; name another file (it is left as it is)")
+            if not isinstance(data, np.lib.npyio.NpzFile) or "format" not in data.files \
+                    or str(data["format"]) != _STATE_FORMAT:
+                raise ValueError(unusable)
             if str(data["fingerprint"]) != fingerprint:
-                raise ValueError(refuse + "the state of this training (another surrogate, PDE, key or settings); "
-                                 "remove it to start afresh, or name another file")
-            leaves, structure = jax.tree.flatten(like)
+                raise StaleTrainingState(path)
+            names = sorted(n for n in data.files if n.startswith("leaf_"))
             stored = [data[f"leaf_{i:05d}"] for i in range(len(leaves))]
-            done, rows = int(data["done"]), [tuple(row) for row in data["rows"].tolist()]
-    except (OSError, EOFError, KeyError) as err:
-        raise ValueError(refuse + f"a readable training state ({err}); it is left as it is") from None
-    except ValueError as err:
-        if str(err).startswith(refuse):
+            done, rows = data["done"], data["rows"]
+    except StaleTrainingState:
+        raise
+    except Exception as err:  # a truncated or foreign file: zipfile, numpy and OS errors alike
+        if str(err) == unusable:
             raise
-        raise ValueError(refuse + f"a readable training state ({err}); it is left as it is") from None
+        raise ValueError(f"{unusable} ({type(err).__name__}: {err})") from None
+    blocks = -(-int(done) // log_every) if done.shape == () and done.dtype.kind in "iu" else -1
+    if (len(names) != len(leaves) or not 0 < blocks or not (int(done) == steps or int(done) % log_every == 0)
+            or int(done) > steps or rows.shape != (blocks, 4)):
+        raise ValueError(unusable)
     for new, old in zip(stored, leaves, strict=True):
         if new.shape != np.shape(old) or new.dtype != np.asarray(old).dtype:
-            raise ValueError(refuse + "a state of this surrogate's shapes; it is left as it is")
-    return jax.tree.unflatten(structure, [jnp.asarray(a) for a in stored]), done, rows
+            raise ValueError(unusable)
+    return (jax.tree.unflatten(structure, [jnp.asarray(a) for a in stored]), int(done),
+            [tuple(row) for row in rows.tolist()])
