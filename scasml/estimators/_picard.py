@@ -245,7 +245,8 @@ class MultilevelPicard(AbstractEstimator):
         components = self._components(pde, plan, samples, delta)
         est = combine(samples["g_x"], jnp.zeros_like(x), components)
         u, z = clip_pair(est.u, est.z, self.clip)
-        covariance = sum(comp.value_gradient_covariance() for comp in components)
+        covariance = sum(comp.value_gradient_covariance() for comp in components) \
+            if pde.couples_value_and_gradient else None  # only what the debias uses is computed
         return _Nested(u, z, est.u_stderr, est.z_stderr, covariance)
 
     def _increment(self, pde, s, point, new: _Nested, old: _Nested | None, inputs):
@@ -269,13 +270,13 @@ class MultilevelPicard(AbstractEstimator):
 
 class _Nested(NamedTuple):
     """A nested estimate V_l at a sample point as the increments use it: (u, z), their standard errors and the
-    estimated covariance (d,) of û with each ẑ_j."""
+    estimated covariance (d,) of û with each ẑ_j (None unless the PDE couples u and z)."""
 
     u: jax.Array
     z: jax.Array
     u_stderr: jax.Array
     z_stderr: jax.Array
-    covariance: jax.Array
+    covariance: jax.Array | None
 
 
 def _value_curvature_bias(pde, s, point, new: _Nested, old: _Nested | None, inputs):
