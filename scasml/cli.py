@@ -286,18 +286,13 @@ def _train(args, config, out: Path) -> int:
     args.state = out.with_name(f"{out.name}.training-state.npz")  # where an interrupted training continues from
     if args.state.is_file():
         log.info("continuing the interrupted training from %s", args.state)
-    train = lambda: train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
-                                    progress=not args.quiet, state_file=args.state)
-    try:
-        surrogate, tlog, record = train()
+    try:  # --force trains afresh over another training's state
+        surrogate, tlog, record = train_surrogate(config, pde, surrogate=surrogate, done_before=done_before,
+                                                  progress=not args.quiet, state_file=args.state,
+                                                  replace_stale=args.force)
     except StaleTrainingState as err:
-        if not args.force:
-            raise CommandError(f"{err.path} holds the state of another training (other settings, equation or "
-                               "starting weights); pass --force to train afresh (it is replaced), or remove it") \
-                from None
-        log.warning("%s held the state of another training; training afresh (--force)", err.path)
-        err.path.unlink()
-        surrogate, tlog, record = train()
+        raise CommandError(f"{err.path} holds the state of another training (other settings, equation or starting "
+                           "weights); pass --force to train afresh (it is replaced), or remove it") from None
     if previous is not None:
         record["continued_from"] = previous
     record["seconds"] = round(tlog.seconds, 3)

@@ -227,7 +227,7 @@ def test_interrupted_training_continues_where_it_stopped(tmp_path, monkeypatch):
     starts = count_training_blocks(monkeypatch)
     run_experiment(config, tmp_path / "stale", progress=False)
     assert starts == [0, 10, 20] and not (tmp_path / "stale" / "checkpoint.training-state.npz").exists()
-    assert "is the state of another training" in (tmp_path / "stale" / "run.log").read_text()
+    assert "holds the state of another training" in (tmp_path / "stale" / "run.log").read_text()
     monkeypatch.setattr(_training, "_training_fingerprint", fingerprint)
     count_training_blocks(monkeypatch, interrupt_at=3)
     with pytest.raises(KeyboardInterrupt):  # killed again, then replaced: --force empties a folder holding the state

@@ -18,6 +18,7 @@ Randomness (all keys derive from the config's seeds, so the same config gives th
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -29,7 +30,7 @@ import numpy as np
 
 from .._calibrate import calibrate, solve, surrogate_values
 from .._derivatives import ExactTrace, HutchinsonTrace
-from ..surrogates import PINN, fit_gp, train
+from ..surrogates import PINN, StaleTrainingState, fit_gp, train
 from ._config import ExperimentConfig, Method
 from ._schema import ConfigError
 
@@ -65,21 +66,32 @@ def new_surrogate(config: ExperimentConfig, pde):
 
 
 def train_surrogate(config: ExperimentConfig, pde, surrogate=None, steps: int | None = None, done_before: int = 0,
-                    progress: bool = True, state_file=None):
+                    progress: bool = True, state_file=None, replace_stale: bool = False):
     """Train ``surrogate`` (a fresh PINN if None) with the config's budget; returns (surrogate, log, record).
-    ``state_file``: where an interrupted training keeps its state and continues from it (``scasml.train``)."""
+    ``state_file``: where an interrupted training keeps its state and continues from it (``scasml.train``); a
+    state of another training there raises ``StaleTrainingState``, or with ``replace_stale`` is removed (with a
+    warning in the log) and the training starts afresh."""
     tr = config.training
     steps = steps or tr.steps
     surrogate = new_surrogate(config, pde) if surrogate is None else surrogate
     _, key = training_keys(tr.seed)
     if done_before:
         key = jax.random.fold_in(key, done_before)
-    surrogate, log = train(
-        surrogate, pde, key, steps=steps, collocation=tr.collocation, terminal_points=tr.terminal_points,
-        terminal_weight=tr.terminal_weight, learning_rate=tr.learning_rate,
-        final_learning_rate=min(tr.final_learning_rate, tr.learning_rate), trace=make_trace(tr.trace, tr.probes),
-        log_every=min(tr.log_every, steps), progress=progress, sampling=tr.sampling, state_file=state_file,
-    )
+    settings = {"steps": steps, "collocation": tr.collocation, "terminal_points": tr.terminal_points,
+                "terminal_weight": tr.terminal_weight, "learning_rate": tr.learning_rate,
+                "final_learning_rate": min(tr.final_learning_rate, tr.learning_rate),
+                "trace": make_trace(tr.trace, tr.probes), "log_every": min(tr.log_every, steps),
+                "progress": progress, "sampling": tr.sampling, "state_file": state_file}
+    try:
+        surrogate, log = train(surrogate, pde, key, **settings)
+    except StaleTrainingState as err:
+        if not replace_stale:
+            raise
+        logging.getLogger("scasml.experiments").warning(
+            "%s holds the state of another training (the settings, the equation's code or scasml changed?); "
+            "training afresh", err.path)
+        err.path.unlink()
+        surrogate, log = train(surrogate, pde, key, **settings)
     record = {
         "steps": steps, "total_steps": done_before + steps, "collocation": tr.collocation,
         "terminal_points": tr.terminal_points, "learning_rate": tr.learning_rate,

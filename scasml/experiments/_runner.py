@@ -20,7 +20,6 @@ from .._io import atomic_write_bytes, atomic_write_text
 from .._progress import ProgressBar
 from .._shrinkage import shrunk_prediction
 from .._widen import widened_bounds
-from ..surrogates import StaleTrainingState
 from ..surrogates._checkpoint import read_bytes as read_checkpoint_bytes
 from ._compute import (
     check_run_memory,
@@ -158,15 +157,8 @@ class Pipeline:
         state = path.with_name(f"{path.stem}.training-state.npz")  # where an interrupted training continues from
         log.info("training the surrogate: %d steps, %d collocation points%s", steps, tr.collocation,
                  " (continuing from the interrupted training's state)" if state.is_file() else "")
-        try:
-            (surrogate, tlog, record), seconds = timed(train_surrogate, self.config, self.pde, steps=steps,
-                                                       progress=self.progress, state_file=state)
-        except StaleTrainingState:  # this run's own file, left by another version of scasml or of the equation
-            log.warning("%s is the state of another training (the equation's code or scasml changed?); training "
-                        "afresh", state.name)
-            state.unlink()
-            (surrogate, tlog, record), seconds = timed(train_surrogate, self.config, self.pde, steps=steps,
-                                                       progress=self.progress, state_file=state)
+        (surrogate, tlog, record), seconds = timed(train_surrogate, self.config, self.pde, steps=steps,
+                                                   progress=self.progress, state_file=state, replace_stale=True)
         if curve_file:
             atomic_write_text(self.run.path / curve_file, training_log_csv(tlog))
         surrogates.save(path, surrogate, self.pde, training=record)
