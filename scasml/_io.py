@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,54 @@ def exclusive_lock(path: str | os.PathLike, mode: str, busy: Callable[[], Except
         yield fh
     finally:
         fh.close()
+
+
+LOCK_MARK = b"scasml lock\n"  # the content of a lock file that transient_lock created (and so may remove)
+
+
+@contextlib.contextmanager
+def transient_lock(path: str | os.PathLike, busy: Callable[[], Exception],
+                   unopenable: Callable[[OSError], Exception]):
+    """Hold ``flock(LOCK_EX)`` on a lock file ``path`` that exists while it is held: created for the lock (content
+    ``LOCK_MARK``) and removed before the lock is released. A file of that name left by a killed process is taken
+    over and removed; any other regular file there is locked and left as it is. Raises ``busy()`` at once where
+    another process holds the lock, ``unopenable(error)`` where ``path`` cannot be opened or is not a regular
+    file (a link, a FIFO)."""
+    path = Path(path)
+    for _ in range(8):  # retried only where a holder removed the file between our open and our lock
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            os.write(fd, LOCK_MARK)
+        except FileExistsError:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise unopenable(err) from None
+        except OSError as err:
+            raise unopenable(err) from None
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise unopenable(OSError(errno.EINVAL, "not a regular file", str(path)))
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy() from None
+            try:
+                current = os.stat(path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                continue
+            if current != os.fstat(fd).st_ino:
+                continue
+            ours = os.pread(fd, len(LOCK_MARK) + 1, 0) == LOCK_MARK
+            try:
+                yield
+            finally:
+                if ours:
+                    path.unlink(missing_ok=True)
+            return
+    raise busy()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:

@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ._io import exclusive_lock
+from ._io import exclusive_lock, transient_lock
 
 log = logging.getLogger("scasml.cli")
 _HANDLERS: list[logging.Handler] = []
@@ -238,18 +238,33 @@ def _check_not_config(out: Path, config_path: Path) -> None:
                            "config would be replaced)")
 
 
+@contextlib.contextmanager
+def _output_lock(out: Path):
+    """An exclusive lock on the output ``out`` while a surrogate is trained for it (the file ``<out>.lock``, there
+    only while it is held), so that a second ``scasml train`` to the same output is refused at once instead of
+    sharing its training state and racing it to the checkpoint."""
+    lock = out.with_name(f"{out.name}.lock")
+    busy = lambda: CommandError(f"{out} is being trained by another scasml process; wait for it to end, or choose "
+                                "another -o/--output")
+    unopenable = lambda err: CommandError(f"cannot lock {out} ({lock}): {err.strerror}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with transient_lock(lock, busy, unopenable):
+        yield
+
+
 def cmd_train(args) -> int:
     config_path = _config_path(args)
     config = _config(args, config_path)
     out = Path(args.output or f"{config.name}.scasml")
     _check_not_config(out, config_path)
-    if args.resume and config.surrogate_family == "pinn":
-        _check_output(out, "--output")
-        if not out.is_file():
-            raise CommandError(f"--continue: no checkpoint at {out} to continue")
-        with _training_lock(out):
-            return _train(args, config, out)
-    return _train(args, config, out)
+    _check_output(out, "--output")
+    with _output_lock(out):
+        if args.resume and config.surrogate_family == "pinn":
+            if not out.is_file():
+                raise CommandError(f"--continue: no checkpoint at {out} to continue")
+            with _training_lock(out):
+                return _train(args, config, out)
+        return _train(args, config, out)
 
 
 def _train(args, config, out: Path) -> int:

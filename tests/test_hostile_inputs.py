@@ -434,6 +434,47 @@ def test_continue_is_refused_while_another_process_trains_the_checkpoint(tmp_pat
     assert read_header(ckpt)["training"]["total_steps"] == 4
 
 
+TINY_TRAINING = ('[experiment]\nname = "tiny"\n[equation]\nname = "vb"\ndim = 3\n[surrogate]\nwidth = 8\ndepth = 1\n'
+                 '[training]\nsteps = 2\nlog_every = 1\ncollocation = 16\nterminal_points = 8\n'
+                 '[methods.surrogate]\nkind = "surrogate"\n')
+
+
+def test_a_second_training_to_the_same_output_is_refused_at_once(tmp_path, capsys):
+    from scasml._io import transient_lock
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TRAINING)
+    ckpt, lock = tmp_path / "model.scasml", tmp_path / "model.scasml.lock"
+    refused = lambda: RuntimeError("held")
+    with transient_lock(lock, refused, refused):  # another process trains for this output
+        assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.scasml.lock", "tiny.toml"]  # nothing touched
+    assert "model.scasml is being trained by another scasml process" in capsys.readouterr().err
+    assert not lock.exists()
+    assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.scasml", "tiny.toml"]  # the lock is gone with it
+
+
+def test_the_training_lock_file_of_a_killed_process_is_taken_over_and_another_file_kept(tmp_path, capsys):
+    from scasml._io import LOCK_MARK
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_TRAINING)
+    (tmp_path / "a.scasml.lock").write_bytes(LOCK_MARK)  # left by a killed training: nobody holds it
+    assert main(["train", str(config), "-o", str(tmp_path / "a.scasml"), "--quiet"]) == 0
+    assert not (tmp_path / "a.scasml.lock").exists()
+    (tmp_path / "b.scasml.lock").write_text("my notes")  # a user's file of that name is locked, never removed
+    assert main(["train", str(config), "-o", str(tmp_path / "b.scasml"), "--quiet"]) == 0
+    assert (tmp_path / "b.scasml.lock").read_text() == "my notes"
+    os.symlink(tmp_path / "elsewhere", tmp_path / "c.scasml.lock")  # a link is not followed
+    assert main(["train", str(config), "-o", str(tmp_path / "c.scasml"), "--quiet"]) == 2
+    assert "cannot lock" in capsys.readouterr().err
+    assert not (tmp_path / "c.scasml").exists() and not (tmp_path / "elsewhere").exists()
+    os.mkfifo(tmp_path / "d.scasml.lock")  # opening a FIFO must not block
+    assert main(["train", str(config), "-o", str(tmp_path / "d.scasml"), "--quiet"]) == 2
+    assert "not a regular file" in capsys.readouterr().err and not (tmp_path / "d.scasml").exists()
+
+
 def test_a_refused_folder_is_left_untouched(tmp_path, config):
     (tmp_path / "config.toml").write_text("mine")
     with pytest.raises(RunDirectoryError):
