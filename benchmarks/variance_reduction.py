@@ -8,7 +8,8 @@ over the same points and keys, methods alternated key by key (this machine's spe
 printed as a ratio to today's MultilevelPicard(2, 10) (methods: antithetic pairs, 4× terminal paths, both, and both
 with at least 20 samples in every block of the reported estimate; randomised quasi-Monte Carlo terminal paths and
 level-0 samples, alone, with 4× terminal paths, with all of these, and with antithetic pairs alone, with 4, 8 or 16
-nets (or 8 nets of at least 32 points) and at least 20 last-level samples; nested estimates of a smaller base); also
+nets (or 8 nets of at least 32 points) and at least 20 last-level samples, also with the linearised next Picard
+correction (``next_correction``); nested estimates of a smaller base); also
 the ratio of mean squared standard errors (the Monte Carlo variance alone, without the Picard bias and the
 reference's error) and of the 95 % interval's half-width² × evaluations (and × seconds): the Student-t quantile at
 the estimate's degrees of freedom widens the interval where a block of few units (R nets) dominates the variance.
@@ -47,6 +48,9 @@ METHODS = {
     "aq16, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=16, min_top_samples=20),
     "aq8×32, top ≥ 20": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, qmc_points=32,
                                                 min_top_samples=20),
+    "aq8×32, top ≥ 20, next 2": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, qmc_points=32,
+                                                        min_top_samples=20, next_correction=2),
+    "antithetic, next 2": scasml.MultilevelPicard(2, 10, antithetic=True, next_correction=2),
     "aq4, 40×V1(3)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=40, inner_base=3),
     "aq4, 20×V1(5)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20, inner_base=5),
     "aq8, M = 5, top ≥ 12": scasml.MultilevelPicard(2, 5, antithetic=True, qmc_sets=8, min_top_samples=12),

@@ -185,6 +185,13 @@ class AbstractDynamics(eqx.Module):
         """True when μ and σ do not depend on (t, x)."""
         return False
 
+    @property
+    def brownian_transitions(self) -> bool:
+        """True when ``sample(t, x, τ, n)`` is X_{t+τ} driven by W_τ = √τ·n alone, with ω = n: then the point of a
+        path at an earlier time s follows from the Brownian bridge of W, and the z-weight of its step to t + τ is
+        (W_τ − W_{s−t})/(t + τ − s) (``MultilevelPicard(next_correction=K)`` needs this)."""
+        return False
+
     def sample(self, t: Scalar, x: Vector, elapsed: Scalar, noise: Float[Array, "rows d"]) -> tuple[Vector, Vector]:
         """(X_{t+τ}, ω) for one elapsed time τ > 0 (``path`` with k = 1)."""
         points, weights = self.path(t, x, jnp.reshape(elapsed, (1,)), noise[None])
@@ -236,6 +243,10 @@ class ConstantCoefficients(AbstractDynamics):
 
     @property
     def constant(self):
+        return True
+
+    @property
+    def brownian_transitions(self):
         return True
 
     def parameters(self):
@@ -291,6 +302,10 @@ class GeometricBrownianMotion(AbstractDynamics):
     @property
     def dtype(self):
         return self.mu.dtype
+
+    @property
+    def brownian_transitions(self):
+        return True
 
     def parameters(self):
         return {"kind": "gbm", "drift": np.asarray(self.mu).tolist(),

@@ -395,7 +395,7 @@ def _calibration_surrogate(args):
 # calibrate's defaults where a flag is not given (argparse's default is None, to tell a given flag from a default)
 DEFAULT_PATHS, DEFAULT_LEVELS, DEFAULT_BASE, DEFAULT_PROBES = 1000, 2, 10, 4
 _PICARD_ONLY = ("levels", "base", "variant", "clip", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points",
-                "inner_base")
+                "inner_base", "next_correction")
 _NONFINITE = "calibrate: the Monte Carlo estimate is not finite"  # its warning names a chunk's points: held back
 
 
@@ -468,7 +468,8 @@ def cmd_calibrate(args) -> int:
     if args.probes is not None and args.probes < 1:
         raise CommandError(f"--probes must be positive, got {args.probes}")
     # multilevel Picard options given on the command line; the others keep MultilevelPicard's defaults
-    options = ("antithetic", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points", "inner_base")
+    options = ("antithetic", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points", "inner_base",
+               "next_correction")
     given = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
     candidates = None  # --recommend: the estimators it chooses among
     try:
@@ -766,6 +767,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multilevel Picard: at least P points (a power of two) in each net of --qmc-sets (default 1)")
     p.add_argument("--inner-base", type=int, default=None, metavar="B",
                    help="multilevel Picard: base of the nested estimates inside the reported one (default: --base)")
+    p.add_argument("--next-correction", type=int, default=None, metavar="K",
+                   help="multilevel Picard, full history, n >= 2: add the linearised next Picard correction, "
+                   "estimated from the last level's samples with K Brownian-bridge points each (removes most of the "
+                   "truncation u - u_n; default 0: off)")
     p.add_argument("--shrinkage", default="none", choices=("none", "sure"),
                    help="sure: shrink the defect estimates toward the surrogate, threshold chosen by SURE over all "
                    "points (lower summed error where many corrections are within noise; see scasml.shrink)")

@@ -131,15 +131,15 @@ def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
     out5 = tmp_path / "out5.csv"  # the variance-reduction options, as MultilevelPicard's arguments
     assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out5), "--levels", "2", "--base",
                  "4", "--antithetic", "--qmc-sets", "4", "--qmc-points", "8", "--min-top-samples", "8", "--inner-base",
-                 "3"]) == 0
+                 "3", "--next-correction", "2"]) == 0
     assert ("MultilevelPicard(levels=2, base=4, antithetic=True, min_top_samples=8, qmc_sets=4, qmc_points=8, "
-            "inner_base=3)"
+            "inner_base=3, next_correction=2)"
             in capsys.readouterr().out)
     from scasml.cli import build_parser  # flags left out keep MultilevelPicard's defaults; --no-antithetic is False
 
     parsed = build_parser().parse_args(["calibrate", str(checkpoint), "--points", str(src), "--no-antithetic"])
     assert parsed.antithetic is False and parsed.qmc_sets is None and parsed.min_top_samples is None
-    assert parsed.qmc_points is None
+    assert parsed.qmc_points is None and parsed.next_correction is None
 
     out4 = tmp_path / "out4.npz"  # --shrinkage sure: the same estimates, shrunk over all points together
     assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out4), *args,

@@ -148,15 +148,20 @@ def test_adaptive_method_keys_build_the_allocation_and_stay_out_of_plain_configs
 def test_variance_reduction_keys_build_the_estimator_and_stay_out_of_plain_configs():
     config = config_from_dict(mutate("methods.scasml", {"kind": "scasml", "antithetic": True, "terminal_factor": 4,
                                                         "min_top_samples": 20, "qmc_sets": 8, "qmc_points": 32,
-                                                        "inner_base": 5}))
+                                                        "inner_base": 5, "next_correction": 2}))
     method = config.method("scasml")
     assert method.estimator() == scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4, min_top_samples=20,
-                                                         qmc_sets=8, qmc_points=32, inner_base=5)
-    assert ("antithetic, 4x terminal paths, top blocks ≥ 20, QMC terminal paths (8 nets of ≥ 32 points), nested M=5"
-            in method.label())
+                                                         qmc_sets=8, qmc_points=32, inner_base=5, next_correction=2)
+    assert ("antithetic, 4x terminal paths, top blocks ≥ 20, QMC terminal paths (8 nets of ≥ 32 points), nested M=5, "
+            "next correction (2 bridge points)" in method.label())
     assert method.to_dict()["antithetic"] is True
     plain = config_from_dict(copy.deepcopy(BASE)).to_dict()["methods"]["scasml"]
-    assert not {"antithetic", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points", "inner_base"} & set(plain)
+    assert not {"antithetic", "terminal_factor", "min_top_samples", "qmc_sets", "qmc_points", "inner_base",
+                "next_correction"} & set(plain)
+    with pytest.raises(ConfigError, match=r"^methods\.scasml\.next_correction: must be 0 \(off\) or a positive"):
+        config_from_dict(mutate("methods.scasml", {"kind": "scasml", "next_correction": -1}))
+    with pytest.raises(ConfigError, match=r"^methods\.scasml: MultilevelPicard next_correction needs"):
+        config_from_dict(mutate("methods.scasml", {"kind": "scasml", "levels": 1, "next_correction": 2}))
     with pytest.raises(ConfigError, match=r"^methods\.scasml\.qmc_sets: must be 0 \(off\) or ≥ 2"):
         config_from_dict(mutate("methods.scasml", {"kind": "scasml", "qmc_sets": 1}))
     with pytest.raises(ConfigError, match=r"^methods\.scasml\.qmc_points: must be a power of two"):

@@ -74,7 +74,8 @@ class Method:
             return MultilevelPicard(levels=o.levels, base=o.base, variant=o.variant, clip=o.clip, debias=o.debias,
                                     antithetic=o.antithetic, terminal_factor=o.terminal_factor,
                                     min_top_samples=o.min_top_samples, qmc_sets=o.qmc_sets,
-                                    qmc_points=o.qmc_points, inner_base=o.inner_base)
+                                    qmc_points=o.qmc_points, inner_base=o.inner_base,
+                                    next_correction=o.next_correction)
         return FeynmanKac(paths=o.paths, time_samples=o.time_samples, time_rule=o.time_rule, antithetic=o.antithetic)
 
     @property
@@ -128,7 +129,8 @@ class Method:
             f", {o.terminal_factor}x terminal paths" if o.terminal_factor > 1 else "") + (
             f", top blocks ≥ {o.min_top_samples}" if o.min_top_samples > 1 else "") + (
             f", QMC terminal paths ({o.qmc_sets} nets{self._net_size()})" if o.qmc_sets else "") + (
-            f", nested M={o.inner_base}" if o.inner_base is not None else "")
+            f", nested M={o.inner_base}" if o.inner_base is not None else "") + (
+            f", next correction ({o.next_correction} bridge points)" if o.next_correction else "")
         return f"{head}, MLP{variant} n={o.levels} M={o.base}{clip}{reduced}{shrunk}{self._adaptive_label()}"
 
     def _net_size(self) -> str:

@@ -211,6 +211,9 @@ class MethodSection:
                            doc="picard: at least this many points in each Sobol' net (with qmc_sets)")
     inner_base: int | None = spec(None, check=at_least(2),
                                   doc="picard: base of the nested estimates inside the reported one ('none': base)")
+    next_correction: int = spec(0, check=lambda v: None if v >= 0 else "must be 0 (off) or a positive integer",
+                                doc="picard: the linearised next Picard correction from the last level's samples, "
+                                    "with this many Brownian-bridge points each (0: off; full history, levels >= 2)")
     widen: bool = spec(False, doc="picard: 95 % intervals that include the Picard truncation estimated over each "
                                   "repetition's points (scasml.widen)")
     paths: int = spec(1000, check=at_least(2), doc="Brownian paths per point")
@@ -234,11 +237,13 @@ ADAPTIVE_KEYS = ("target_stderr", "target_relative", "max_replicas", "budget")
 # their fingerprint and resume)
 LATER_KEY_DEFAULTS = {"shrinkage": "none", "target_stderr": None, "target_relative": None, "max_replicas": 64,
                       "budget": None, "antithetic": False, "terminal_factor": 1, "min_top_samples": 1,
-                      "qmc_sets": 0, "inner_base": None, "qmc_points": 1, "widen": False}
+                      "qmc_sets": 0, "inner_base": None, "qmc_points": 1, "widen": False,
+                      "next_correction": 0}
 METHOD_KEYS = {
     "surrogate": ("kind",),
     "picard": ("kind", "estimator", "levels", "base", "variant", "clip", "debias", "antithetic", "terminal_factor",
-               "min_top_samples", "qmc_sets", "qmc_points", "inner_base", "shrinkage", "widen", *ADAPTIVE_KEYS),
+               "min_top_samples", "qmc_sets", "qmc_points", "inner_base", "next_correction", "shrinkage", "widen",
+               *ADAPTIVE_KEYS),
     "feynman_kac": ("kind", "estimator", "paths", "time_samples", "time_rule", "antithetic", "shrinkage",
                     *ADAPTIVE_KEYS),
 }
