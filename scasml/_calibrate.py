@@ -496,15 +496,10 @@ def truncation_estimate(corrections, t, horizon, dtype) -> tuple[float | None, n
 def _truncation(caller: str, estimator, pde, t, corrections, stderr) -> np.ndarray | None:
     """The per-point truncation estimate of a ``solve``/``calibrate`` result at times t (N,), with its warning."""
     rms, truncation = truncation_estimate(corrections, t, pde.horizon, stderr.dtype)
-    _truncation_check(caller, estimator, rms, stderr, t < pde.horizon)
-    return truncation
-
-
-def _truncation_check(caller: str, estimator, truncation: float | None, stderr, live) -> None:
-    """Warn where the truncation estimate is a sizeable share of the standard errors it is not part of."""
-    message = truncation_message(caller, estimator, truncation, stderr, live)
+    message = truncation_message(caller, estimator, rms, stderr, t < pde.horizon, dynamics=pde.dynamics)
     if message:
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return truncation
 
 
 def truncation_share(truncation: float | None, stderr, live) -> float | None:
@@ -522,14 +517,19 @@ def truncation_share(truncation: float | None, stderr, live) -> float | None:
 
 def truncation_message(caller: str, estimator, truncation: float | None, stderr, live,
                        remedy: str = "`.truncation` of the result holds the estimate and `scasml.widen(result)` "
-                                     "adds it to the intervals") -> str | None:
+                                     "adds it to the intervals", dynamics=None) -> str | None:
     """The warning where the RMS truncation estimate exceeds ``TRUNCATION_WARNING`` × the RMS standard error
-    ``stderr`` (N,) over the points ``live`` (N,), else None; ``remedy`` says how to put it into the intervals."""
+    ``stderr`` (N,) over the points ``live`` (N,), else None; ``remedy`` says how to put it into the intervals.
+    Where the PDE's ``dynamics`` allow it, it also names ``next_correction``."""
     share = truncation_share(truncation, stderr, live)
     if share is None or share <= TRUNCATION_WARNING:
         return None
     scale = truncation / share
     more = f"levels={estimator.levels + 1}" if isinstance(estimator, MultilevelPicard) else "levels + 1"
+    if (isinstance(estimator, MultilevelPicard) and estimator.variant == "full_history"
+            and not estimator.next_correction and dynamics is not None and dynamics.brownian_transitions):
+        more += (", or next_correction=2, the linearised next correction: a few per cent more evaluations, a "
+                 "larger standard error")
     return (f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
             f"these points), {share:.2g} × the RMS standard error ({scale:.3g}); the standard errors "
             "and 95 % intervals do not include it, so the intervals may cover less than 95 % (the estimate assumes "

@@ -67,8 +67,14 @@ def test_the_estimate_matches_the_measured_truncation_and_warns():
     assert all(len(caught) == 1 for _, caught in runs)
     message = str(runs[0][1][0].message)
     assert "levels=3" in message and "× the RMS standard error" in message and "MultilevelPicard()" in message
+    assert ", or next_correction=2" in message  # Brownian dynamics: the linearised next correction applies
     deeper, caught = _calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(3, 5), key=jax.random.key(1))
     assert _rms(deeper.truncation) < 0.25 * measured and not caught
+    # the next correction, estimated from the last level's samples, takes most of it out of each estimate: the
+    # estimate from the corrections (now the one after the next) shrinks and is not warned about
+    corrected, caught = _calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10, next_correction=2),
+                                   key=jax.random.key(1))
+    assert _rms(corrected.truncation) < 0.5 * measured and not caught
     # spread over the points ∝ T − t, with the batch's RMS
     out = runs[0][0]
     np.testing.assert_allclose(out.truncation / (pde.horizon - t), estimates[0] / _rms(pde.horizon - t), rtol=1e-5)
@@ -186,3 +192,16 @@ def test_widened_bounds_leave_non_finite_intervals_as_they_are():
     lower, upper = widened_bounds(*bounds, stderr, truncation, dof)
     assert lower[0] == -np.inf and upper[0] == np.inf  # flagged by `finite`, not turned into NaN
     assert lower[1] < 0.9 and upper[1] > 1.1 and lower[2] == upper[2] == 1.0
+
+
+def test_the_warning_names_the_next_correction_only_where_it_applies():
+    from scasml._calibrate import truncation_message
+
+    stderr, live = np.ones(40), np.ones(40, bool)
+    brownian, ou = equations.get("vb", dim=5).dynamics, equations.get("lqou", dim=5).dynamics
+    plain = scasml.MultilevelPicard(2, 10)
+    assert ", or next_correction=2" in truncation_message("solve", plain, 1.0, stderr, live, dynamics=brownian)
+    assert "next_correction" not in truncation_message("solve", plain, 1.0, stderr, live, dynamics=ou)
+    for estimator in (scasml.MultilevelPicard(2, 10, next_correction=2),
+                      scasml.MultilevelPicard(2, 10, variant="quadrature")):
+        assert ", or next" not in truncation_message("solve", estimator, 1.0, stderr, live, dynamics=brownian)

@@ -316,7 +316,7 @@ def _truncation_lines(metrics: dict) -> list[str]:
             "∝ T − t, in quadrature:", "", *lines, ""]
 
 
-def _warn_truncation(config: ExperimentConfig, results, horizon: float) -> None:
+def _warn_truncation(config: ExperimentConfig, results, pde) -> None:
     """Log, once per method that runs its own estimates (a shrunk twin shares them) and has no widened twin, where
     a repetition's Picard truncation estimate is a sizeable share of standard errors whose intervals leave it
     out."""
@@ -326,8 +326,9 @@ def _warn_truncation(config: ExperimentConfig, results, horizon: float) -> None:
             continue
         for r, (result, points) in enumerate(zip(results.methods[method.name], results.points, strict=True)):
             message = truncation_message(f"method {method.name!r}, repetition {r}", method.estimator(),
-                                         result.truncation, result.arrays["stderr"], points["t"] < horizon,
-                                         remedy="`widen = true` in the method adds it to the intervals")
+                                         result.truncation, result.arrays["stderr"], points["t"] < pde.horizon,
+                                         remedy="`widen = true` in the method adds it to the intervals",
+                                         dynamics=pde.dynamics)
             if message:
                 log.warning(message)
                 break
@@ -441,7 +442,7 @@ def render_report(run: RunDirectory, config: ExperimentConfig | None = None) -> 
     config = config or run.config()
     pde = config.make_pde()
     results = collect_results(run, config, pde.horizon)
-    _warn_truncation(config, results, pde.horizon)
+    _warn_truncation(config, results, pde)
     metrics = compute_metrics(config, results, pde)
     timings = compute_timings(config, results)
     atomic_write_json(run.path / "metrics.json", metrics)
