@@ -267,6 +267,10 @@ def test_the_next_correction_counts_its_bridge_points_and_needs_brownian_transit
     plain, corrected = scasml.MultilevelPicard(2, 10), scasml.MultilevelPicard(2, 10, next_correction=3)
     assert corrected.evaluations(pde) == plain.evaluations(pde) | {
         "increment": plain.evaluations(pde)["increment"] + 3 * 10}
+    t, x = pde.sample_domain(jax.random.key(0), 12)  # its noise follows each point's key: chunks change nothing
+    whole, chunked = (scasml.solve(pde, t, x, corrected, key=jax.random.key(1), chunk_size=size) for size in (None, 4))
+    np.testing.assert_array_equal(whole.u, chunked.u)
+    np.testing.assert_array_equal(whole.stderr, chunked.stderr)
     lcd = equations.get("lcd", dim=5)  # linear: no last level, nothing to correct, the plain estimate
     assert corrected.evaluations(lcd) == plain.evaluations(lcd)
     t, x = lcd.sample_domain(jax.random.key(0), 4)
