@@ -24,10 +24,11 @@ truncation measured with the exact solution. On an equation with surrogate = exa
 (200 points, 16 keys per estimator): the means over keys of MultilevelPicard(1, 100) and (2, 10) give the
 corrections Δ1 = u_1 − û and Δ2 = u_2 − u_1 and the truncation u − u_2 (RMS over the points, less the noise left
 in the means); then, for MultilevelPicard(2, 10) and ``antithetic=True, qmc_sets=8, qmc_points=32,
-min_top_samples=20``, each key's own estimate (median and range over keys), its ratio to the RMS standard error
-(the warning's threshold is 0.3), the 95 % intervals' coverage and RMS z, and both for the intervals of
-``scasml.widen`` (the estimate spread over the points ∝ T − t and added in quadrature), with their mean
-half-width ÷ the unwidened one's. ``deeper``: on the VB-20 set-up of ``truncation`` (a = 0.05), whether n = 3
+min_top_samples=20`` (and both with ``next_correction=2`` where the dynamics allow it), each key's own estimate
+(median and range over keys), its ratio to the RMS standard error (the warning's threshold is 0.3), the 95 %
+intervals' coverage and RMS z, and both for the intervals of ``scasml.widen`` (the estimate spread over the points ∝
+T − t and added in quadrature), with their mean half-width ÷ the unwidened one's. ``deeper``: on the VB-20
+set-up of ``truncation`` (a = 0.05), whether n = 3
 with the options, whose truncation is small, pays: coverage, mean squared error and its bias part, and
 err² × evaluations for MultilevelPicard(2, 10), the reduced n = 2 estimator and n = 3 with nested estimates of
 base 3 (``inner_base``).
@@ -175,7 +176,12 @@ def truncation(cases, keys=16):
               f"Δ2²/Δ1 {delta2**2 / rms(delta1):.3e} (from the means over keys); measured truncation {measured:.3e}",
               flush=True)
         reduced = _runs(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10, **REDUCED), keys, 300)
-        for label, r in (("MultilevelPicard(2, 10)", two), ("aq8×32, top ≥ 20", reduced)):
+        rows = [("MultilevelPicard(2, 10)", two), ("aq8×32, top ≥ 20", reduced)]
+        if pde.dynamics.brownian_transitions:  # the linearised next correction (next_correction=2)
+            rows += [(label, _runs(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10, next_correction=2, **options),
+                                   keys, 400)) for label, options in (("next 2", {}), ("aq8×32, top ≥ 20, next 2",
+                                                                                    REDUCED))]
+        for label, r in rows:
             err, s, cut = r["u"] - exact, r["stderr"], r["truncation"]
             b = np.sqrt(np.mean(cut**2, axis=1))  # per key: the batch estimate (all points before the horizon)
             q = (r["upper"] - r["lower"]) / (2 * s)  # the interval's t quantile

@@ -77,7 +77,8 @@ class Estimate(eqx.Module):
     points ∝ T − t (0 at t = T), or None (Feynman–Kac, n = 1, linear PDEs, fewer than 32 points); ``solve``
     and ``calibrate`` warn when its RMS exceeds 0.3 × the RMS standard error. ``picard_corrections`` (N, 3):
     each point's last two Picard corrections of u and the variance of the last, (Δ_{n−1}, Δ_n, var Δ_n), from
-    which it is estimated (0 where there are none; (3,) for one point), so that results computed in parts can
+    which it is estimated (0 where there are none; (3,) for one point; with ``next_correction``, whose estimate
+    includes the next correction, (Δ_n, Δ_{n+1}, var Δ_{n+1})), so that results computed in parts can
     pool them (``truncation_estimate``). ``widened``: True when ``scasml.widen`` has added it to the intervals.
     ``finite`` flags the points where every output (u, z, both standard errors and the interval) is finite;
     ``evaluations`` gives the
@@ -345,14 +346,16 @@ def _program(pde, estimator, key, work, t, x, mesh, lanes, block):
     return jax.shard_map(chunks, mesh=mesh, in_specs=specs, out_specs=spec, check_vma=False)(work, t, x)
 
 
-def _check_estimator(estimator, pde, max_evaluations) -> dict[str, int]:
-    """The estimator's type, applicability and cost (before any tracing); returns its evaluation counts."""
+def _check_estimator(estimator, pde, max_evaluations, applicable: bool = True) -> dict[str, int]:
+    """The estimator's type, cost and (``applicable``) applicability to ``pde`` (before any tracing); returns its
+    evaluation counts."""
     if not isinstance(estimator, AbstractEstimator):
         raise TypeError(
             f"estimator must be an AbstractEstimator (e.g. MultilevelPicard()), got {type(estimator).__name__}"
         )
     counts = check_cost(estimator, pde, max_evaluations)
-    estimator.check(pde)
+    if applicable:
+        estimator.check(pde)
     return counts
 
 
@@ -494,9 +497,11 @@ def truncation_estimate(corrections, t, horizon, dtype) -> tuple[float | None, n
 
 
 def _truncation(caller: str, estimator, pde, t, corrections, stderr) -> np.ndarray | None:
-    """The per-point truncation estimate of a ``solve``/``calibrate`` result at times t (N,), with its warning."""
+    """The per-point truncation estimate of a ``solve``/``calibrate`` result at times t (N,), with its warning
+    (``pde``: the PDE that ``estimator`` solved)."""
     rms, truncation = truncation_estimate(corrections, t, pde.horizon, stderr.dtype)
-    message = truncation_message(caller, estimator, rms, stderr, t < pde.horizon, dynamics=pde.dynamics)
+    message = truncation_message(caller, estimator, rms, stderr, t < pde.horizon,
+                                 next_correction_applies=pde.is_defect and pde.dynamics.brownian_transitions)
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     return truncation
@@ -517,17 +522,18 @@ def truncation_share(truncation: float | None, stderr, live) -> float | None:
 
 def truncation_message(caller: str, estimator, truncation: float | None, stderr, live,
                        remedy: str = "`.truncation` of the result holds the estimate and `scasml.widen(result)` "
-                                     "adds it to the intervals", dynamics=None) -> str | None:
+                                     "adds it to the intervals", next_correction_applies: bool = False) -> str | None:
     """The warning where the RMS truncation estimate exceeds ``TRUNCATION_WARNING`` × the RMS standard error
     ``stderr`` (N,) over the points ``live`` (N,), else None; ``remedy`` says how to put it into the intervals.
-    Where the PDE's ``dynamics`` allow it, it also names ``next_correction``."""
+    ``next_correction_applies`` (a law of defect with ``brownian_transitions``): it also names
+    ``next_correction``."""
     share = truncation_share(truncation, stderr, live)
     if share is None or share <= TRUNCATION_WARNING:
         return None
     scale = truncation / share
     more = f"levels={estimator.levels + 1}" if isinstance(estimator, MultilevelPicard) else "levels + 1"
     if (isinstance(estimator, MultilevelPicard) and estimator.variant == "full_history"
-            and not estimator.next_correction and dynamics is not None and dynamics.brownian_transitions):
+            and not estimator.next_correction and next_correction_applies):
         more += (", or next_correction=2, the linearised next correction: a few per cent more evaluations, a "
                  "larger standard error")
     return (f"{caller}: the Picard truncation |u − u_n| of {estimator!r} is estimated at {truncation:.3g} (RMS over "
@@ -788,9 +794,11 @@ def calibrate(
     if not isinstance(trace, AbstractTraceEstimator):
         raise TypeError(f"trace must be an AbstractTraceEstimator (ExactTrace() or HutchinsonTrace(probes)), got "
                         f"{type(trace).__name__}")
-    _check_estimator(estimator, pde, max_evaluations)  # before the surrogate is traced
+    _check_estimator(estimator, pde, max_evaluations, applicable=False)  # before the surrogate is traced
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
+    defect = law_of_defect(pde, surrogate, trace)
+    estimator.check(defect)  # on the PDE it solves, before the surrogate is evaluated
     u_hat = surrogate_values(surrogate, t, x)
     bad = ~np.isfinite(u_hat)
     if bad.any():  # checked before the (expensive) Monte Carlo run
@@ -799,7 +807,6 @@ def calibrate(
             f"the surrogate returned non-finite values at {int(bad.sum())} query point(s) "
             f"(first: point {first}, t = {float(t[first])})"
         )
-    defect = law_of_defect(pde, surrogate, trace)
     directions = getattr(trace, "probes", None)
     ev = estimator.evaluations(defect)
     counts = {"surrogate_values": ev["terminal"] + 1, "surrogate_gradients": ev["increment"], "residuals": ev["source"]}
@@ -810,7 +817,7 @@ def calibrate(
     half = interval_half_width(stderr, est.u_dof)
     lower, upper = u - half, u + half
     finite = _flag_nonfinite("calibrate", (u, defect_u, stderr, lower, upper), (est.z,))
-    truncation = _truncation("calibrate", estimator, pde, t, est.u_corrections, stderr)
+    truncation = _truncation("calibrate", estimator, defect, t, est.u_corrections, stderr)
     out = CalibratedPrediction(u, u_hat, defect_u, stderr, est.z, lower, upper, finite, counts,
                                truncation=truncation, picard_corrections=np.asarray(est.u_corrections),
                                **_allocation_fields(est, len(u)))

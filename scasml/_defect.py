@@ -48,6 +48,10 @@ class DefectPDE(AbstractSemilinearPDE):
         return self.base.is_linear
 
     @property
+    def is_defect(self):
+        return True
+
+    @property
     def gradient_quadratic(self):
         """f̆(v, w) = f(û + v, ẑ + w) − f(û, ẑ) + ε has the base's quadratic coefficient in w."""
         return self.base.gradient_quadratic

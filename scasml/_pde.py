@@ -126,6 +126,13 @@ class AbstractSemilinearPDE(eqx.Module):
         return False
 
     @property
+    def is_defect(self) -> bool:
+        """True for the law of defect of a surrogate (``law_of_defect``): its solution u − û is small, and f at
+        (0, 0) is the base equation's generator at the surrogate, a point to linearise f at
+        (``MultilevelPicard(next_correction=K)`` needs one)."""
+        return False
+
+    @property
     def gradient_quadratic(self) -> float | None:
         """a, when f(t, x, u, z) = a‖z‖² + terms affine in z (e.g. −½ for HJB control problems); else None.
 

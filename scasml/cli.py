@@ -562,7 +562,8 @@ def cmd_calibrate(args) -> int:
     # the truncation estimate pools all points, whatever --chunk-points: calibrate's estimate over them at once
     truncation, spread = truncation_estimate(cat("picard_corrections"), t, pde.horizon, cat("stderr").dtype)
     message = truncation_message("scasml calibrate", estimator, truncation, cat("stderr"), t < pde.horizon,
-                                 remedy="--widen adds it to the intervals", dynamics=pde.dynamics)
+                                 remedy="--widen adds it to the intervals",
+                                 next_correction_applies=pde.dynamics.brownian_transitions)
     if message and not args.widen:
         log.warning(message)
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),

@@ -162,6 +162,8 @@ def test_variance_reduction_keys_build_the_estimator_and_stay_out_of_plain_confi
         config_from_dict(mutate("methods.scasml", {"kind": "scasml", "next_correction": -1}))
     with pytest.raises(ConfigError, match=r"^methods\.scasml: MultilevelPicard next_correction needs"):
         config_from_dict(mutate("methods.scasml", {"kind": "scasml", "levels": 1, "next_correction": 2}))
+    with pytest.raises(ConfigError, match=r"^methods\.mlp\.next_correction: it linearises the generator at the"):
+        config_from_dict(mutate("methods.mlp", {"kind": "mlp", "next_correction": 2}))
     with pytest.raises(ConfigError, match=r"^methods\.scasml\.qmc_sets: must be 0 \(off\) or ≥ 2"):
         config_from_dict(mutate("methods.scasml", {"kind": "scasml", "qmc_sets": 1}))
     with pytest.raises(ConfigError, match=r"^methods\.scasml\.qmc_points: must be a power of two"):

@@ -70,10 +70,14 @@ def test_the_estimate_matches_the_measured_truncation_and_warns():
     assert ", or next_correction=2" in message  # Brownian dynamics: the linearised next correction applies
     deeper, caught = _calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(3, 5), key=jax.random.key(1))
     assert _rms(deeper.truncation) < 0.25 * measured and not caught
-    # the next correction, estimated from the last level's samples, takes most of it out of each estimate: the
-    # estimate from the corrections (now the one after the next) shrinks and is not warned about
+    # the next correction, estimated from the last level's samples, carries the truncation (its RMS over the points,
+    # noise subtracted, in the band above: 1.3× measured for this key) and takes it out of each estimate: what the
+    # corrections then suggest (the correction after the next) is not warned about
     corrected, caught = _calibrate(surrogate, pde, t, x, scasml.MultilevelPicard(2, 10, next_correction=2),
                                    key=jax.random.key(1))
+    c = np.asarray(corrected.picard_corrections, np.float64)[np.asarray(t) < pde.horizon]
+    carried = math.sqrt(max(np.mean(c[:, 1] ** 2) - np.mean(c[:, 2]), 0.0))
+    assert 0.5 * measured < carried < 2 * measured, (carried, measured)
     assert _rms(corrected.truncation) < 0.5 * measured and not caught
     # spread over the points ∝ T − t, with the batch's RMS
     out = runs[0][0]
@@ -198,10 +202,22 @@ def test_the_warning_names_the_next_correction_only_where_it_applies():
     from scasml._calibrate import truncation_message
 
     stderr, live = np.ones(40), np.ones(40, bool)
-    brownian, ou = equations.get("vb", dim=5).dynamics, equations.get("lqou", dim=5).dynamics
     plain = scasml.MultilevelPicard(2, 10)
-    assert ", or next_correction=2" in truncation_message("solve", plain, 1.0, stderr, live, dynamics=brownian)
-    assert "next_correction" not in truncation_message("solve", plain, 1.0, stderr, live, dynamics=ou)
+    message = lambda estimator, applies: truncation_message("calibrate", estimator, 1.0, stderr, live,
+                                                            next_correction_applies=applies)
+    assert ", or next_correction=2" in message(plain, True)
+    assert "next_correction" not in message(plain, False)  # a PDE solved on its own, or OU dynamics
     for estimator in (scasml.MultilevelPicard(2, 10, next_correction=2),
                       scasml.MultilevelPicard(2, 10, variant="quadrature")):
-        assert ", or next" not in truncation_message("solve", estimator, 1.0, stderr, live, dynamics=brownian)
+        assert ", or next" not in message(estimator, True)
+    # solve/calibrate name it for a law of defect only (solved on its own, the equation has no surrogate to
+    # linearise at): corrections Δ1 = 1, Δ2 = 0.5 (an estimate of 0.25) against standard errors of 0.1
+    from scasml._calibrate import _truncation
+
+    pde = equations.get("vb", dim=5)
+    t = np.zeros(40, np.float32)
+    corrections, stderr = np.tile([1.0, 0.5, 0.0], (40, 1)), np.full(40, 0.1, np.float32)
+    for solved, named in ((pde, False), (scasml.law_of_defect(pde, scasml.FunctionSurrogate(pde.exact)), True)):
+        with pytest.warns(RuntimeWarning, match="Picard truncation") as caught:
+            _truncation("solve", plain, solved, t, corrections, stderr)
+        assert (", or next_correction=2" in str(caught[0].message)) == named

@@ -267,16 +267,74 @@ def test_the_next_correction_counts_its_bridge_points_and_needs_brownian_transit
     plain, corrected = scasml.MultilevelPicard(2, 10), scasml.MultilevelPicard(2, 10, next_correction=3)
     assert corrected.evaluations(pde) == plain.evaluations(pde) | {
         "increment": plain.evaluations(pde)["increment"] + 3 * 10}
+    _, surrogate = _perturbed("vb", 5)
     t, x = pde.sample_domain(jax.random.key(0), 12)  # its noise follows each point's key: chunks change nothing
-    whole, chunked = (scasml.solve(pde, t, x, corrected, key=jax.random.key(1), chunk_size=size) for size in (None, 4))
+    whole, chunked = (scasml.calibrate(surrogate, pde, t, x, corrected, key=jax.random.key(1), chunk_size=size)
+                      for size in (None, 4))
+    assert np.all(whole.picard_corrections[:, 1] != 0)  # the correction is there
     np.testing.assert_array_equal(whole.u, chunked.u)
     np.testing.assert_array_equal(whole.stderr, chunked.stderr)
+    with pytest.raises(ValueError, match="applies to the law of defect .scasml.calibrate., not to a PDE solved on"):
+        scasml.solve(pde, t, x, corrected, key=jax.random.key(1))  # f linearised at (0, 0), far from u
     lcd = equations.get("lcd", dim=5)  # linear: no last level, nothing to correct, the plain estimate
     assert corrected.evaluations(lcd) == plain.evaluations(lcd)
     t, x = lcd.sample_domain(jax.random.key(0), 4)
     same = [scasml.solve(lcd, t, x, est, key=jax.random.key(1)).u for est in (plain, corrected)]
     np.testing.assert_array_equal(same[0], same[1])
-    lqou = equations.get("lqou", dim=5)  # Ornstein–Uhlenbeck: its weight is not the Brownian increment's
+    lqou, surrogate = _perturbed("lqou", 5)  # Ornstein–Uhlenbeck: its weight is not the Brownian increment's
     t, x = lqou.sample_domain(jax.random.key(0), 4)
     with pytest.raises(ValueError, match="next_correction needs dynamics driven by Brownian increments alone"):
-        scasml.solve(lqou, t, x, corrected, key=jax.random.key(1))
+        scasml.calibrate(surrogate, lqou, t, x, corrected, key=jax.random.key(1))
+
+
+def test_the_next_correction_is_the_next_picard_correction_under_geometric_brownian_motion():
+    """BSB (geometric Brownian motion) has f linear in (u, z), where the linearised next correction is exact: its
+    mean at each point is that of MultilevelPicard(3, 8)'s last block, Δ3 = u_3 − u_2 (40 points × 40 keys; the
+    statistic Σ (difference of the means)²/(its variance) has mean N·ν/(ν − 2) and the bound of the test above,
+    ν = K − 1), and it is far from zero (the same statistic of its own mean)."""
+    pde, surrogate = _perturbed("bsb", 10, 0.1)
+    t, x = pde.sample_domain(jax.random.key(3), 40)
+    keys = 40
+
+    def next_corrections(estimator):
+        return np.stack([np.asarray(scasml.calibrate(surrogate, pde, t, x, estimator, key=jax.random.key(100 + k))
+                                    .picard_corrections[:, 1], np.float64) for k in range(keys)])
+
+    linearised, deeper = (next_corrections(est) for est in (scasml.MultilevelPicard(2, 10, next_correction=4),
+                                                              scasml.MultilevelPicard(3, 8)))
+    nu = keys - 1.0
+    bound = len(t) * nu / (nu - 2) + 4 * np.sqrt(len(t) * 2 * nu**2 * (nu - 1) / ((nu - 2) ** 2 * (nu - 4)))
+    variance = (linearised.var(axis=0, ddof=1) + deeper.var(axis=0, ddof=1)) / keys
+    assert np.sum((linearised.mean(axis=0) - deeper.mean(axis=0)) ** 2 / variance) <= bound
+    assert np.sum(linearised.mean(axis=0) ** 2 / (linearised.var(axis=0, ddof=1) / keys)) > 4 * bound
+
+
+def test_bridge_points_follow_the_brownian_bridge_and_their_weights_the_increments():
+    """``next_correction``'s bridge points (constant coefficients, 8,000 samples, one point each): s − t =
+    (r − t)(1 − V²) with V uniform, W_{s−t} given W_{r−t} normal with mean (s − t)/(r − t)·W_{r−t} and variance
+    (s − t)(r − s)/(r − t) (moments within 4 standard errors), and the tangent = 2(r − t)V·(1, (W_{r−t} −
+    W_{s−t})/(r − s)) (to float32 rounding)."""
+    from scasml.estimators._picard import _bridge_samples
+
+    pde = equations.get("vb", dim=3)
+    mu, sigma = np.asarray(pde.dynamics.mu, np.float64), float(pde.dynamics.sigma)
+    m, t, delta = 8000, 0.1, 0.4
+    x = jnp.asarray([0.2, -0.1, 0.3], jnp.float32)
+    uniform = jax.random.uniform(jax.random.key(0), (m,), jnp.float32, 0.05, 1.0)
+    omega = jax.random.normal(jax.random.key(1), (1, m, 3), jnp.float32)
+    out = _bridge_samples(pde, jnp.float32(t), x, jnp.float32(delta), {"uniform": uniform, "weights": omega}, 1,
+                          jax.random.key(2))
+    span = np.asarray(jnp.float32(delta) * uniform**2, np.float64)[:, None]  # r − t, as the estimator has it
+    tangent_u, tangent_z = (np.asarray(a, np.float64) for a in out["tangent"])
+    v = tangent_u / (2 * span)  # V, if the tangent's u part is 2(r − t)V
+    elapsed = np.asarray(out["s"], np.float64) - t  # s − t
+    np.testing.assert_allclose(elapsed, span * (1 - v**2), rtol=1e-4, atol=1e-6)
+    assert abs(v.mean() - 0.5) < 4 * np.sqrt(1 / 12 / m) and abs(v.var() - 1 / 12) < 4 * np.sqrt(1 / 180 / m)
+    w_r = (np.sqrt(span) * np.asarray(omega[0], np.float64))[:, None, :]
+    w_s = (np.asarray(out["points"], np.float64) - np.asarray(x) - mu * elapsed[..., None]) / sigma
+    inside = (v > 0.05) & (v < 0.95)  # s away from t and r, where float32 rounding dominates the scaled moments
+    gap, elapsed = span * v**2, span * (1 - v**2)
+    z = ((w_s - (elapsed / span)[..., None] * w_r) / np.sqrt(elapsed * gap / span)[..., None])[inside].ravel()
+    assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.var() - 1) < 4 * np.sqrt(2 / z.size), (z.mean(), z.var())
+    expected = tangent_u[..., None] * (w_r - w_s) / gap[..., None]
+    np.testing.assert_allclose(tangent_z[inside], expected[inside], rtol=1e-2, atol=1e-3)

@@ -79,7 +79,8 @@ class PointEstimate(eqx.Module):
     intervals; ``u_corrections``: the last two
     Picard corrections of u, (Δ_{n−1}, Δ_n, the estimated variance of Δ_n), from which ``picard_truncation``
     estimates the truncation |u − u_n| over a batch of points (zeros where there are none: Feynman–Kac, n = 1,
-    linear PDEs, t = T)."""
+    linear PDEs, t = T); with ``MultilevelPicard(next_correction=K)``, whose estimate includes the next one,
+    (Δ_n, Δ_{n+1}, var Δ_{n+1})."""
 
     u: Float[Array, ""]
     z: Float[Array, " d"]

@@ -108,8 +108,9 @@ class MultilevelPicard(AbstractEstimator):
     over K points s of the Brownian bridge from (t, x) to (r, X_r) of ∂f(s, X_s)·(1, (W_r − W_s)/(r − s)) (∂f at
     the PDE's increment inputs, i.e. at (û, σᵀ∇û) for the defect PDE; r − s drawn ∝ (r − s)^(−1/2)). K
     evaluations of the increment inputs per sample; its noise is part of the standard error; only u is
-    corrected (z keeps the level's own summands). Needs dynamics with ``brownian_transitions``; a bias of second
-    order in the corrections remains (linearisation at û, and the Picard corrections after the next).
+    corrected (z keeps the level's own summands). For the law of defect only (``calibrate``; ``solve`` on a PDE
+    itself would linearise f at u = 0, far from the solution) and dynamics with ``brownian_transitions``; a bias
+    of second order in the corrections remains (linearisation at û, and the Picard corrections after the next).
     For a linear PDE the l ≥ 1 terms vanish and are skipped (the estimator reduces to Feynman–Kac).
     Cost per query point: see ``evaluations``; for full history ≈ 2·M^n terminal and source evaluations at n = 2.
     The error decreases like M^(−n/2) up to logarithmic factors (full history).
@@ -187,6 +188,20 @@ class MultilevelPicard(AbstractEstimator):
         return {"terminal": cost.terminal, "source": cost.source,
                 "increment": cost.increment + self._bridge_points(plan)}
 
+    def check(self, pde) -> None:
+        """``next_correction`` linearises f at (0, 0): only about a surrogate (the law of defect), and only for
+        dynamics whose bridge it can draw."""
+        if not self.next_correction or pde.is_linear:
+            return
+        if not pde.is_defect:
+            raise ValueError("MultilevelPicard next_correction linearises the generator at the surrogate, so it "
+                             "applies to the law of defect (scasml.calibrate), not to a PDE solved on its own "
+                             f"({pde.name}): use levels={self.levels + 1} there")
+        if not pde.dynamics.brownian_transitions:
+            raise ValueError(f"MultilevelPicard next_correction needs dynamics driven by Brownian increments alone "
+                             f"(brownian_transitions), not {type(pde.dynamics).__name__}: use levels="
+                             f"{self.levels + 1}")
+
     def _bridge_points(self, plan: Plan) -> int:
         """Increment inputs evaluated for ``next_correction`` per point (0 when off or for a linear PDE)."""
         last = plan.levels[-1]
@@ -197,9 +212,7 @@ class MultilevelPicard(AbstractEstimator):
         plan = self.plan(pde)
         bridged = self._bridge_points(plan) > 0
         if bridged:
-            if not pde.dynamics.brownian_transitions:
-                raise ValueError(f"MultilevelPicard next_correction needs dynamics driven by Brownian increments alone "
-                                 f"(brownian_transitions), not {type(pde.dynamics).__name__}")
+            self.check(pde)  # also when called directly, not through solve/calibrate
             key, bridge_key = jax.random.split(key)
         noise, quasi = self._draw(pde, plan, key, x.dtype)
         delta = pde.horizon - t

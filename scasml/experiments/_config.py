@@ -408,6 +408,13 @@ def _check_method(config: ExperimentConfig, pde, m: Method, key: str) -> None:
     if m.kind == "mlp" and m.options.shrinkage != "none":
         raise ConfigError(f"{key}.shrinkage: only scasml methods shrink (toward the surrogate); plain Monte "
                           "Carlo has no surrogate to shrink toward")
+    if m.kind == "mlp" and m.options.next_correction:
+        raise ConfigError(f"{key}.next_correction: it linearises the generator at the surrogate, so it applies to "
+                          "scasml methods (the law of defect); plain Monte Carlo solves the PDE on its own (use more "
+                          "levels there)")
+    if m.options.next_correction and not pde.is_linear and not pde.dynamics.brownian_transitions:
+        raise ConfigError(f"{key}.next_correction: needs dynamics driven by Brownian increments alone "
+                          f"(brownian_transitions), not {type(pde.dynamics).__name__}")
     if m.options.widen and (pde.is_linear or m.options.levels < 2):
         why = f"{pde.name} is linear" if pde.is_linear else "levels = 1 has no earlier correction to compare"
         raise ConfigError(f"{key}.widen: there is no Picard truncation estimate to add to the intervals ({why}; "

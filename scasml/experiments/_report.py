@@ -328,7 +328,8 @@ def _warn_truncation(config: ExperimentConfig, results, pde) -> None:
             message = truncation_message(f"method {method.name!r}, repetition {r}", method.estimator(),
                                          result.truncation, result.arrays["stderr"], points["t"] < pde.horizon,
                                          remedy="`widen = true` in the method adds it to the intervals",
-                                         dynamics=pde.dynamics)
+                                         next_correction_applies=method.kind == "scasml"
+                                         and pde.dynamics.brownian_transitions)
             if message:
                 log.warning(message)
                 break
