@@ -379,7 +379,7 @@ def picard_corrections(g_x, components: list[Component], correction: Component |
     parts = [comp.mean_and_variance() for comp in components]  # (mean, variance of the mean) of (u, z)
     means = [mean[0] for mean, _ in parts]
     if correction is not None:
-        (mean, variance) = correction.mean_and_variance()
+        mean, variance = correction.mean_and_variance()
         return jnp.stack([means[-1] - mean[0], mean[0], variance[0]])
     before = g_x + means[0] + means[1] if len(components) == 3 else means[-2]
     return jnp.stack([before, means[-1], parts[-1][1][0]])
