@@ -69,6 +69,10 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
         2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=20, next_correction=2)),
     "bsb-mlp-next": (lambda: _perturbed("bsb", 10, 0.1), scasml.MultilevelPicard(2, 10, antithetic=True,
                                                                                   next_correction=2)),
+    "bsb-mlp-aq8x32-top-40-next": (lambda: _perturbed("bsb", 10, 0.1), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, next_correction=2)),
+    "vb-mlp-aq8x32-top-40-next": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, next_correction=2)),
     "lqou-mlp": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
     # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): the n = 2
     # truncation bias against a smaller standard error, recorded in experiments/RESULTS.md
