@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ._io import exclusive_lock, transient_lock
+from ._io import transient_lock
 
 log = logging.getLogger("scasml.cli")
 _HANDLERS: list[logging.Handler] = []
@@ -181,18 +181,6 @@ def cmd_report(args) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _training_lock(path: Path):
-    """An exclusive lock on the checkpoint ``path`` while it is trained further, so that a second
-    ``scasml train --continue`` on it is refused instead of racing it (one of the two would lose its steps)."""
-    busy = lambda: CommandError(f"--continue: {path} is being trained by another scasml process; wait for it to end")
-    unopenable = lambda err: CommandError(f"--continue: cannot open {path}: {err.strerror}")
-    with exclusive_lock(path, "rb", busy, unopenable) as fh:
-        if os.fstat(fh.fileno()).st_ino != os.stat(path).st_ino:  # saved anew by a run that just ended
-            raise CommandError(f"--continue: {path} was replaced while it was opened; run the command again")
-        yield
-
-
 def _not_a_checkpoint(path: Path) -> str | None:
     """Why the existing file ``path`` is not a scasml checkpoint (None: it is one)."""
     from .surrogates import CheckpointError, read_header
@@ -258,12 +246,9 @@ def cmd_train(args) -> int:
     out = Path(args.output or f"{config.name}.scasml")
     _check_not_config(out, config_path)
     _check_output(out, "--output")
-    with _output_lock(out):
-        if args.resume and config.surrogate_family == "pinn":
-            if not out.is_file():
-                raise CommandError(f"--continue: no checkpoint at {out} to continue")
-            with _training_lock(out):
-                return _train(args, config, out)
+    if args.resume and config.surrogate_family == "pinn" and not out.is_file():
+        raise CommandError(f"--continue: no checkpoint at {out} to continue")
+    with _output_lock(out):  # also a --continue: one of two trainings of the same checkpoint would lose its steps
         return _train(args, config, out)
 
 

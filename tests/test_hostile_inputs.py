@@ -417,7 +417,7 @@ def test_a_checkpoint_that_load_would_refuse_is_not_written(tmp_path):
 
 
 def test_continue_is_refused_while_another_process_trains_the_checkpoint(tmp_path, capsys):
-    import fcntl
+    from scasml._io import transient_lock
 
     config = tmp_path / "tiny.toml"
     config.write_text('[experiment]\nname = "tiny"\n[equation]\nname = "vb"\ndim = 3\n[surrogate]\nwidth = 8\n'
@@ -426,8 +426,8 @@ def test_continue_is_refused_while_another_process_trains_the_checkpoint(tmp_pat
     ckpt = tmp_path / "model.scasml"
     assert main(["train", str(config), "-o", str(ckpt), "--quiet"]) == 0
     before = ckpt.read_bytes()
-    with open(ckpt, "rb") as other:  # another process trains it further
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    refused = lambda: RuntimeError("held")
+    with transient_lock(tmp_path / "model.scasml.lock", refused, refused):  # another process trains it further
         assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet"]) == 2
     assert "being trained by another scasml process" in capsys.readouterr().err and ckpt.read_bytes() == before
     assert main(["train", str(config), "-o", str(ckpt), "--continue", "--quiet"]) == 0
