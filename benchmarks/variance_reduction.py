@@ -53,6 +53,8 @@ METHODS = {
     "antithetic, next 2": scasml.MultilevelPicard(2, 10, antithetic=True, next_correction=2),
     "aq8×32, top ≥ 40, next 2": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, qmc_points=32,
                                                         min_top_samples=40, next_correction=2),
+    "aq8×32, top ≥ 40, next 4": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=8, qmc_points=32,
+                                                        min_top_samples=40, next_correction=4),
     "aq4, 40×V1(3)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=40, inner_base=3),
     "aq4, 20×V1(5)": scasml.MultilevelPicard(2, 10, antithetic=True, qmc_sets=4, min_top_samples=20, inner_base=5),
     "aq8, M = 5, top ≥ 12": scasml.MultilevelPicard(2, 5, antithetic=True, qmc_sets=8, min_top_samples=12),

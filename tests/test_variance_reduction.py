@@ -69,10 +69,10 @@ CASES = {  # (problem, estimator): linear, semilinear, gradient-quadratic under 
         2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=20, next_correction=2)),
     "bsb-mlp-next": (lambda: _perturbed("bsb", 10, 0.1), scasml.MultilevelPicard(2, 10, antithetic=True,
                                                                                   next_correction=2)),
-    "bsb-mlp-aq8x32-top-40-next": (lambda: _perturbed("bsb", 10, 0.1), scasml.MultilevelPicard(
-        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, next_correction=2)),
-    "vb-mlp-aq8x32-top-40-next": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
-        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, next_correction=2)),
+    "bsb-mlp-aq8x32-top-40-next-4": (lambda: _perturbed("bsb", 10, 0.1), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, next_correction=4)),
+    "vb-mlp-aq8x32-top-40-next-4": (lambda: _perturbed("vb", 10), scasml.MultilevelPicard(
+        2, 10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, next_correction=4)),
     "lqou-mlp": (lambda: _perturbed("lqou", 10), scasml.MultilevelPicard(2, 10, antithetic=True)),
     # as in test_dynamics (n = 3, M = 8); at n = 2, M = 10 pairs cover 92.8 % here (plain: 95.3 %): the n = 2
     # truncation bias against a smaller standard error, recorded in experiments/RESULTS.md
@@ -342,3 +342,46 @@ def test_bridge_points_follow_the_brownian_bridge_and_their_weights_the_incremen
     assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.var() - 1) < 4 * np.sqrt(2 / z.size), (z.mean(), z.var())
     expected = tangent_u[..., None] * (w_r - w_s) / gap[..., None]
     np.testing.assert_allclose(tangent_z[inside], expected[inside], rtol=1e-2, atol=1e-3)
+
+
+def test_four_bridge_points_integrate_a_constant_derivative_over_the_bridge_exactly():
+    """With K = 4 the bridge points are (V, N), (V, −N), (1 − V, N'), (1 − V, −N'): where ∂f is constant (BSB:
+    f = −r(u − Σz/σ)), h is linear in V and N, so its mean over the four is its mean over the bridge,
+    ∂f·((r − t), √(r − t)·ω), with no noise of its own; two points (one V) leave the noise of V."""
+    from scasml.estimators._picard import _bridge_factor, _bridge_samples
+
+    pde = equations.get("bsb", dim=3)
+    m, t, delta = 64, 0.1, 0.4
+    x = jnp.asarray([1.0, 0.8, 1.2], jnp.float32)
+    uniform = jax.random.uniform(jax.random.key(0), (m,), jnp.float32, 0.05, 1.0)
+    omega = jax.random.normal(jax.random.key(1), (1, m, 3), jnp.float32)
+    entry = {"uniform": uniform, "weights": omega}
+    span = np.asarray(jnp.float32(delta) * uniform**2, np.float64)
+    rate, volatility = float(pde.rate), float(pde.volatility)
+    exact = -rate * span + rate / volatility * np.sqrt(span) * np.asarray(omega[0], np.float64).sum(axis=1)
+
+    def factor(points):
+        bridge = _bridge_samples(pde, jnp.float32(t), x, jnp.float32(delta), entry, points, jax.random.key(2))
+        return np.asarray(_bridge_factor(pde, bridge), np.float64)
+
+    np.testing.assert_allclose(factor(4), exact, rtol=1e-4, atol=1e-5)
+    assert np.max(np.abs(factor(2) - exact)) > 100 * 1e-5
+
+
+def test_the_next_correction_uses_the_increment_linearised_in_the_nested_estimates():
+    """The next correction's summand is ∂f(r, X_r)·(V_new − V_old), linear in the nested estimates (their noise
+    is not squared through f's curvature): for f = −½‖z + c‖² + u(u + 1), ∂f at (0, 0) is (1, −c)."""
+    from scasml.estimators._picard import _linear_increment, _Nested
+
+    c = jnp.asarray([1.0, -1.0])
+    pde = scasml.SemilinearPDE(dim=2, horizon=1.0, nonlinearity=lambda t, x, u, z: -0.5 * (z + c) @ (z + c)
+                               + u * (u + 1), terminal=lambda x: jnp.sum(x))
+    zero = jnp.zeros(())
+
+    def nested(u, z):
+        return _Nested(jnp.asarray(u), jnp.asarray(z), zero, jnp.zeros(2), None)
+
+    s, point = jnp.asarray(0.3), jnp.asarray([0.1, 0.2])
+    new, old = nested(2.0, [3.0, 5.0]), nested(0.5, [1.0, 1.0])
+    np.testing.assert_allclose(_linear_increment(pde, s, point, new, None, None), 2.0 - (3.0 - 5.0))
+    np.testing.assert_allclose(_linear_increment(pde, s, point, new, old, None), 1.5 - (2.0 - 4.0))
