@@ -1,14 +1,15 @@
-"""Variance reduction: work-normalised error of the estimator options against today's estimator.
+"""Variance reduction: work-normalised error of the default estimator and the options against plain Monte Carlo.
 
 Per row (shipped PINNs: VB-20, LCD-10, LQG-100, DR-100, and BSB-100 under geometric Brownian motion) and method,
 over the same points and keys, methods alternated key by key (this machine's speed drifts):
 
     work-normalised error = (relative L2 error)² × evaluations per point      (and × warm seconds)
 
-printed as a ratio to today's MultilevelPicard(2, 10) (methods: antithetic pairs, 4× terminal paths, both, and both
-with at least 20 samples in every block of the reported estimate; randomised quasi-Monte Carlo terminal paths and
-level-0 samples, alone, with 4× terminal paths, with all of these, and with antithetic pairs alone, with 4, 8 or 16
-nets (or 8 nets of at least 32 points) and at least 20 last-level samples, also with the linearised next Picard
+printed as a ratio to plain MultilevelPicard(2, 10), "today" (methods: ``scasml.default_estimator``, antithetic
+pairs, 4× terminal paths, both, and both with at least 20 samples in every block of the reported estimate;
+randomised quasi-Monte Carlo terminal paths and level-0 samples, alone, with 4× terminal paths, with all of these,
+and with antithetic pairs alone, with 4, 8 or 16 nets (or 8 nets of at least 32 points) and at least 20 or 40
+last-level samples, also with the linearised next Picard
 correction (``next_correction``); nested estimates of a smaller base); also
 the ratio of mean squared standard errors (the Monte Carlo variance alone, without the Picard bias and the
 reference's error) and of the 95 % interval's half-width² × evaluations (and × seconds): the Student-t quantile at
@@ -31,8 +32,9 @@ import numpy as np
 
 import scasml
 
-METHODS = {
+METHODS = {  # None: scasml.default_estimator of the row's law of defect (what calibrate uses when given none)
     "today": scasml.MultilevelPicard(2, 10),
+    "default": None,
     "antithetic": scasml.MultilevelPicard(2, 10, antithetic=True),
     "terminal×4": scasml.MultilevelPicard(2, 10, terminal_factor=4),
     "both": scasml.MultilevelPicard(2, 10, antithetic=True, terminal_factor=4),
@@ -81,6 +83,8 @@ def _run(surrogate, pde, t, x, estimator, key):
 
 def row(name, dim, points, keys, methods):
     surrogate, pde = scasml.pretrained(name, dim)
+    default = scasml.default_estimator(scasml.law_of_defect(pde, surrogate))
+    methods = {m: default if estimator is None else estimator for m, estimator in methods.items()}
     t, x = pde.sample_domain(jax.random.key(1), points)
     exact = _reference(pde, t, x)
     for estimator in methods.values():  # compile outside the timed runs

@@ -51,6 +51,7 @@ from ._widen import widen as widen
 from .estimators import AbstractEstimator as AbstractEstimator
 from .estimators import FeynmanKac as FeynmanKac
 from .estimators import MultilevelPicard as MultilevelPicard
+from .estimators import default_estimator as default_estimator
 from .surrogates import PINN as PINN
 from .surrogates import AbstractSurrogate as AbstractSurrogate
 from .surrogates import CheckpointError as CheckpointError

@@ -36,8 +36,9 @@ from ._checks import check_cost, check_key, is_integer, is_real
 from ._defect import law_of_defect
 from ._derivatives import AbstractTraceEstimator, ExactTrace
 from ._pde import AbstractSemilinearPDE
-from .estimators import AbstractEstimator, MultilevelPicard
+from .estimators import AbstractEstimator, MultilevelPicard, default_estimator
 from .estimators._base import source_block, terminal_value_and_z
+from .estimators._picard import next_correction_applies
 from .surrogates import check_surrogate
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes per device on CPUs
@@ -501,7 +502,7 @@ def _truncation(caller: str, estimator, pde, t, corrections, stderr) -> np.ndarr
     (``pde``: the PDE that ``estimator`` solved)."""
     rms, truncation = truncation_estimate(corrections, t, pde.horizon, stderr.dtype)
     message = truncation_message(caller, estimator, rms, stderr, t < pde.horizon,
-                                 next_correction_applies=pde.is_defect and pde.dynamics.brownian_transitions)
+                                 next_correction_applies=next_correction_applies(pde))
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
     return truncation
@@ -691,7 +692,7 @@ def solve(
     pde: AbstractSemilinearPDE,
     t,
     x,
-    estimator: AbstractEstimator,
+    estimator: AbstractEstimator | None = None,
     *,
     key: PRNGKeyArray,
     chunk_size: int | None = None,
@@ -702,7 +703,8 @@ def solve(
     allocation: AbstractAllocation | None = None,
     progress: bool = False,
 ) -> Estimate:
-    """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,)).
+    """Plain Monte Carlo estimate of u and σᵀ∇u at points t (N,), x (N, d) (or one point: scalar t, x (d,)) by
+    ``estimator`` (default: ``default_estimator(pde)``).
 
     Chunks of ``chunk_size`` points (default: from a memory model, independent of N) are sharded over ``devices``
     (default: all local devices); results do not depend on the number of devices. Point i uses the key
@@ -725,6 +727,8 @@ def solve(
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
+    if estimator is None:
+        estimator = default_estimator(pde)
     counts = _check_estimator(estimator, pde, max_evaluations)
     t, x, single = _as_points(pde, t, x)
     est = _run(pde, estimator, key, t, x, chunk_size, memory_budget, devices, None, index_offset, allocation,
@@ -769,7 +773,7 @@ def calibrate(
     pde: AbstractSemilinearPDE,
     t,
     x,
-    estimator: AbstractEstimator,
+    estimator: AbstractEstimator | None = None,
     *,
     key: PRNGKeyArray,
     trace: AbstractTraceEstimator = ExactTrace(),
@@ -783,21 +787,26 @@ def calibrate(
 ) -> CalibratedPrediction:
     """SCaSML: û + a Monte Carlo estimate of the defect u − û at points t (N,), x (N, d) (or one point).
 
-    The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (e.g. ``MultilevelPicard(2, 10)``)
-    solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch), with zero error. Chunking and
-    ``devices``, ``index_offset``, multi-process runs, the refusals (``max_evaluations``, memory, traced
-    inputs under ``jax.jit``), ``allocation`` and ``progress`` as in ``solve`` (a relative target applies to the
-    corrected u).
+    The defect solves ``law_of_defect(pde, surrogate, trace)``; ``estimator`` (default: ``default_estimator`` of
+    that PDE, i.e. variance reduction with the next Picard correction under Brownian or geometric Brownian dynamics,
+    else ``MultilevelPicard(2, 10)``) solves it. At t = T the result is g(x) exactly (û plus the terminal mismatch),
+    with zero error. Chunking and ``devices``, ``index_offset``, multi-process runs, the refusals
+    (``max_evaluations``, memory, traced inputs under ``jax.jit``), ``allocation`` and ``progress`` as in ``solve``
+    (a relative target applies to the corrected u).
     """
     if not isinstance(pde, AbstractSemilinearPDE):
         raise TypeError(f"pde must be an AbstractSemilinearPDE, got {type(pde).__name__}")
     if not isinstance(trace, AbstractTraceEstimator):
         raise TypeError(f"trace must be an AbstractTraceEstimator (ExactTrace() or HutchinsonTrace(probes)), got "
                         f"{type(trace).__name__}")
-    _check_estimator(estimator, pde, max_evaluations, applicable=False)  # before the surrogate is traced
+    if estimator is not None:
+        _check_estimator(estimator, pde, max_evaluations, applicable=False)  # before the surrogate is traced
     t, x, single = _as_points(pde, t, x)
     surrogate = check_surrogate(surrogate, pde)  # traceable, scalar, twice differentiable (nothing evaluated)
     defect = law_of_defect(pde, surrogate, trace)
+    if estimator is None:
+        estimator = default_estimator(defect)
+        _check_estimator(estimator, pde, max_evaluations, applicable=False)
     estimator.check(defect)  # on the PDE it solves, before the surrogate is evaluated
     u_hat = surrogate_values(surrogate, t, x)
     bad = ~np.isfinite(u_hat)

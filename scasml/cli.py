@@ -424,10 +424,12 @@ def cmd_calibrate(args) -> int:
     import numpy as np
 
     from ._calibrate import CPU_LANES, calibrate, truncation_estimate, truncation_message
+    from ._defect import law_of_defect
     from ._progress import ProgressBar
     from ._shrinkage import shrunk_prediction
     from ._widen import widened_bounds
-    from .estimators import FeynmanKac, MultilevelPicard
+    from .estimators import FeynmanKac, MultilevelPicard, default_estimator
+    from .estimators._picard import REDUCED_OPTIONS
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
 
@@ -491,6 +493,11 @@ def cmd_calibrate(args) -> int:
 
                 candidates = tuple(MultilevelPicard(c.levels, c.base, **given) for c in DEFAULT_CANDIDATES)
                 estimator, described = None, None
+            elif args.levels is None and args.base is None and not given:  # nothing chosen: the API's default
+                estimator = default_estimator(law_of_defect(pde, surrogate))
+                extra = "".join(f", {key}={getattr(estimator, key)!r}" for key in REDUCED_OPTIONS
+                                if getattr(estimator, key) != getattr(MultilevelPicard(), key))
+                described = f"MultilevelPicard(levels={estimator.levels}, base={estimator.base}{extra}) (the default)"
             else:
                 levels = DEFAULT_LEVELS if args.levels is None else args.levels
                 base = DEFAULT_BASE if args.base is None else args.base
@@ -734,7 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="picard: multilevel Picard (any PDE); feynman-kac: plain Monte Carlo of the Feynman–Kac "
                    "formula (linear PDEs only; the defect PDE of a linear PDE is linear)")
     p.add_argument("--paths", type=int, default=None, help="Feynman–Kac paths per point (default 1000)")
-    p.add_argument("--levels", type=int, default=None, help="multilevel Picard levels n (default 2)")
+    p.add_argument("--levels", type=int, default=None, help="multilevel Picard levels n (default 2). With none of "
+                   "--levels, --base, --variant, --clip and the options below: scasml.default_estimator (n = 2, "
+                   "M = 10, with antithetic pairs, 8 nets of 32, 40 top samples and 4 next-correction bridge points "
+                   "under Brownian or geometric Brownian dynamics; else plain); with any of them, the others keep "
+                   "MultilevelPicard's defaults (no variance reduction)")
     p.add_argument("--base", type=int, default=None, help="multilevel Picard base M (default 10)")
     p.add_argument("--variant", default=None, choices=("full_history", "quadrature"),
                    help="multilevel Picard: random times (full_history, default) or Gauss–Legendre nodes (quadrature)")

@@ -135,6 +135,14 @@ def test_calibrate_user_points_csv_npy_npz(checkpoint, tmp_path, capsys):
     assert ("MultilevelPicard(levels=2, base=4, antithetic=True, min_top_samples=8, qmc_sets=4, qmc_points=8, "
             "inner_base=3, next_correction=2)"
             in capsys.readouterr().out)
+    out6 = tmp_path / "out6.npz"  # no multilevel Picard option given: scasml.default_estimator, as calibrate's
+    assert main(["calibrate", str(checkpoint), "--points", str(src), "--out", str(out6), "--seed", "3"]) == 0
+    assert ("MultilevelPicard(levels=2, base=10, antithetic=True, qmc_sets=8, qmc_points=32, min_top_samples=40, "
+            "next_correction=4) (the default)" in capsys.readouterr().out)
+    pde = scasml.equations.get("vb", dim=3)
+    with np.load(out6, allow_pickle=False) as data:
+        api = scasml.calibrate(scasml.load_surrogate(checkpoint, pde), pde, data["t"], data["x"], key=jax.random.key(3))
+        np.testing.assert_array_equal(data["u"], api.u)
     from scasml.cli import build_parser  # flags left out keep MultilevelPicard's defaults; --no-antithetic is False
 
     parsed = build_parser().parse_args(["calibrate", str(checkpoint), "--points", str(src), "--no-antithetic"])

@@ -385,3 +385,33 @@ def test_the_next_correction_uses_the_increment_linearised_in_the_nested_estimat
     new, old = nested(2.0, [3.0, 5.0]), nested(0.5, [1.0, 1.0])
     np.testing.assert_allclose(_linear_increment(pde, s, point, new, None, None), 2.0 - (3.0 - 5.0))
     np.testing.assert_allclose(_linear_increment(pde, s, point, new, old, None), 1.5 - (2.0 - 4.0))
+
+
+def test_the_default_estimator_reduces_the_variance_where_its_intervals_stay_honest():
+    """``scasml.default_estimator``, what ``calibrate``/``solve`` use when given no estimator: the statistically
+    tested ``vb-``/``bsb-mlp-aq8x32-top-40-next-4`` estimator for the law of defect under Brownian and geometric
+    Brownian dynamics and for linear PDEs (no truncation); plain MultilevelPicard(2, 10) where the next correction
+    does not apply (``solve`` on a semilinear PDE itself, Ornstein–Uhlenbeck or Itô dynamics), so that the n = 2
+    truncation is not exposed by a smaller standard error."""
+    reduced, plain = CASES["vb-mlp-aq8x32-top-40-next-4"][1], scasml.MultilevelPicard(2, 10)
+    assert CASES["bsb-mlp-aq8x32-top-40-next-4"][1] == reduced
+    for name in ("vb", "bsb", "lcd", "lqou"):
+        pde, surrogate = _perturbed(name, 5)
+        expected = plain if name == "lqou" else reduced
+        assert scasml.default_estimator(scasml.law_of_defect(pde, surrogate)) == expected, name
+        assert scasml.default_estimator(pde) == (reduced if name == "lcd" else plain), name
+    vb, surrogate = _perturbed("vb", 5)
+    ito = scasml.SemilinearPDE(dim=5, horizon=1.0, nonlinearity=lambda t, x, u, z: u * jnp.sum(z),
+                               terminal=lambda x: jnp.sum(x),
+                               dynamics=scasml.ItoDiffusion(5, drift=lambda t, x: 0.1 * x,
+                                                            diffusion=lambda t, x: 1.0 + 0 * t))
+    assert scasml.default_estimator(scasml.law_of_defect(ito, surrogate)) == plain
+    t, x = vb.sample_domain(jax.random.key(0), 6)
+    given, default = (scasml.calibrate(surrogate, vb, t, x, *est, key=jax.random.key(1)) for est in ([reduced], []))
+    np.testing.assert_array_equal(given.u, default.u)
+    np.testing.assert_array_equal(given.stderr, default.stderr)
+    lcd, _ = _perturbed("lcd", 5)
+    given, default = (scasml.solve(lcd, t, x, *est, key=jax.random.key(1)) for est in ([reduced], []))
+    np.testing.assert_array_equal(given.u, default.u)
+    with pytest.raises(ValueError, match="more than the limit of 100"):  # checked like a given estimator
+        scasml.calibrate(surrogate, vb, t, x, key=jax.random.key(1), max_evaluations=100)
