@@ -406,6 +406,12 @@ def test_the_default_estimator_reduces_the_variance_where_its_intervals_stay_hon
                                dynamics=scasml.ItoDiffusion(5, drift=lambda t, x: 0.1 * x,
                                                             diffusion=lambda t, x: 1.0 + 0 * t))
     assert scasml.default_estimator(scasml.law_of_defect(ito, surrogate)) == plain
+    wide = scasml.SemilinearPDE(dim=21_200, horizon=1.0, nonlinearity=lambda t, x, u, z: u * jnp.sum(z),
+                                terminal=lambda x: jnp.sum(x))  # nets in d + 1 dimensions: the Sobol' generator's most
+    assert scasml.default_estimator(scasml.law_of_defect(wide, surrogate)) == reduced
+    wider = scasml.SemilinearPDE(dim=21_201, horizon=1.0, nonlinearity=lambda t, x, u, z: u * jnp.sum(z),
+                                 terminal=lambda x: jnp.sum(x))
+    assert scasml.default_estimator(scasml.law_of_defect(wider, surrogate)) == plain
     t, x = vb.sample_domain(jax.random.key(0), 6)
     given, default = (scasml.calibrate(surrogate, vb, t, x, *est, key=jax.random.key(1)) for est in ([reduced], []))
     np.testing.assert_array_equal(given.u, default.u)

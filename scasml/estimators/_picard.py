@@ -31,6 +31,7 @@ from ._base import (
     terminal_summands,
 )
 from ._qmc import (
+    MAX_SOBOL_DIMENSIONS,
     normal_quantile,
     open_unit_interval,
     shift_word_count,
@@ -357,9 +358,11 @@ def default_estimator(pde) -> MultilevelPicard:
     n = 2 truncation that their smaller standard error would expose. On the shipped PINNs: the relative L2 error
     0.33–0.49× plain's, err² × evaluations 0.41–0.90 and err² × seconds 0.35–0.90 of plain, intervals covering
     94.2–95.8 % (experiments/RESULTS.md). Elsewhere (``solve`` on a semilinear PDE itself, whose increments start
-    from u = 0; Ornstein–Uhlenbeck or Itô dynamics) plain MultilevelPicard(2, 10).
+    from u = 0; Ornstein–Uhlenbeck or Itô dynamics) plain MultilevelPicard(2, 10), and so where the nets would need
+    more dimensions (noise rows × d + 1) than the Sobol' generator has (``MAX_SOBOL_DIMENSIONS`` = 21,201).
     """
-    if pde.is_linear or next_correction_applies(pde):
+    nets_fit = pde.dynamics.noise_rows * pde.dim + 1 <= MAX_SOBOL_DIMENSIONS
+    if nets_fit and (pde.is_linear or next_correction_applies(pde)):
         return MultilevelPicard(2, 10, **REDUCED_OPTIONS)
     return MultilevelPicard(2, 10)
 
@@ -446,17 +449,17 @@ def _bridge_samples(pde, t, x, delta, entry: dict, points: int, key) -> dict:
     (full history: r − t = ΔU², X_r driven by W_{r−t} = √(r − t)·ω): s = t + (r − t)(1 − V²) with V uniform
     (r − s = (r − t)V², density ∝ (r − s)^(−1/2) on (t, r)), W_{s−t} from the bridge, and the tangent
     (2(r − t)V, 2√(r − t)·(V·ω − √(1 − V²)·N)) = 2(r − t)V·(1, (W_{r−t} − W_{s−t})/(r − s)) along which ∂f is
-    taken (no division: finite as V → 0). The points come in pairs (V, N), (V, −N), and from K = 4 on the pairs' V
-    in pairs (V, 1 − V): where ∂f is constant along the bridge (BSB), h is then linear in V and N and its mean over
-    the four points is exactly its mean over the bridge. Returns the increment-input requests at (s, X_s) (m, K)
-    and tangents."""
+    taken (no division: finite as V → 0). The points come in pairs (V, N), (V, −N), and from K = 3 on the pairs'
+    V in pairs (V, 1 − V): where ∂f is constant along the bridge (BSB), N cancels in each pair, what is left is
+    linear in V, and the mean over each four points is exactly the mean over the bridge. Returns the increment-input
+    requests at (s, X_s) (m, K) and tangents."""
     span = delta * entry["uniform"] ** 2  # r − t (m,)
     omega = entry["weights"][0]  # (m, d): ω = the sample's standard normal row
     m, d = omega.shape
     k_v, k_n = jax.random.split(key)
     half = (points + 1) // 2  # antithetic pairs (V, N), (V, −N); an odd K drops the last −N
     v = jax.random.uniform(k_v, (m, (half + 1) // 2), x.dtype)  # V = 0 is harmless (s = r), and so is V = 1 (s = t)
-    v = jnp.concatenate([v, 1 - v], axis=1)[:, :half]  # the pairs' V in antithetic pairs (V, 1 − V) from K = 4 on
+    v = jnp.concatenate([v, 1 - v], axis=1)[:, :half]  # the pairs' V in antithetic pairs (V, 1 − V) from K = 3 on
     v = jnp.tile(v, (1, 2))[:, :points]
     normals = jax.random.normal(k_n, (m, half, d), x.dtype)
     normals = jnp.concatenate([normals, -normals], axis=1)[:, :points]
