@@ -429,7 +429,7 @@ def cmd_calibrate(args) -> int:
     from ._shrinkage import shrunk_prediction
     from ._widen import widened_bounds
     from .estimators import FeynmanKac, MultilevelPicard, default_estimator
-    from .estimators._picard import REDUCED_OPTIONS
+    from .estimators._picard import REDUCED_OPTIONS, next_correction_applies
     from .experiments import read_points, write_predictions
     from .experiments._compute import chunk_layout, chunk_slice, make_trace
 
@@ -459,6 +459,7 @@ def cmd_calibrate(args) -> int:
                "next_correction")
     given = {key: getattr(args, key) for key in options if getattr(args, key) is not None}
     candidates = None  # --recommend: the estimators it chooses among
+    defect = law_of_defect(pde, surrogate)  # what the estimator solves (for the default and the truncation warning)
     try:
         if args.estimator == "feynman-kac":
             picard_only = [_flag(key) for key in _PICARD_ONLY if getattr(args, key) is not None]
@@ -493,17 +494,18 @@ def cmd_calibrate(args) -> int:
 
                 candidates = tuple(MultilevelPicard(c.levels, c.base, **given) for c in DEFAULT_CANDIDATES)
                 estimator, described = None, None
-            elif args.levels is None and args.base is None and not given:  # nothing chosen: the API's default
-                estimator = default_estimator(law_of_defect(pde, surrogate))
-                extra = "".join(f", {key}={getattr(estimator, key)!r}" for key in REDUCED_OPTIONS
-                                if getattr(estimator, key) != getattr(MultilevelPicard(), key))
-                described = f"MultilevelPicard(levels={estimator.levels}, base={estimator.base}{extra}) (the default)"
             else:
+                chosen = args.levels is not None or args.base is not None or given
                 levels = DEFAULT_LEVELS if args.levels is None else args.levels
                 base = DEFAULT_BASE if args.base is None else args.base
+                if not chosen:  # nothing chosen: the API's default, by its options
+                    default = default_estimator(defect)
+                    levels, base = default.levels, default.base
+                    given = {key: getattr(default, key) for key in REDUCED_OPTIONS
+                             if getattr(default, key) != getattr(MultilevelPicard(), key)}
                 estimator = MultilevelPicard(levels=levels, base=base, **given)
                 extra = "".join(f", {key}={value!r}" for key, value in given.items())
-                described = f"MultilevelPicard(levels={levels}, base={base}{extra})"
+                described = f"MultilevelPicard(levels={levels}, base={base}{extra}){'' if chosen else ' (the default)'}"
     except ValueError as err:
         raise CommandError(str(err)) from None
     enable_compile_cache(args.compile_cache)
@@ -555,7 +557,7 @@ def cmd_calibrate(args) -> int:
     truncation, spread = truncation_estimate(cat("picard_corrections"), t, pde.horizon, cat("stderr").dtype)
     message = truncation_message("scasml calibrate", estimator, truncation, cat("stderr"), t < pde.horizon,
                                  remedy="--widen adds it to the intervals",
-                                 next_correction_applies=pde.dynamics.brownian_transitions)
+                                 next_correction_applies=next_correction_applies(defect))
     if message and not args.widen:
         log.warning(message)
     columns = {"t": t, "surrogate": cat("surrogate"), "defect": cat("defect"), "u": cat("u"),
